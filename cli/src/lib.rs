@@ -1,0 +1,2 @@
+//! The command line of agent-cli-proxy: every command but the server loop itself.
+#![forbid(unsafe_code)]

@@ -1,0 +1,37 @@
+//! The sans-IO core of agent-cli-proxy.
+//!
+//! Every decision the proxy makes lives here, with no IO, no clock reads, no threads and no
+//! async runtime: time arrives as an argument ([`time::Instant`] for the monotonic clock,
+//! [`time::UnixMillis`] for wall time), randomness from a seed, and lookups are answered by the
+//! caller. Inputs are `handle_*` methods, outputs are `poll_*` methods drained in a documented
+//! order. The runtime shells (`shell-tokio`, `shell-smol`) only move bytes, sleep until the
+//! deadlines the core reports and talk to storage.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod time;
+
+pub mod sse;
+pub mod ndjson;
+pub mod usage;
+
+pub mod pricing;
+pub mod cost;
+
+pub mod auth;
+pub mod breaker;
+pub mod gate;
+pub mod identify;
+pub mod limiter;
+pub mod retry;
+pub mod route;
+
+pub mod config;
+pub mod headers;
+pub mod json_edit;
+pub mod provider;
+pub mod transform;
+
+#[cfg(any(test, feature = "_fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;

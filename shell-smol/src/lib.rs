@@ -1,0 +1,1 @@
+//! agent-cli-proxy on smol + async-io.

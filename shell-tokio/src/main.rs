@@ -1,0 +1,3 @@
+fn main() {
+    eprintln!("agent-cli-proxy: serve is not built yet");
+}

@@ -1,0 +1,1 @@
+//! Test harness of agent-cli-proxy (`reliability.md` §3).
