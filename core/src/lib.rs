@@ -9,14 +9,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod errors;
+pub mod head;
+pub mod secret;
 pub mod time;
 
-pub mod sse;
 pub mod ndjson;
+pub mod sse;
 pub mod usage;
 
-pub mod pricing;
 pub mod cost;
+pub mod pricing;
 
 pub mod auth;
 pub mod breaker;

@@ -183,6 +183,9 @@ mod tests {
         let b = Instant::from_millis(7);
         assert_eq!(a.saturating_duration_since(b), Duration::ZERO);
         assert_eq!(b.millis_since(a), 2);
-        assert_eq!(Instant::from_micros(u64::MAX) + Duration::from_secs(1), Instant::from_micros(u64::MAX));
+        assert_eq!(
+            Instant::from_micros(u64::MAX) + Duration::from_secs(1),
+            Instant::from_micros(u64::MAX)
+        );
     }
 }

@@ -171,7 +171,10 @@ mod tests {
             reasoning: 1024,
         };
         let c = r.columns();
-        assert_eq!((c.prompt_tokens, c.total_tokens, c.reasoning_tokens), (12_000, 13_500, 1024));
+        assert_eq!(
+            (c.prompt_tokens, c.total_tokens, c.reasoning_tokens),
+            (12_000, 13_500, 1024)
+        );
         assert_eq!(UsageRecord::from_columns(Convention::OpenAi, &c), r);
     }
 }
