@@ -1,0 +1,4 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    agent_cli_proxy_core::fuzzing::provider_config::provider_config(data);
+});
