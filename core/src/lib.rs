@@ -11,6 +11,7 @@
 
 pub mod errors;
 pub mod head;
+pub mod outcome;
 pub mod secret;
 pub mod time;
 
