@@ -14,8 +14,11 @@ pub mod provider_config;
 pub mod sse;
 pub mod usage;
 
+/// A fuzz body: panics only when its oracle is violated.
+pub type FuzzBody = fn(&[u8]);
+
 /// Every fuzz target by name, for the corpus replay.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, FuzzBody)] = &[
     ("sse_scan", sse::sse_scan),
     ("usage_anthropic", usage::usage_anthropic),
     ("usage_openai_chat", usage::usage_openai_chat),
