@@ -80,3 +80,74 @@ fn check_costing(table: &PriceTable) {
         assert_eq!(costed.status == CostStatus::Ok, costed.cost_nanousd > 0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corpus(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/corpus/pricing_load")
+            .join(name);
+        std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn seed_corpus_replays_and_loads_what_it_should() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/pricing_load");
+        let mut replayed = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            pricing_load(&std::fs::read(&path).unwrap());
+            replayed += 1;
+        }
+        assert!(replayed >= 10);
+        let api = PriceTable::from_models_dev(&corpus("api_small.json")).unwrap();
+        assert!(api.get("openrouter/anthropic/claude-sonnet-4.5").is_some());
+        assert!(api.get("no-cost").is_none());
+        let odd = PriceTable::from_models_dev(&corpus("api_odd_numbers.json")).unwrap();
+        let view: Vec<(&str, u64, u64)> = odd
+            .iter()
+            .filter(|(k, _)| !k.contains('/'))
+            .map(|(k, p)| (k, p.base.input, p.base.output))
+            .collect();
+        assert_eq!(
+            view,
+            [
+                ("a", 2_000_000, 2_000_000),
+                ("b", 0, 1),
+                ("c", 0, 100_000_000)
+            ]
+        );
+        assert_eq!(odd.get("b").and_then(|p| p.base.cache_read), None);
+        assert!(from_cache_file(&corpus("cache_ours.json")).is_ok());
+        assert!(from_cache_file(&corpus("cache_original.json")).is_ok());
+        assert!(
+            parse_overrides_json(std::str::from_utf8(&corpus("overrides.json")).unwrap()).is_ok()
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn generated_documents_satisfy_the_oracles(
+            numbers in proptest::collection::vec("-?[0-9]{1,22}(\\.[0-9]{1,12})?([eE][+-]?[0-9]{1,3})?", 4),
+            names in proptest::collection::vec("[A-Za-z_ ./-]{0,12}", 2),
+        ) {
+            let doc = format!(
+                r#"{{"{p}": {{"models": {{"{m}": {{"name": "{m} x", "cost": {{"input": {a}, "output": {b}, "cache_read": {c},
+                    "tiers": [{{"tier": {{"type": "context", "size": 1000}}, "input": {d}, "output": {a}}}]}}}}}}}}}}"#,
+                p = names[0], m = names[1], a = numbers[0], b = numbers[1], c = numbers[2], d = numbers[3],
+            );
+            pricing_load(doc.as_bytes());
+            for n in &numbers {
+                pricing_load(n.as_bytes());
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            pricing_load(&data);
+        }
+    }
+}
