@@ -298,8 +298,14 @@ fn render_histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
     h.render_max_samples(name, out);
 }
 
+/// Summed `(request_count, total_tokens, cost_nanousd)` of one provider and model.
+type TodaySums = (u64, u64, i64);
+
+/// Name, HELP text and value picker of one `_today` series.
+type TodaySeries = (&'static str, &'static str, fn(&TodaySums) -> String);
+
 fn render_today(out: &mut String, rows: &[TodayRow]) {
-    let mut merged: BTreeMap<(String, String), (u64, u64, i64)> = BTreeMap::new();
+    let mut merged: BTreeMap<(String, String), TodaySums> = BTreeMap::new();
     for row in rows {
         let key = (or_unknown(&row.provider), or_unknown(&row.model));
         let e = merged.entry(key).or_default();
@@ -307,7 +313,7 @@ fn render_today(out: &mut String, rows: &[TodayRow]) {
         e.1 = e.1.saturating_add(row.total_tokens);
         e.2 = e.2.saturating_add(row.cost_nanousd);
     }
-    let series: [(&str, &str, fn(&(u64, u64, i64)) -> String); 3] = [
+    let series: [TodaySeries; 3] = [
         (
             "agent_cli_proxy_requests_today",
             "LLM requests today (UTC) by provider and model",

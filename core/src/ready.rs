@@ -333,7 +333,7 @@ pub struct RunId(u64);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadyDecision {
     /// Answer with this fresh result (log `ready.cache_hit`).
-    Cached(ReadyReport),
+    Cached(Box<ReadyReport>),
     /// Run the checks now and call [`ReadyCache::complete`] with this id.
     Start(RunId),
     /// A run is in flight: wait for its completion and answer with its report.
@@ -349,7 +349,7 @@ enum CacheState {
         started: Instant,
     },
     Done {
-        report: ReadyReport,
+        report: Box<ReadyReport>,
         completed: Instant,
     },
 }
@@ -395,7 +395,7 @@ impl ReadyCache {
         match self.state {
             CacheState::Running { run: current, .. } if current == run => {
                 self.state = CacheState::Done {
-                    report,
+                    report: Box::new(report),
                     completed: now,
                 };
                 true
@@ -616,7 +616,7 @@ mod tests {
         assert_eq!(cache.last_report(), Some(&passing()));
         assert_eq!(
             cache.decide(t0.plus_millis(3_199)),
-            ReadyDecision::Cached(passing())
+            ReadyDecision::Cached(Box::new(passing()))
         );
         let ReadyDecision::Start(second) = cache.decide(t0.plus_millis(3_200)) else {
             panic!("stale after 3000 ms");

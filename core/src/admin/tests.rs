@@ -1,3 +1,5 @@
+#![allow(clippy::result_large_err)] // helpers mirror `parse`'s signature
+
 use http::Method;
 use http::header::CACHE_CONTROL;
 use proptest::prelude::*;
