@@ -261,3 +261,37 @@ fn reply_has_text_content_type() {
     assert_eq!(r.headers.get("content-type").unwrap(), CONTENT_TYPE);
     assert_eq!(&r.body[..], b"agent_cli_proxy_up 1\n");
 }
+
+proptest::proptest! {
+    /// Whatever the label values, each sample stays on one line: escaping never lets a value
+    /// break the line structure, and duplicate pairs merge into one sample.
+    #[test]
+    fn arbitrary_labels_keep_one_sample_per_line(
+        pairs in proptest::collection::vec(("(?s).{0,8}", "(?s).{0,8}"), 0..8),
+    ) {
+        let rows: Vec<TodayRow> = pairs
+            .iter()
+            .map(|(p, m)| TodayRow {
+                provider: p.clone(),
+                model: m.clone(),
+                request_count: 1,
+                total_tokens: 2,
+                cost_nanousd: 3,
+            })
+            .collect();
+        let distinct: std::collections::BTreeSet<(String, String)> = pairs
+            .iter()
+            .map(|(p, m)| (or_unknown(p), or_unknown(m)))
+            .collect();
+        let text = MetricsRegistry::new().render(&rows, &Snapshot::default());
+        proptest::prop_assert!(text.ends_with('\n'));
+        proptest::prop_assert_eq!(text.lines().count(), EMPTY.lines().count() + 3 * distinct.len());
+        // Merged duplicates keep the total: the request samples add up to one per row.
+        let total: u64 = text
+            .lines()
+            .filter(|l| l.starts_with("agent_cli_proxy_requests_today{"))
+            .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+            .sum();
+        proptest::prop_assert_eq!(total, rows.len() as u64);
+    }
+}
