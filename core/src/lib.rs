@@ -36,6 +36,11 @@ pub mod json_edit;
 pub mod provider;
 pub mod transform;
 
+pub mod admin;
+pub mod metrics;
+pub mod ready;
+pub mod supervisor;
+
 #[cfg(any(test, feature = "_fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
