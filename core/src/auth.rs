@@ -104,6 +104,10 @@ pub const RESTRICTION_EXEMPT_PATH: &str = "/v1/models";
 
 /// The provider restriction of a managed key (§4.4): a non-empty `allowed_providers` that
 /// does not contain the resolved provider id rejects with E14, except on `/v1/models`.
+#[allow(
+    clippy::result_large_err,
+    reason = "rejections are rare and the caller sends the reply as is"
+)]
 pub fn check_provider_allowed(
     path: &str,
     allowed_providers: &[String],
@@ -147,7 +151,11 @@ mod tests {
     #[test]
     fn credential_extraction_table() {
         use CredentialHeader::*;
-        let cases: &[(&[(&str, &str)], Option<(&str, CredentialHeader)>)] = &[
+        type Case<'a> = (
+            &'a [(&'a str, &'a str)],
+            Option<(&'a str, CredentialHeader)>,
+        );
+        let cases: &[Case<'_>] = &[
             (
                 &[("authorization", "Bearer k1")],
                 Some(("k1", Authorization)),

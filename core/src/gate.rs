@@ -32,6 +32,10 @@ use crate::secret::Secret;
 /// `has_body` tells whether the request carries a body (see [`declares_body`]); only then is
 /// the `Content-Type` of `POST`/`PATCH`/`DELETE` checked. An empty `admin_api_key` authorizes
 /// every request that passed the first three checks.
+#[allow(
+    clippy::result_large_err,
+    reason = "rejections are rare and the caller sends the reply as is"
+)]
 pub fn admin_gate(
     head: &RequestHead,
     peer: IpAddr,
@@ -83,6 +87,10 @@ pub fn admin_token(headers: &HeaderMap) -> Option<&str> {
 
 /// The cross-origin check of proxy routes (§2.2): without required keys, an `Origin` that is
 /// not a loopback origin is rejected with E3. With keys required, `Origin` is not checked.
+#[allow(
+    clippy::result_large_err,
+    reason = "rejections are rare and the caller sends the reply as is"
+)]
 pub fn check_cross_origin(headers: &HeaderMap, require_api_key: bool) -> Result<(), Reply> {
     if require_api_key || origin_is_loopback_or_absent(headers) {
         Ok(())
@@ -610,7 +618,8 @@ mod tests {
 
     #[test]
     fn secure_request_table() {
-        let cases: &[(&[(&'static str, &str)], bool, bool, bool)] = &[
+        type Case<'a> = (&'a [(&'static str, &'a str)], bool, bool, bool);
+        let cases: &[Case<'_>] = &[
             (&[], true, false, true),
             (&[], false, true, false),
             (&[("x-forwarded-proto", "https")], false, false, false),

@@ -6,6 +6,9 @@ use http::{HeaderMap, HeaderValue};
 
 use super::*;
 
+type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+type RuleCase<'a> = (&'a [(&'a str, &'a str)], &'a str);
+
 fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
     for (k, v) in pairs {
@@ -17,7 +20,7 @@ fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
 #[test]
 fn spec_examples_of_section_6_3() {
     let mapping = BTreeMap::from([("k1".to_owned(), "alice".to_owned())]);
-    let cases: &[(&[(&str, &str)], &str, &str)] = &[
+    let cases: &[Case<'_>] = &[
         (&[("user-agent", "opencode/1.0")], "opencode", "opencode"),
         (&[("x-agent-name", "jongi")], "openclaw", "openclaw-jongi"),
         (
@@ -55,7 +58,7 @@ fn spec_examples_of_section_6_3() {
 
 #[test]
 fn tool_rule_table_in_order_with_ties() {
-    let cases: &[(&[(&str, &str)], &str)] = &[
+    let cases: &[RuleCase<'_>] = &[
         // Rule 1 beats every later rule.
         (
             &[
