@@ -1,5 +1,5 @@
 //! Which tool and which instance sent a request (`datapath.md` §6): the inspection of
-//! §6.1 ([`inspect`]), the tool rule table of §6.2 ([`TOOL_RULES`]; adding a tool is one
+//! §6.1 ([`inspect()`]), the tool rule table of §6.2 ([`TOOL_RULES`]; adding a tool is one
 //! entry), and the instance name and `client_id` of §6.3 ([`identify`]).
 //!
 //! Header values are read as UTF-8 with replacement, so a non-ASCII `x-agent-name` or
@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use http::HeaderMap;
 
-use crate::auth::extract_credential;
+use crate::auth::{constant_time_eq, extract_credential};
 
 pub use inspect::{BodyFields, Inspection, body_fields, inspect};
 
@@ -140,8 +140,8 @@ pub fn instance_name(
     rule: &ToolRule,
     mapping: &BTreeMap<String, String>,
 ) -> Option<String> {
-    if let Some(name) = extract_credential(headers).and_then(|c| mapping.get(c.token)) {
-        return Some(name.clone());
+    if let Some(name) = extract_credential(headers).and_then(|c| mapped_name(mapping, c.token)) {
+        return Some(name.to_owned());
     }
     if let Some(agent) = header_text(headers, "x-agent-name") {
         return Some(agent.into_owned());
@@ -156,6 +156,15 @@ pub fn client_id(tool: &str, instance: Option<&str>) -> String {
         Some(instance) => format!("{tool}-{instance}"),
         None => tool.to_owned(),
     }
+}
+
+/// The mapping keys are credentials, so they are compared in constant time (RQ-S4), every
+/// entry, with no early exit; the mapping is a short operator-written list.
+fn mapped_name<'m>(mapping: &'m BTreeMap<String, String>, credential: &str) -> Option<&'m str> {
+    mapping.iter().fold(None, |found, (key, name)| {
+        let hit = constant_time_eq(key.as_bytes(), credential.as_bytes());
+        if hit { Some(name.as_str()) } else { found }
+    })
 }
 
 /// The trimmed value of `name` decoded as UTF-8 with replacement, `None` when absent or blank.
