@@ -277,6 +277,8 @@ fn check_partial_head(
 ) -> Result<(), FramingError> {
     match scan.line_end() {
         Some(line_end) => {
+            // The line first, so the error does not depend on how the bytes were split.
+            check_request_line(scan, limits)?;
             let block = buffered - line_end;
             if block > limits.max_header_block {
                 return Err(FramingError::HeaderBlockTooLarge {
@@ -301,6 +303,7 @@ fn check_line_so_far(scan: &HeadScan, len: usize, limits: &Limits) -> Result<(),
     match (scan.sp1(), scan.sp2()) {
         (None, _) if len > MAX_METHOD => Err(FramingError::StartLineTooLong),
         (None, _) => Ok(()),
+        (Some(sp1), _) if sp1 > MAX_METHOD => Err(FramingError::StartLineTooLong),
         (Some(sp1), None) => {
             let target = len.saturating_sub(sp1 + 1);
             if target > limits.max_target {
