@@ -53,6 +53,9 @@ pub fn http1_codec(data: &[u8]) {
     check_client_rules(&whole);
 }
 
+/// Header fields as owned `(name, value)` pairs, in map order.
+pub type Fields = Vec<(String, Vec<u8>)>;
+
 /// One request as the server decoder delivered it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodedRequest {
@@ -67,7 +70,7 @@ pub struct DecodedRequest {
     /// Version.
     pub version: Version,
     /// Header fields in map order.
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub headers: Fields,
     /// Body framing.
     pub framing: BodyFraming,
     /// Keep-alive after the response.
@@ -147,7 +150,7 @@ pub fn decode_server(input: &[u8], cuts: &[usize], eof: bool, limits: Limits) ->
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientTranscript {
     /// Status and header fields of the final head.
-    pub head: Option<(u16, Vec<(String, Vec<u8>)>)>,
+    pub head: Option<(u16, Fields)>,
     /// Its framing.
     pub framing: Option<BodyFraming>,
     /// The whole body received.
@@ -227,7 +230,7 @@ pub fn pieces<'a>(input: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
 }
 
 /// Header fields in map order, as owned pairs.
-pub fn fields(headers: &HeaderMap) -> Vec<(String, Vec<u8>)> {
+pub fn fields(headers: &HeaderMap) -> Fields {
     headers
         .iter()
         .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
@@ -307,14 +310,12 @@ fn check_server_rules(t: &ServerTranscript, limits: &Limits) {
                 assert_eq!(r.framing, BodyFraming::Length(first));
             }
         }
-        if r.complete {
-            if let BodyFraming::Length(n) = r.framing {
-                assert_eq!(
-                    r.body.len() as u64,
-                    n,
-                    "body length differs from content-length"
-                );
-            }
+        if let (BodyFraming::Length(n), true) = (r.framing, r.complete) {
+            assert_eq!(
+                r.body.len() as u64,
+                n,
+                "body length differs from content-length"
+            );
         }
     }
 }
@@ -360,7 +361,7 @@ fn check_reencoding(t: &ServerTranscript, limits: Limits) {
             (&back.method, &back.path, &back.query, &back.body),
             (&r.method, &r.path, &r.query, &r.body)
         );
-        let strip = |h: &[(String, Vec<u8>)]| -> Vec<(String, Vec<u8>)> {
+        let strip = |h: &[(String, Vec<u8>)]| -> Fields {
             h.iter()
                 .filter(|(n, _)| n != CONTENT_LENGTH.as_str() && n != TRANSFER_ENCODING.as_str())
                 .cloned()

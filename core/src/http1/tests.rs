@@ -820,3 +820,14 @@ proptest! {
         prop_assert_eq!(pieces(&input, &cuts).concat(), input);
     }
 }
+
+#[test]
+fn committed_corpus_replays() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/http1_codec");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        http1_codec(&std::fs::read(entry.unwrap().path()).unwrap());
+        n += 1;
+    }
+    assert!(n >= 12, "seed corpus missing ({n} files)");
+}
