@@ -186,31 +186,34 @@ pub fn decode_client_with(
         reusable: false,
         error: None,
     };
-    let steps = pieces(input, cuts).into_iter().map(Some);
-    for step in steps.chain(eof.then_some(None)) {
-        match step {
-            Some(piece) => buf.extend_from_slice(piece),
-            None => decoder.handle_eof(),
-        }
+    let feed = |decoder: &mut ResponseDecoder, buf: &mut BytesMut, out: &mut ClientTranscript| {
         loop {
-            match decoder.decode(&mut buf) {
+            match decoder.decode(buf) {
                 Ok(Some(ResponseEvent::Head(head, framing))) => {
                     out.head = Some((head.status.as_u16(), fields(&head.headers)));
                     out.framing = Some(framing);
                 }
                 Ok(Some(ResponseEvent::Body(data))) => out.body.extend_from_slice(&data),
-                Ok(Some(ResponseEvent::End)) => {
-                    out.complete = true;
-                    // Asked when the shell would ask: right after the end, before any EOF.
-                    out.reusable = decoder.is_reusable();
-                }
-                Ok(None) => break,
+                Ok(Some(ResponseEvent::End)) => out.complete = true,
+                Ok(None) => return true,
                 Err(e) => {
                     out.error = Some(normalise(e));
-                    return out;
+                    return false;
                 }
             }
         }
+    };
+    for piece in pieces(input, cuts) {
+        buf.extend_from_slice(piece);
+        if !feed(&mut decoder, &mut buf, &mut out) {
+            return out;
+        }
+    }
+    // Asked when a shell would ask: with every byte read, before any EOF.
+    out.reusable = decoder.is_reusable(&buf);
+    if eof {
+        decoder.handle_eof();
+        feed(&mut decoder, &mut buf, &mut out);
     }
     out
 }

@@ -82,7 +82,6 @@ pub struct ResponseDecoder {
     phase: Phase,
     eof: bool,
     close: bool,
-    leftover: bool,
     body_received: u64,
 }
 
@@ -108,7 +107,6 @@ impl ResponseDecoder {
             phase: Phase::Head(HeadScan::default()),
             eof: false,
             close: false,
-            leftover: false,
             body_received: 0,
         }
     }
@@ -136,9 +134,11 @@ impl ResponseDecoder {
 
     /// True when the response is complete and the connection may carry another request:
     /// delimited body, no `Connection: close`, HTTP/1.1 or 1.0 with keep-alive, no
-    /// `Content-Length` beside `Transfer-Encoding`, no EOF and no stray bytes after it.
-    pub fn is_reusable(&self) -> bool {
-        matches!(self.phase, Phase::Done) && !self.close && !self.eof && !self.leftover
+    /// `Content-Length` beside `Transfer-Encoding`, no EOF, and no stray bytes after the
+    /// response in `buf` (the caller's buffer; bytes the upstream sent unasked mean the
+    /// framing went wrong somewhere).
+    pub fn is_reusable(&self, buf: &[u8]) -> bool {
+        matches!(self.phase, Phase::Done) && !self.close && !self.eof && buf.is_empty()
     }
 
     /// Consumes bytes from the front of `buf` and returns the next event, or `Ok(None)`
@@ -192,7 +192,6 @@ impl ResponseDecoder {
                         }
                         Some(BodyEvent::End) => {
                             self.phase = Phase::Done;
-                            self.leftover = !buf.is_empty();
                             Ok(Some(ResponseEvent::End))
                         }
                         None => Ok(None),
