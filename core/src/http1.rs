@@ -44,12 +44,61 @@
 //! * `Transfer-Encoding: gzip, chunked` is refused like `chunked, gzip`: the proxy cannot
 //!   decode the inner coding and frames every upstream request afresh, so forwarding it
 //!   would silently change the body. RFC 9112 suggests 501; E24 only knows 400.
+//! * Upstream responses get the same `Transfer-Encoding` rule: a coding other than
+//!   `chunked` is [`FramingError::UnsupportedTransferEncoding`] rather than a
+//!   close-delimited body, since the relay would pass coded bytes on as identity.
+//! * `Expect: 100-continue` is reported ([`RequestInfo::expects_continue`]); whether to
+//!   send [`CONTINUE`] is the caller's choice (not before a 413 decision, RQ-L2).
 //! * Leading empty lines before a request line are skipped (RFC 9112 §2.2).
 //! * Chunk extensions are skipped but limited to 4 096 bytes per chunk line; trailers are
 //!   consumed, checked and dropped, and count against the header block limit.
 //! * Heads are parsed once the end-of-head marker has been seen; before that, only the
 //!   cheap length checks run. This keeps a head that trickles in byte by byte linear in
 //!   cost (the httparse docs warn against re-parsing a growing buffer).
+//!
+//! A blocking server loop, to show the order of calls (the smol shell does the same with
+//! its own timers; `answer` stands for the exchange):
+//!
+//! ```no_run
+//! use std::io::{Read, Write};
+//! use agent_cli_proxy_core::http1::{encode_reply, Limits, RequestDecoder, RequestEvent};
+//! # fn answer(_: &agent_cli_proxy_core::head::RequestHead, _: &[u8]) -> agent_cli_proxy_core::head::Reply { agent_cli_proxy_core::errors::not_found() }
+//!
+//! fn serve(mut conn: impl Read + Write) -> std::io::Result<()> {
+//!     let mut decoder = RequestDecoder::new(Limits::default());
+//!     let mut buf = bytes::BytesMut::new();
+//!     let (mut head, mut body) = (None, Vec::new());
+//!     loop {
+//!         match decoder.decode(&mut buf) {
+//!             Ok(Some(RequestEvent::Head(h, _framing))) => head = Some(h),
+//!             Ok(Some(RequestEvent::Body(chunk))) => body.extend_from_slice(&chunk),
+//!             Ok(Some(RequestEvent::End)) => {
+//!                 let Some(h) = head.take() else { return Ok(()) };
+//!                 let reply = answer(&h, &body);
+//!                 let out = encode_reply(&reply, decoder.current());
+//!                 conn.write_all(&out.bytes)?;
+//!                 decoder.handle_response_done(out.close);
+//!                 body.clear();
+//!             }
+//!             Ok(None) => {
+//!                 if decoder.waiting() == agent_cli_proxy_core::http1::Waiting::Closed {
+//!                     return Ok(());
+//!                 }
+//!                 // Arm the timer `decoder.waiting()` names, then read.
+//!                 let mut chunk = [0u8; 16 * 1024];
+//!                 match conn.read(&mut chunk)? {
+//!                     0 => decoder.handle_eof(),
+//!                     n => buf.extend_from_slice(&chunk[..n]),
+//!                 }
+//!             }
+//!             Err(e) => {
+//!                 conn.write_all(&encode_reply(&e.reply(), None).bytes)?;
+//!                 return Ok(());
+//!             }
+//!         }
+//!     }
+//! }
+//! ```
 
 mod body;
 mod chunked;
