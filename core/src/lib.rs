@@ -32,6 +32,7 @@ pub mod route;
 
 pub mod config;
 pub mod headers;
+pub mod http1;
 pub mod json_edit;
 pub mod provider;
 pub mod transform;
