@@ -196,6 +196,7 @@ fn validate_auth(
                 out.issue(path, UNSUPPORTED);
                 return None;
             };
+            warn_noop(path, mode, out);
             return Some(ProviderAuth {
                 mode,
                 ..ProviderAuth::default()
@@ -255,12 +256,8 @@ fn validate_auth(
         }
         token.map(Secret::new)
     });
-    if matches!(mode, AuthMode::Bearer | AuthMode::XApiKey) && env_name.is_none() && value.is_none()
-    {
-        out.warn(
-            path,
-            format!("{} auth has neither env nor value and has no effect", mode.as_str()),
-        );
+    if env_name.is_none() && value.is_none() {
+        warn_noop(path, mode, out);
     }
     Some(ProviderAuth {
         mode,
@@ -268,6 +265,15 @@ fn validate_auth(
         header,
         token: value.map(Secret::new).or(from_env),
     })
+}
+
+fn warn_noop(path: &str, mode: AuthMode, out: &mut ProviderDocument) {
+    if matches!(mode, AuthMode::Bearer | AuthMode::XApiKey) {
+        out.warn(
+            path,
+            format!("{} auth has neither env nor value and has no effect", mode.as_str()),
+        );
+    }
 }
 
 fn string_array(v: &Value) -> Option<Vec<String>> {
