@@ -251,11 +251,10 @@ fn put(
     name: &str,
     value: HeaderValue,
 ) -> Result<(), UpstreamHeaderError> {
-    let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-        UpstreamHeaderError::InvalidName {
+    let name =
+        HeaderName::from_bytes(name.as_bytes()).map_err(|_| UpstreamHeaderError::InvalidName {
             name: name.to_owned(),
-        }
-    })?;
+        })?;
     let mut value = Some(value);
     list.retain_mut(|(n, v)| {
         if *n != name {

@@ -209,7 +209,10 @@ fn set_in(body: &[u8], index: &ObjectIndex, key: &str, raw_value: &str) -> Vec<u
     let targets: Vec<&Member> = index.members.iter().filter(|m| m.key == key).collect();
     let mut out = Vec::with_capacity(body.len() + raw_value.len() + key.len() + 4);
     if targets.is_empty() {
-        let at = index.members.last().map_or(index.open + 1, |m| m.value_span.end);
+        let at = index
+            .members
+            .last()
+            .map_or(index.open + 1, |m| m.value_span.end);
         out.extend_from_slice(&body[..at]);
         if !index.members.is_empty() {
             out.push(b',');

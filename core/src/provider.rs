@@ -297,9 +297,19 @@ pub fn built_in_providers(cli_proxy_api_url: &str) -> Vec<Provider> {
     let table: [(&str, ProviderType, &str, &[&str]); 6] = [
         ("anthropic", ProviderType::Anthropic, MESSAGES, &[]),
         ("xai", ProviderType::OpenAiCompatible, CHAT, &["grok"]),
-        ("kimi", ProviderType::OpenAiCompatible, CHAT, &["kimi", "k2p", "k2-"]),
+        (
+            "kimi",
+            ProviderType::OpenAiCompatible,
+            CHAT,
+            &["kimi", "k2p", "k2-"],
+        ),
         ("zai", ProviderType::OpenAiCompatible, CHAT, &["glm"]),
-        ("minimax", ProviderType::OpenAiCompatible, CHAT, &["minimax"]),
+        (
+            "minimax",
+            ProviderType::OpenAiCompatible,
+            CHAT,
+            &["minimax"],
+        ),
         ("openai", ProviderType::OpenAiCompatible, CHAT, &[]),
     ];
     table

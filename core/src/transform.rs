@@ -98,7 +98,9 @@ pub struct PreparedRequest {
 }
 
 /// Prepares the upstream request. Fails only when a header value cannot be built (O19).
-pub fn prepare_upstream(input: &TransformInput<'_>) -> Result<PreparedRequest, UpstreamHeaderError> {
+pub fn prepare_upstream(
+    input: &TransformInput<'_>,
+) -> Result<PreparedRequest, UpstreamHeaderError> {
     let head = input.head;
     let provider = input.provider;
     let edits = edit_body(input);
@@ -162,9 +164,8 @@ fn edit_body(input: &TransformInput<'_>) -> BodyEdits {
     // functions cannot fail; an error would leave the body as it was.
     let mut current: Option<Vec<u8>> = None;
     let mut usage_injected = false;
-    let now = |current: &Option<Vec<u8>>| -> Vec<u8> {
-        current.clone().unwrap_or_else(|| body.to_vec())
-    };
+    let now =
+        |current: &Option<Vec<u8>>| -> Vec<u8> { current.clone().unwrap_or_else(|| body.to_vec()) };
     if let Some(prefix) = model_prefix {
         let buf = now(&current);
         if let Ok(Some(model)) = json_edit::get_str(&buf, "model")
@@ -206,7 +207,12 @@ fn editable_content_type(head: &RequestHead) -> bool {
     let Some(ct) = head.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     media == "application/json" || media.starts_with("text/")
 }
 

@@ -25,7 +25,14 @@ const IGNORED: &[&str] = &[
     "DASHBOARD_SESSION_TTL_MS",
 ];
 const PLACEHOLDERS: &[&str] = &[
-    "admin", "changeme", "change-me", "default", "example", "password", "proxy", "secret",
+    "admin",
+    "changeme",
+    "change-me",
+    "default",
+    "example",
+    "password",
+    "proxy",
+    "secret",
     "token",
 ];
 const PLACEHOLDER_WARNING: &str =
@@ -141,7 +148,12 @@ pub(super) fn from_env(
     if db_path != ":memory:" {
         warn_path("DB_PATH", &db_path, &roots, &mut warnings);
     }
-    warn_path("PRICING_CACHE_PATH", &pricing_cache_path, &roots, &mut warnings);
+    warn_path(
+        "PRICING_CACHE_PATH",
+        &pricing_cache_path,
+        &roots,
+        &mut warnings,
+    );
     // Provider warnings were collected while loading; keep them after the variable ones.
     let (provider_warnings, mut warnings): (Vec<_>, Vec<_>) = warnings
         .into_iter()
@@ -307,10 +319,7 @@ fn read_providers(
         let text = match &inputs.providers_file {
             Some(FileRead::Contents(text)) => text.clone(),
             Some(FileRead::Failed(err)) => {
-                r.issue(
-                    "PROVIDERS_CONFIG_PATH",
-                    format!("could not be read: {err}"),
-                );
+                r.issue("PROVIDERS_CONFIG_PATH", format!("could not be read: {err}"));
                 return Providers::built_in(url);
             }
             None => {

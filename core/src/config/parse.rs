@@ -86,7 +86,9 @@ impl<'a> Reader<'a> {
         let Some(raw) = self.raw(name) else {
             return default;
         };
-        let parsed = parse_decimal(raw).filter(|n| n.is_finite()).and_then(accept);
+        let parsed = parse_decimal(raw)
+            .filter(|n| n.is_finite())
+            .and_then(accept);
         match parsed {
             Some(v) => v,
             None => {
@@ -100,7 +102,10 @@ impl<'a> Reader<'a> {
 /// Decimal text only: Rust's float syntax, minus the words (`inf`, `nan`) it also accepts.
 fn parse_decimal(raw: &str) -> Option<f64> {
     let t = raw.trim();
-    if t.is_empty() || t.bytes().any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E') {
+    if t.is_empty()
+        || t.bytes()
+            .any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E')
+    {
         return None;
     }
     t.parse::<f64>().ok()
@@ -123,17 +128,27 @@ mod tests {
     #[test]
     fn positive() {
         let ok = |v: &str, want: u64| {
-            assert_eq!(read(Some(v), |r| r.positive_ms("V", 7)), (want, vec![]), "{v}");
+            assert_eq!(
+                read(Some(v), |r| r.positive_ms("V", 7)),
+                (want, vec![]),
+                "{v}"
+            );
         };
         ok("1", 1);
         ok(" 1500 ", 1500);
         ok("0.2", 1);
         ok("1e3", 1000);
         assert_eq!(read(None, |r| r.positive_ms("V", 7)).0, 7);
-        for bad in ["", " ", "0", "-5", "abc", "inf", "NaN", "1e999", "0x10", "5ms"] {
+        for bad in [
+            "", " ", "0", "-5", "abc", "inf", "NaN", "1e999", "0x10", "5ms",
+        ] {
             let (v, issues) = read(Some(bad), |r| r.positive_ms("V", 7));
             assert_eq!(v, 7);
-            assert_eq!(issues, vec!["V must be a positive finite number"], "{bad:?}");
+            assert_eq!(
+                issues,
+                vec!["V must be a positive finite number"],
+                "{bad:?}"
+            );
         }
     }
 
@@ -148,7 +163,10 @@ mod tests {
                 "{bad:?}"
             );
         }
-        assert_eq!(read(Some("65535"), |r| r.int_range("V", 3, 1, 65535)), (65535, vec![]));
+        assert_eq!(
+            read(Some("65535"), |r| r.int_range("V", 3, 1, 65535)),
+            (65535, vec![])
+        );
         for bad in ["0", "65536", "1.5", "", "port"] {
             assert_eq!(
                 read(Some(bad), |r| r.int_range("V", 3, 1, 65535)),
@@ -168,7 +186,11 @@ mod tests {
             ("False", false),
             ("NO", false),
         ] {
-            assert_eq!(read(Some(v), |r| r.boolean("V", !want)), (want, vec![]), "{v}");
+            assert_eq!(
+                read(Some(v), |r| r.boolean("V", !want)),
+                (want, vec![]),
+                "{v}"
+            );
         }
         assert_eq!(read(Some(""), |r| r.boolean("V", true)), (true, vec![]));
         assert_eq!(read(None, |r| r.boolean("V", false)), (false, vec![]));

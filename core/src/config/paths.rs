@@ -93,7 +93,10 @@ mod tests {
         let p = Paths::from_env(&env(&[("HOME", "/home/u")]));
         assert_eq!(p.config_dir, "/home/u/.config/agent-cli-proxy");
         assert_eq!(p.env_file, "/home/u/.config/agent-cli-proxy/.env");
-        assert_eq!(p.providers_file, "/home/u/.config/agent-cli-proxy/providers.json");
+        assert_eq!(
+            p.providers_file,
+            "/home/u/.config/agent-cli-proxy/providers.json"
+        );
         assert_eq!(p.data_dir, "/home/u/.local/share/agent-cli-proxy");
         assert_eq!(p.db_path, "/home/u/.local/share/agent-cli-proxy/proxy.db");
         assert_eq!(

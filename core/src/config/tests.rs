@@ -1,10 +1,13 @@
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    let mut map: BTreeMap<String, String> = [("HOME", "/home/u"), ("CLI_PROXY_API_URL", "http://127.0.0.1:8317")]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
+    let mut map: BTreeMap<String, String> = [
+        ("HOME", "/home/u"),
+        ("CLI_PROXY_API_URL", "http://127.0.0.1:8317"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
     for (k, v) in pairs {
         map.insert((*k).to_owned(), (*v).to_owned());
     }
@@ -29,7 +32,12 @@ fn issues(pairs: &[(&str, &str)]) -> Vec<String> {
 }
 
 fn warnings(pairs: &[(&str, &str)]) -> Vec<String> {
-    load(pairs).unwrap().1.iter().map(ToString::to_string).collect()
+    load(pairs)
+        .unwrap()
+        .1
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 #[test]
@@ -138,10 +146,16 @@ fn valid_values_are_typed() {
     assert_eq!(c.client_name_mapping["a"], "Alice");
     assert_eq!(c.client_name_mapping["b"], "Bob=x");
     assert_eq!(c.cliproxy_mgmt_key.expose(), "m-77");
-    assert_eq!(c.cliproxy_auth_dir.as_deref(), Some("/home/u/.cli-proxy-api"));
+    assert_eq!(
+        c.cliproxy_auth_dir.as_deref(),
+        Some("/home/u/.cli-proxy-api")
+    );
     assert_eq!(c.log_level, LogLevel::Debug);
     assert_eq!(c.log_format, LogFormat::Pretty);
-    assert_eq!(ok(&[("LOG_LEVEL", "verbose"), ("LOG_FORMAT", "xml")]).log_level, LogLevel::Info);
+    assert_eq!(
+        ok(&[("LOG_LEVEL", "verbose"), ("LOG_FORMAT", "xml")]).log_level,
+        LogLevel::Info
+    );
     assert_eq!(ok(&[("LOG_FORMAT", "xml")]).log_format, LogFormat::Json);
 }
 
@@ -196,9 +210,23 @@ fn each_numeric_variable_rejects_its_invalid_forms() {
     ];
     for (name, lo, hi) in ranges {
         let message = format!("{name} must be an integer from {lo} to {hi}");
-        let below = if lo == 0 { "-1".to_owned() } else { (lo - 1).to_string() };
-        for bad in [below, (hi + 1).to_string(), "1.5".to_owned(), String::new(), "x".to_owned()] {
-            assert_eq!(issues(&[(name, &bad)]), vec![message.clone()], "{name}={bad:?}");
+        let below = if lo == 0 {
+            "-1".to_owned()
+        } else {
+            (lo - 1).to_string()
+        };
+        for bad in [
+            below,
+            (hi + 1).to_string(),
+            "1.5".to_owned(),
+            String::new(),
+            "x".to_owned(),
+        ] {
+            assert_eq!(
+                issues(&[(name, &bad)]),
+                vec![message.clone()],
+                "{name}={bad:?}"
+            );
         }
         assert!(load(&[(name, &lo.to_string())]).is_ok());
         assert!(load(&[(name, &hi.to_string())]).is_ok());
@@ -207,16 +235,25 @@ fn each_numeric_variable_rejects_its_invalid_forms() {
 
 #[test]
 fn booleans_and_api_key_requirement() {
-    for name in ["TRUST_PROXY_HEADERS", "STREAM_USAGE_INJECT", "PROXY_REQUIRE_API_KEY"] {
+    for name in [
+        "TRUST_PROXY_HEADERS",
+        "STREAM_USAGE_INJECT",
+        "PROXY_REQUIRE_API_KEY",
+    ] {
         assert_eq!(
             issues(&[(name, "maybe")]),
-            vec![format!("{name} must be a boolean (true/false, yes/no, or 1/0)")]
+            vec![format!(
+                "{name} must be a boolean (true/false, yes/no, or 1/0)"
+            )]
         );
     }
     let c = ok(&[("PROXY_HOST", "0.0.0.0")]);
     assert!(c.proxy_require_api_key, "non-loopback defaults to true");
     assert_eq!(
-        issues(&[("PROXY_HOST", "0.0.0.0"), ("PROXY_REQUIRE_API_KEY", "false")]),
+        issues(&[
+            ("PROXY_HOST", "0.0.0.0"),
+            ("PROXY_REQUIRE_API_KEY", "false")
+        ]),
         vec!["PROXY_REQUIRE_API_KEY must be true when PROXY_HOST is not loopback"]
     );
     assert!(ok(&[("PROXY_HOST", "[::1]"), ("PROXY_REQUIRE_API_KEY", "1")]).proxy_require_api_key);
@@ -244,7 +281,10 @@ fn upstream_url_rules() {
     for (raw, message) in [
         ("nope", "must be a parseable http(s) URL"),
         ("ftp://h", "must be an http(s) URL"),
-        ("http://u:p@h", "must not contain credentials, query or fragment"),
+        (
+            "http://u:p@h",
+            "must not contain credentials, query or fragment",
+        ),
     ] {
         assert_eq!(
             issues(&[("CLI_PROXY_API_URL", raw)]),
@@ -264,15 +304,25 @@ fn pricing_url_and_json_variables() {
         );
     }
     for name in ["PRICING_OVERRIDES_JSON", "PRICING_ALIASES_JSON"] {
-        assert_eq!(issues(&[(name, "[1]")]), vec![format!("{name} must be a JSON object")]);
+        assert_eq!(
+            issues(&[(name, "[1]")]),
+            vec![format!("{name} must be a JSON object")]
+        );
         let got = issues(&[(name, "{nope")]);
-        assert!(got[0].starts_with(&format!("{name} must be valid JSON: ")), "{got:?}");
+        assert!(
+            got[0].starts_with(&format!("{name} must be valid JSON: ")),
+            "{got:?}"
+        );
     }
 }
 
 #[test]
 fn client_name_mapping_entries() {
-    assert!(ok(&[("CLIENT_NAME_MAPPING", "  ")]).client_name_mapping.is_empty());
+    assert!(
+        ok(&[("CLIENT_NAME_MAPPING", "  ")])
+            .client_name_mapping
+            .is_empty()
+    );
     assert_eq!(
         issues(&[("CLIENT_NAME_MAPPING", "a=1,=x,b=,c,d=4,")]),
         vec![
@@ -325,7 +375,14 @@ const PLACEHOLDER: &str =
 #[test]
 fn placeholder_secrets_warn() {
     for value in [
-        "admin", "changeme", "change-me", "default", "example", "password", "proxy", "secret",
+        "admin",
+        "changeme",
+        "change-me",
+        "default",
+        "example",
+        "password",
+        "proxy",
+        "secret",
         " TOKEN ",
     ] {
         assert_eq!(
@@ -348,11 +405,13 @@ fn placeholder_secrets_warn() {
         warnings(&[("PROXY_HOST", "0.0.0.0"), ("CLI_PROXY_API_KEY", "changeme")]),
         vec![format!("CLI_PROXY_API_KEY {PLACEHOLDER}")]
     );
-    assert!(warnings(&[
-        ("CLI_PROXY_API_URL", "https://router.example"),
-        ("CLI_PROXY_API_KEY", "k-unique")
-    ])
-    .is_empty());
+    assert!(
+        warnings(&[
+            ("CLI_PROXY_API_URL", "https://router.example"),
+            ("CLI_PROXY_API_KEY", "k-unique")
+        ])
+        .is_empty()
+    );
 }
 
 #[test]
@@ -360,8 +419,14 @@ fn path_warnings() {
     let relative =
         "should be an absolute path outside the deploy/runtime directory to survive releases";
     assert_eq!(
-        warnings(&[("DB_PATH", "proxy.db"), ("PRICING_CACHE_PATH", "cache.json")]),
-        vec![format!("DB_PATH {relative}"), format!("PRICING_CACHE_PATH {relative}")]
+        warnings(&[
+            ("DB_PATH", "proxy.db"),
+            ("PRICING_CACHE_PATH", "cache.json")
+        ]),
+        vec![
+            format!("DB_PATH {relative}"),
+            format!("PRICING_CACHE_PATH {relative}")
+        ]
     );
     assert!(warnings(&[("DB_PATH", ":memory:")]).is_empty());
     assert_eq!(
@@ -376,7 +441,13 @@ fn path_warnings() {
             "PRICING_CACHE_PATH should be outside deploy/runtime directory /srv to survive releases",
         ]
     );
-    assert!(warnings(&[("AGENT_CLI_PROXY_DEPLOY_DIR", "/srv/app"), ("DB_PATH", "/srv/application/x.db")]).is_empty());
+    assert!(
+        warnings(&[
+            ("AGENT_CLI_PROXY_DEPLOY_DIR", "/srv/app"),
+            ("DB_PATH", "/srv/application/x.db")
+        ])
+        .is_empty()
+    );
     // No HOME: the defaults are relative and say so.
     let mut e = env(&[]);
     e.remove("HOME");
@@ -390,22 +461,33 @@ fn providers_json_wins_over_the_file() {
     let inputs = ExternalInputs {
         providers_file: Some(FileRead::Contents("not json".into())),
     };
-    let e = env(&[("PROVIDERS_JSON", doc), ("PROVIDERS_CONFIG_PATH", "/etc/p.json")]);
+    let e = env(&[
+        ("PROVIDERS_JSON", doc),
+        ("PROVIDERS_CONFIG_PATH", "/etc/p.json"),
+    ]);
     assert_eq!(ExternalInputs::providers_file_to_read(&e), None);
     let (c, _) = Config::from_env(&e, &inputs).unwrap();
     assert_eq!(c.providers.list().len(), 7);
-    assert_eq!(c.providers.source(), &crate::provider::ProviderSource::Inline);
+    assert_eq!(
+        c.providers.source(),
+        &crate::provider::ProviderSource::Inline
+    );
     assert_eq!(c.admin_json()["features"]["customProviders"], 1);
 
     let e = env(&[("PROVIDERS_CONFIG_PATH", "/etc/p.json")]);
-    assert_eq!(ExternalInputs::providers_file_to_read(&e).as_deref(), Some("/etc/p.json"));
+    assert_eq!(
+        ExternalInputs::providers_file_to_read(&e).as_deref(),
+        Some("/etc/p.json")
+    );
     let file = ExternalInputs {
         providers_file: Some(FileRead::Contents(doc.into())),
     };
     let (c, _) = Config::from_env(&e, &file).unwrap();
     assert_eq!(
         c.providers.source(),
-        &crate::provider::ProviderSource::File { path: "/etc/p.json".into() }
+        &crate::provider::ProviderSource::File {
+            path: "/etc/p.json".into()
+        }
     );
     let bad = |inputs: ExternalInputs| -> Vec<String> {
         Config::from_env(&e, &inputs)
@@ -416,14 +498,28 @@ fn providers_json_wins_over_the_file() {
             .collect()
     };
     assert_eq!(
-        bad(ExternalInputs { providers_file: Some(FileRead::Failed("No such file or directory (os error 2)".into())) }),
+        bad(ExternalInputs {
+            providers_file: Some(FileRead::Failed(
+                "No such file or directory (os error 2)".into()
+            ))
+        }),
         vec!["PROVIDERS_CONFIG_PATH could not be read: No such file or directory (os error 2)"]
     );
-    assert!(bad(ExternalInputs::default())[0].starts_with("PROVIDERS_CONFIG_PATH could not be read: "));
-    let invalid = bad(ExternalInputs { providers_file: Some(FileRead::Contents("{".into())) });
-    assert!(invalid[0].starts_with("PROVIDERS_CONFIG_PATH must be valid JSON: "), "{invalid:?}");
+    assert!(
+        bad(ExternalInputs::default())[0].starts_with("PROVIDERS_CONFIG_PATH could not be read: ")
+    );
+    let invalid = bad(ExternalInputs {
+        providers_file: Some(FileRead::Contents("{".into())),
+    });
+    assert!(
+        invalid[0].starts_with("PROVIDERS_CONFIG_PATH must be valid JSON: "),
+        "{invalid:?}"
+    );
     let inline = issues(&[("PROVIDERS_JSON", "[")]);
-    assert!(inline[0].starts_with("PROVIDERS_JSON must be valid JSON: "), "{inline:?}");
+    assert!(
+        inline[0].starts_with("PROVIDERS_JSON must be valid JSON: "),
+        "{inline:?}"
+    );
 }
 
 #[test]
@@ -465,6 +561,12 @@ fn secrets_never_appear_in_issues_or_warnings() {
     .unwrap_err();
     let text = err.to_string();
     assert!(!text.contains("sk-zz-secret"), "{text}");
-    assert!(text.contains("providers[0].auth.value must be a valid header value"), "{text}");
-    assert!(text.contains("providers[0].auth.bogus is not supported"), "{text}");
+    assert!(
+        text.contains("providers[0].auth.value must be a valid header value"),
+        "{text}"
+    );
+    assert!(
+        text.contains("providers[0].auth.bogus is not supported"),
+        "{text}"
+    );
 }

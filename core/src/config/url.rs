@@ -81,7 +81,11 @@ fn host_of_authority(authority: &str) -> Option<String> {
     let (host, port) = if let Some(rest) = host_port.strip_prefix('[') {
         let close = rest.find(']')?;
         let inner = &rest[..close];
-        if inner.is_empty() || !inner.chars().all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '.')) {
+        if inner.is_empty()
+            || !inner
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '.'))
+        {
             return None;
         }
         let after = &rest[close + 1..];
@@ -118,7 +122,10 @@ mod tests {
         assert_eq!(ok.normalized, "https://api.example.com/v1");
         assert_eq!(ok.host, "api.example.com");
         assert_eq!(parse_base_url("http://[::1]:8317").unwrap().host, "[::1]");
-        assert_eq!(parse_base_url("HTTP://LocalHost:1/").unwrap().host, "localhost");
+        assert_eq!(
+            parse_base_url("HTTP://LocalHost:1/").unwrap().host,
+            "localhost"
+        );
         for (raw, want) in [
             ("", UrlProblem::Unparseable),
             ("not a url", UrlProblem::Unparseable),

@@ -102,7 +102,10 @@ fn hop_by_hop_and_proxy_private_headers_are_removed() {
 #[test]
 fn client_cannot_name_a_proxy_added_header_in_connection() {
     let h = client(&[
-        ("connection", "authorization, anthropic-version, accept-encoding, x-team"),
+        (
+            "connection",
+            "authorization, anthropic-version, accept-encoding, x-team",
+        ),
         ("authorization", "Bearer client"),
     ]);
     let p = anthropic();
@@ -133,13 +136,19 @@ fn order_and_repeats_are_preserved() {
         ("x-b", "3"),
         ("accept-encoding", "identity"),
     ];
-    let want: Vec<(String, String)> = want.iter().map(|(a, b)| ((*a).into(), (*b).into())).collect();
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(a, b)| ((*a).into(), (*b).into()))
+        .collect();
     assert_eq!(got, want);
 }
 
 #[test]
 fn managed_key_header_is_removed() {
-    let h = client(&[("authorization", "Bearer managed"), ("x-api-key", "client-key")]);
+    let h = client(&[
+        ("authorization", "Bearer managed"),
+        ("x-api-key", "client-key"),
+    ]);
     let p = custom(entry(json!({})));
     let out = build(&h, &p, Some(ManagedKeyHeader::Authorization));
     assert!(out.get("authorization").is_none());
@@ -171,7 +180,10 @@ fn provider_headers_overwrite_except_user_agent_and_anthropic_beta() {
 
 #[test]
 fn auth_modes() {
-    let h = client(&[("authorization", "Bearer client"), ("x-api-key", "client-x")]);
+    let h = client(&[
+        ("authorization", "Bearer client"),
+        ("x-api-key", "client-x"),
+    ]);
     // none
     let out = build(&h, &custom(entry(json!({"auth": "none"}))), None);
     assert!(out.get("authorization").is_none() && out.get("x-api-key").is_none());
@@ -185,20 +197,41 @@ fn auth_modes() {
     assert_eq!(out["authorization"], "Bearer client");
     assert_eq!(out["x-api-key"], "client-x");
     // bearer with a token (from env, trimmed) and with a custom header.
-    let out = build(&h, &custom(entry(json!({"auth": {"type": "bearer", "env": "TOK"}}))), None);
+    let out = build(
+        &h,
+        &custom(entry(json!({"auth": {"type": "bearer", "env": "TOK"}}))),
+        None,
+    );
     assert_eq!(out["authorization"], "Bearer env-token");
     assert!(out.get("x-api-key").is_none());
-    let out = build(&h, &custom(entry(json!({"auth": {"type": "bearer", "value": "v", "header": "X-Auth"}}))), None);
+    let out = build(
+        &h,
+        &custom(entry(
+            json!({"auth": {"type": "bearer", "value": "v", "header": "X-Auth"}}),
+        )),
+        None,
+    );
     assert_eq!(out["x-auth"], "Bearer v");
-    assert_eq!(out["authorization"], "Bearer client", "custom header leaves authorization");
+    assert_eq!(
+        out["authorization"], "Bearer client",
+        "custom header leaves authorization"
+    );
     assert!(out.get("x-api-key").is_none());
     // x-api-key with a token.
-    let out = build(&h, &custom(entry(json!({"auth": {"type": "x-api-key", "value": "xv"}}))), None);
+    let out = build(
+        &h,
+        &custom(entry(json!({"auth": {"type": "x-api-key", "value": "xv"}}))),
+        None,
+    );
     assert_eq!(out["x-api-key"], "xv");
     assert!(out.get("authorization").is_none());
     // Without a token: no change.
     for mode in ["bearer", "x-api-key"] {
-        let out = build(&h, &custom(entry(json!({"auth": {"type": mode, "env": "UNSET"}}))), None);
+        let out = build(
+            &h,
+            &custom(entry(json!({"auth": {"type": mode, "env": "UNSET"}}))),
+            None,
+        );
         assert_eq!(out["authorization"], "Bearer client");
         assert_eq!(out["x-api-key"], "client-x");
     }
@@ -206,7 +239,11 @@ fn auth_modes() {
 
 #[test]
 fn anthropic_version_default_and_body_headers() {
-    let out = build(&client(&[("anthropic-version", "2024-01-01")]), &anthropic(), None);
+    let out = build(
+        &client(&[("anthropic-version", "2024-01-01")]),
+        &anthropic(),
+        None,
+    );
     assert_eq!(out["anthropic-version"], "2024-01-01");
     let out = build(&client(&[]), &custom(entry(json!({}))), None);
     assert!(out.get("anthropic-version").is_none());
@@ -245,7 +282,12 @@ fn invalid_values_are_an_error_not_a_panic() {
             },
         )
         .unwrap_err();
-        assert_eq!(err, UpstreamHeaderError::InvalidValue { name: "authorization".into() });
+        assert_eq!(
+            err,
+            UpstreamHeaderError::InvalidValue {
+                name: "authorization".into()
+            }
+        );
         assert!(!err.to_string().contains(bad));
     }
 }
@@ -273,10 +315,25 @@ fn response_filter() {
     let kept = |h: &HeaderMap| pairs(h).into_iter().map(|(k, _)| k).collect::<Vec<_>>();
     assert_eq!(
         kept(&response_headers(&up, false)),
-        ["content-type", "request-id", "x-ratelimit-remaining", "set-cookie", "set-cookie", "content-length", "retry-after"]
+        [
+            "content-type",
+            "request-id",
+            "x-ratelimit-remaining",
+            "set-cookie",
+            "set-cookie",
+            "content-length",
+            "retry-after"
+        ]
     );
     assert_eq!(
         kept(&response_headers(&up, true)),
-        ["content-type", "request-id", "x-ratelimit-remaining", "set-cookie", "set-cookie", "retry-after"]
+        [
+            "content-type",
+            "request-id",
+            "x-ratelimit-remaining",
+            "set-cookie",
+            "set-cookie",
+            "retry-after"
+        ]
     );
 }

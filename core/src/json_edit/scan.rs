@@ -28,7 +28,9 @@ pub(super) fn index_object(
         return if ws(b, after) == end {
             Err(JsonEditError::NotAnObject)
         } else {
-            Err(JsonEditError::Invalid { offset: ws(b, after) })
+            Err(JsonEditError::Invalid {
+                offset: ws(b, after),
+            })
         };
     }
     let invalid = |offset| JsonEditError::Invalid { offset };
@@ -73,7 +75,11 @@ pub(super) fn index_object(
             }
         }
     }
-    let after = if top_level { ws(b, close + 1) } else { close + 1 };
+    let after = if top_level {
+        ws(b, close + 1)
+    } else {
+        close + 1
+    };
     if after != end {
         return Err(invalid(after));
     }

@@ -10,13 +10,33 @@ fn s(b: &[u8]) -> &str {
 #[test]
 fn remove_member_keeps_every_other_byte() {
     let cases: &[(&str, &str, &str)] = &[
-        (r#"{"a":1,"provider":"x","b":2}"#, "provider", r#"{"a":1,"b":2}"#),
-        (r#"{ "provider" : "x" , "b" :2 }"#, "provider", r#"{ "b" :2 }"#),
-        (r#"{"a":1.50 ,  "provider":{"n":[1]}}"#, "provider", r#"{"a":1.50}"#),
+        (
+            r#"{"a":1,"provider":"x","b":2}"#,
+            "provider",
+            r#"{"a":1,"b":2}"#,
+        ),
+        (
+            r#"{ "provider" : "x" , "b" :2 }"#,
+            "provider",
+            r#"{ "b" :2 }"#,
+        ),
+        (
+            r#"{"a":1.50 ,  "provider":{"n":[1]}}"#,
+            "provider",
+            r#"{"a":1.50}"#,
+        ),
         (r#"{ "provider":1 }"#, "provider", r#"{  }"#),
-        (r#"{"provider":1,"a":2,"provider":3}"#, "provider", r#"{"a":2}"#),
+        (
+            r#"{"provider":1,"a":2,"provider":3}"#,
+            "provider",
+            r#"{"a":2}"#,
+        ),
         (r#"{"provider":1,"provider":3}"#, "provider", r#"{}"#),
-        ("{\n  \"a\": 1e5,\n  \"provider\": \"p\"\n}\n", "provider", "{\n  \"a\": 1e5\n}\n"),
+        (
+            "{\n  \"a\": 1e5,\n  \"provider\": \"p\"\n}\n",
+            "provider",
+            "{\n  \"a\": 1e5\n}\n",
+        ),
         (r#"{"prov\u0069der":1,"x":2}"#, "provider", r#"{"x":2}"#),
     ];
     for (body, key, want) in cases {
@@ -46,7 +66,10 @@ fn set_member_replaces_in_place_or_appends() {
         let got = set_member(body.as_bytes(), key, raw).unwrap();
         assert_eq!(s(&got), *want);
     }
-    assert!(set_member(b"{}", "a", "{").is_err(), "raw value is validated");
+    assert!(
+        set_member(b"{}", "a", "{").is_err(),
+        "raw value is validated"
+    );
 }
 
 #[test]
@@ -68,7 +91,10 @@ fn include_usage_injection_rules() {
             r#"{"stream_options":{"include_usage":false,"y":2}}"#,
             Some(r#"{"stream_options":{"include_usage":true,"y":2}}"#),
         ),
-        (r#"{"stream_options":{}}"#, Some(r#"{"stream_options":{"include_usage":true}}"#)),
+        (
+            r#"{"stream_options":{}}"#,
+            Some(r#"{"stream_options":{"include_usage":true}}"#),
+        ),
         (r#"{"stream_options":{"include_usage":true}}"#, None),
     ];
     for (body, want) in cases {
@@ -87,7 +113,10 @@ fn get_str_decodes_escapes_and_takes_the_last_occurrence() {
     let pair = br#"{"m":"\ud83d\ude00","lone":"\ud800x"}"#;
     assert_eq!(get_str(pair, "m").unwrap().as_deref(), Some("😀"));
     assert_eq!(get_str(pair, "lone").unwrap().as_deref(), Some("\u{FFFD}x"));
-    assert_eq!(get_raw(br#"{"a": [1, 2] }"#, "a").unwrap(), Some(&b"[1, 2]"[..]));
+    assert_eq!(
+        get_raw(br#"{"a": [1, 2] }"#, "a").unwrap(),
+        Some(&b"[1, 2]"[..])
+    );
 }
 
 #[test]
@@ -122,7 +151,10 @@ fn invalid_and_non_object_bodies_are_refused() {
             String::from_utf8_lossy(body)
         );
     }
-    assert_eq!(ObjectIndex::parse(b"{\"a\":\"\xff\"}"), Err(JsonEditError::NotUtf8));
+    assert_eq!(
+        ObjectIndex::parse(b"{\"a\":\"\xff\"}"),
+        Err(JsonEditError::NotUtf8)
+    );
     for body in [&b"[1,2]"[..], b" 3 ", b"\"s\"", b"null"] {
         assert_eq!(ObjectIndex::parse(body), Err(JsonEditError::NotAnObject));
     }
@@ -171,9 +203,20 @@ fn scalar_text() -> impl Strategy<Value = String> {
 }
 
 fn object_strategy() -> impl Strategy<Value = Rendered> {
-    let member = ("[a-z\"\\\\]{0,6}", scalar_text(), ws_strategy(), ws_strategy(), ws_strategy(), ws_strategy());
-    (prop::collection::vec(member, 1..6), ws_strategy(), ws_strategy()).prop_map(
-        |(members, lead, trail)| {
+    let member = (
+        "[a-z\"\\\\]{0,6}",
+        scalar_text(),
+        ws_strategy(),
+        ws_strategy(),
+        ws_strategy(),
+        ws_strategy(),
+    );
+    (
+        prop::collection::vec(member, 1..6),
+        ws_strategy(),
+        ws_strategy(),
+    )
+        .prop_map(|(members, lead, trail)| {
             let mut text = format!("{lead}{{");
             let mut keys = Vec::new();
             let mut member_spans = Vec::new();
@@ -205,8 +248,7 @@ fn object_strategy() -> impl Strategy<Value = Rendered> {
                 member_spans,
                 value_spans,
             }
-        },
-    )
+        })
 }
 
 proptest! {

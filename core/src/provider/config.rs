@@ -120,7 +120,11 @@ fn validate_entry(
         }
     };
     let url_path = format!("{base}.upstreamBaseUrl");
-    let base_url = match obj.get("upstreamBaseUrl").and_then(Value::as_str).map(parse_base_url) {
+    let base_url = match obj
+        .get("upstreamBaseUrl")
+        .and_then(Value::as_str)
+        .map(parse_base_url)
+    {
         Some(Ok(url)) => Some(url.normalized),
         Some(Err(UrlProblem::NotHttp)) => {
             out.issue(&url_path, "must be an http(s) URL");
@@ -209,7 +213,10 @@ fn validate_auth(
         }
     };
     let before = out.issues.len();
-    let mode = obj.get("type").and_then(Value::as_str).and_then(AuthMode::parse);
+    let mode = obj
+        .get("type")
+        .and_then(Value::as_str)
+        .and_then(AuthMode::parse);
     if mode.is_none() {
         out.issue(&format!("{path}.type"), UNSUPPORTED);
     }
@@ -271,7 +278,10 @@ fn warn_noop(path: &str, mode: AuthMode, out: &mut ProviderDocument) {
     if matches!(mode, AuthMode::Bearer | AuthMode::XApiKey) {
         out.warn(
             path,
-            format!("{} auth has neither env nor value and has no effect", mode.as_str()),
+            format!(
+                "{} auth has neither env nor value and has no effect",
+                mode.as_str()
+            ),
         );
     }
 }

@@ -116,7 +116,11 @@ pub(super) fn model_provider_id(providers: &Providers, model: Option<&str>) -> S
     let lower = model.to_ascii_lowercase();
     if let Some(slash) = lower.find('/').filter(|&i| i > 0) {
         let part = &lower[..slash];
-        if let Some(p) = providers.list.iter().find(|p| p.id.eq_ignore_ascii_case(part)) {
+        if let Some(p) = providers
+            .list
+            .iter()
+            .find(|p| p.id.eq_ignore_ascii_case(part))
+        {
             return p.id.clone();
         }
         if part == "anthropic" || part == "openai" {

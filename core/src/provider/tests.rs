@@ -45,7 +45,10 @@ fn merged(custom: serde_json::Value) -> Providers {
 fn built_ins_in_list_order() {
     let p = Providers::built_in(URL);
     let ids: Vec<&str> = p.list().iter().map(|p| p.id.as_str()).collect();
-    assert_eq!(ids, ["anthropic", "xai", "kimi", "zai", "minimax", "openai"]);
+    assert_eq!(
+        ids,
+        ["anthropic", "xai", "kimi", "zai", "minimax", "openai"]
+    );
     let anthropic = &p.list()[0];
     assert_eq!(anthropic.kind, ProviderType::Anthropic);
     assert_eq!(anthropic.paths, ["/v1/messages"]);
@@ -58,40 +61,139 @@ fn built_ins_in_list_order() {
 #[test]
 fn every_schema_issue_has_its_path_and_message() {
     let cases: Vec<(serde_json::Value, &str)> = vec![
-        (json!({"id": null}), "providers[0].id must be a non-empty string"),
-        (json!({"id": "  "}), "providers[0].id must be a non-empty string"),
-        (json!({"id": 7}), "providers[0].id must be a non-empty string"),
-        (json!({"type": "gemini"}), "providers[0].type must be one of openai-compatible, anthropic"),
-        (json!({"type": null}), "providers[0].type must be one of openai-compatible, anthropic"),
-        (json!({"paths": []}), "providers[0].paths must be a non-empty string array"),
-        (json!({"paths": [""]}), "providers[0].paths must be a non-empty string array"),
-        (json!({"paths": "/v1/x"}), "providers[0].paths must be a non-empty string array"),
-        (json!({"paths": null}), "providers[0].paths must be a non-empty string array"),
-        (json!({"upstreamBaseUrl": null}), "providers[0].upstreamBaseUrl must be a parseable http(s) URL"),
-        (json!({"upstreamBaseUrl": "not a url"}), "providers[0].upstreamBaseUrl must be a parseable http(s) URL"),
-        (json!({"upstreamBaseUrl": "ws://h"}), "providers[0].upstreamBaseUrl must be an http(s) URL"),
-        (json!({"upstreamBaseUrl": "https://u:p@h"}), "providers[0].upstreamBaseUrl must not contain credentials, query or fragment"),
-        (json!({"upstreamBaseUrl": "https://h/?a=1"}), "providers[0].upstreamBaseUrl must not contain credentials, query or fragment"),
-        (json!({"upstreamBaseUrl": "https://h/#x"}), "providers[0].upstreamBaseUrl must not contain credentials, query or fragment"),
-        (json!({"upstreamPath": ""}), "providers[0].upstreamPath must be a non-empty string"),
-        (json!({"upstreamPath": 1}), "providers[0].upstreamPath must be a non-empty string"),
-        (json!({"models": [""]}), "providers[0].models must be a non-empty string array"),
-        (json!({"models": "glm"}), "providers[0].models must be a non-empty string array"),
-        (json!({"headers": []}), "providers[0].headers must be an object of header strings"),
-        (json!({"headers": {"x-a": 1}}), "providers[0].headers must be an object of header strings"),
-        (json!({"headers": {"": "v"}}), "providers[0].headers must be an object of header strings"),
-        (json!({"headers": {"x-a": "v\r\nx: y"}}), "providers[0].headers must be an object of header strings"),
-        (json!({"headers": {"x-a": "nul\u{0}"}}), "providers[0].headers must be an object of header strings"),
-        (json!({"auth": "oauth"}), "providers[0].auth is not supported"),
+        (
+            json!({"id": null}),
+            "providers[0].id must be a non-empty string",
+        ),
+        (
+            json!({"id": "  "}),
+            "providers[0].id must be a non-empty string",
+        ),
+        (
+            json!({"id": 7}),
+            "providers[0].id must be a non-empty string",
+        ),
+        (
+            json!({"type": "gemini"}),
+            "providers[0].type must be one of openai-compatible, anthropic",
+        ),
+        (
+            json!({"type": null}),
+            "providers[0].type must be one of openai-compatible, anthropic",
+        ),
+        (
+            json!({"paths": []}),
+            "providers[0].paths must be a non-empty string array",
+        ),
+        (
+            json!({"paths": [""]}),
+            "providers[0].paths must be a non-empty string array",
+        ),
+        (
+            json!({"paths": "/v1/x"}),
+            "providers[0].paths must be a non-empty string array",
+        ),
+        (
+            json!({"paths": null}),
+            "providers[0].paths must be a non-empty string array",
+        ),
+        (
+            json!({"upstreamBaseUrl": null}),
+            "providers[0].upstreamBaseUrl must be a parseable http(s) URL",
+        ),
+        (
+            json!({"upstreamBaseUrl": "not a url"}),
+            "providers[0].upstreamBaseUrl must be a parseable http(s) URL",
+        ),
+        (
+            json!({"upstreamBaseUrl": "ws://h"}),
+            "providers[0].upstreamBaseUrl must be an http(s) URL",
+        ),
+        (
+            json!({"upstreamBaseUrl": "https://u:p@h"}),
+            "providers[0].upstreamBaseUrl must not contain credentials, query or fragment",
+        ),
+        (
+            json!({"upstreamBaseUrl": "https://h/?a=1"}),
+            "providers[0].upstreamBaseUrl must not contain credentials, query or fragment",
+        ),
+        (
+            json!({"upstreamBaseUrl": "https://h/#x"}),
+            "providers[0].upstreamBaseUrl must not contain credentials, query or fragment",
+        ),
+        (
+            json!({"upstreamPath": ""}),
+            "providers[0].upstreamPath must be a non-empty string",
+        ),
+        (
+            json!({"upstreamPath": 1}),
+            "providers[0].upstreamPath must be a non-empty string",
+        ),
+        (
+            json!({"models": [""]}),
+            "providers[0].models must be a non-empty string array",
+        ),
+        (
+            json!({"models": "glm"}),
+            "providers[0].models must be a non-empty string array",
+        ),
+        (
+            json!({"headers": []}),
+            "providers[0].headers must be an object of header strings",
+        ),
+        (
+            json!({"headers": {"x-a": 1}}),
+            "providers[0].headers must be an object of header strings",
+        ),
+        (
+            json!({"headers": {"": "v"}}),
+            "providers[0].headers must be an object of header strings",
+        ),
+        (
+            json!({"headers": {"x-a": "v\r\nx: y"}}),
+            "providers[0].headers must be an object of header strings",
+        ),
+        (
+            json!({"headers": {"x-a": "nul\u{0}"}}),
+            "providers[0].headers must be an object of header strings",
+        ),
+        (
+            json!({"auth": "oauth"}),
+            "providers[0].auth is not supported",
+        ),
         (json!({"auth": 1}), "providers[0].auth is not supported"),
-        (json!({"auth": {"type": "oauth"}}), "providers[0].auth.type is not supported"),
-        (json!({"auth": {"env": "X"}}), "providers[0].auth.type is not supported"),
-        (json!({"auth": {"type": "bearer", "scope": "x"}}), "providers[0].auth.scope is not supported"),
-        (json!({"auth": {"type": "bearer", "env": ""}}), "providers[0].auth.env must be a non-empty string"),
-        (json!({"auth": {"type": "bearer", "value": 5}}), "providers[0].auth.value must be a non-empty string"),
-        (json!({"auth": {"type": "bearer", "value": "a\nb"}}), "providers[0].auth.value must be a valid header value"),
-        (json!({"auth": {"type": "bearer", "value": "v", "header": "bad header"}}), "providers[0].auth.header must be a valid header name"),
-        (json!({"stripProviderField": "yes"}), "providers[0].stripProviderField must be a boolean"),
+        (
+            json!({"auth": {"type": "oauth"}}),
+            "providers[0].auth.type is not supported",
+        ),
+        (
+            json!({"auth": {"env": "X"}}),
+            "providers[0].auth.type is not supported",
+        ),
+        (
+            json!({"auth": {"type": "bearer", "scope": "x"}}),
+            "providers[0].auth.scope is not supported",
+        ),
+        (
+            json!({"auth": {"type": "bearer", "env": ""}}),
+            "providers[0].auth.env must be a non-empty string",
+        ),
+        (
+            json!({"auth": {"type": "bearer", "value": 5}}),
+            "providers[0].auth.value must be a non-empty string",
+        ),
+        (
+            json!({"auth": {"type": "bearer", "value": "a\nb"}}),
+            "providers[0].auth.value must be a valid header value",
+        ),
+        (
+            json!({"auth": {"type": "bearer", "value": "v", "header": "bad header"}}),
+            "providers[0].auth.header must be a valid header name",
+        ),
+        (
+            json!({"stripProviderField": "yes"}),
+            "providers[0].stripProviderField must be a boolean",
+        ),
     ];
     for (extra, want) in cases {
         let doc = check(entry(extra.clone()));
@@ -130,7 +232,13 @@ fn valid_entry_is_fully_typed() {
     assert_eq!(p.id, "glm");
     assert_eq!(p.upstream_base_url, "https://open.bigmodel.cn/api/paas/v4");
     assert_eq!(p.upstream_path.as_deref(), Some("chat/completions"));
-    assert_eq!(p.headers, [("x-team".to_owned(), "a".to_owned()), ("user-agent".to_owned(), "ua/1".to_owned())]);
+    assert_eq!(
+        p.headers,
+        [
+            ("x-team".to_owned(), "a".to_owned()),
+            ("user-agent".to_owned(), "ua/1".to_owned())
+        ]
+    );
     assert_eq!(p.auth.mode, AuthMode::Bearer);
     assert_eq!(p.auth.header.as_deref(), Some("x-auth"));
     assert_eq!(p.auth.token.as_ref().map(Secret::expose), Some("glm-token"));
@@ -141,7 +249,10 @@ fn valid_entry_is_fully_typed() {
         &json!({"providers": [entry(json!({"auth": {"type": "x-api-key", "env": "GLM_API_KEY", "value": "v1"}}))]}),
         &env,
     );
-    assert_eq!(doc.providers[0].auth.token.as_ref().map(Secret::expose), Some("v1"));
+    assert_eq!(
+        doc.providers[0].auth.token.as_ref().map(Secret::expose),
+        Some("v1")
+    );
 }
 
 #[test]
@@ -159,7 +270,9 @@ fn warnings_for_unreachable_paths_noop_auth_and_unset_env() {
             "providers[0].auth bearer auth has neither env nor value and has no effect",
         ]
     );
-    let doc = check(entry(json!({"auth": {"type": "x-api-key", "env": "MISSING_KEY"}})));
+    let doc = check(entry(
+        json!({"auth": {"type": "x-api-key", "env": "MISSING_KEY"}}),
+    ));
     assert_eq!(
         doc.warnings[0].to_string(),
         "providers[0].auth.env names an unset or empty environment variable MISSING_KEY"
@@ -177,7 +290,19 @@ fn merge_replaces_in_place_and_appends_in_document_order() {
         entry(json!({"id": "a-new"})),
     ]}));
     let ids: Vec<&str> = p.list().iter().map(|p| p.id.as_str()).collect();
-    assert_eq!(ids, ["anthropic", "xai", "kimi", "zai", "minimax", "openai", "b-new", "a-new"]);
+    assert_eq!(
+        ids,
+        [
+            "anthropic",
+            "xai",
+            "kimi",
+            "zai",
+            "minimax",
+            "openai",
+            "b-new",
+            "a-new"
+        ]
+    );
     assert_eq!(p.get("xai").unwrap().upstream_base_url, "https://api.x.ai");
     assert_eq!(p.get("xai").unwrap().origin, ProviderOrigin::Custom);
     assert_eq!(p.custom_count(), 3);
@@ -191,13 +316,24 @@ fn resolve_id(p: &Providers, path: &str, model: Option<&str>) -> String {
 fn resolution_without_selector() {
     let p = Providers::built_in(URL);
     let chat = "/v1/chat/completions";
-    assert_eq!(resolve_id(&p, "/v1/messages", Some("claude-sonnet-4-5")), "anthropic");
+    assert_eq!(
+        resolve_id(&p, "/v1/messages", Some("claude-sonnet-4-5")),
+        "anthropic"
+    );
     assert_eq!(resolve_id(&p, chat, Some("grok-4")), "xai");
     assert_eq!(resolve_id(&p, chat, Some("Kimi-K2")), "kimi");
     assert_eq!(resolve_id(&p, chat, Some("k2-turbo")), "kimi");
-    assert_eq!(resolve_id(&p, chat, Some("GLM-4.6")), "zai", "glm resolves to zai on chat");
+    assert_eq!(
+        resolve_id(&p, chat, Some("GLM-4.6")),
+        "zai",
+        "glm resolves to zai on chat"
+    );
     assert_eq!(resolve_id(&p, chat, Some("minimax-m2")), "minimax");
-    assert_eq!(resolve_id(&p, chat, Some("gpt-5")), "openai", "first candidate without models");
+    assert_eq!(
+        resolve_id(&p, chat, Some("gpt-5")),
+        "openai",
+        "first candidate without models"
+    );
     assert_eq!(resolve_id(&p, chat, None), "openai");
     assert_eq!(resolve_id(&p, chat, Some("")), "openai");
 }
@@ -213,7 +349,11 @@ fn resolution_tie_rules() {
     ]}));
     let chat = "/v1/chat/completions";
     assert_eq!(resolve_id(&p, chat, Some("glm-3")), "mine");
-    assert_eq!(resolve_id(&p, chat, Some("GLM-4.6")), "longer", "list order among equals");
+    assert_eq!(
+        resolve_id(&p, chat, Some("GLM-4.6")),
+        "longer",
+        "list order among equals"
+    );
     // Without a models-free candidate, the first candidate wins.
     let q = merged(json!({"providers": [
         entry(json!({"id": "p1", "paths": ["/v1/embeddings"], "models": ["a"]})),
@@ -228,18 +368,32 @@ fn resolution_tie_rules() {
 #[test]
 fn selector_rules() {
     let p = merged(json!({"providers": [entry(json!({"id": "local"}))]}));
-    let r = p.resolve("/v1/chat/completions", Some("claude-x"), Some("local")).unwrap();
+    let r = p
+        .resolve("/v1/chat/completions", Some("claude-x"), Some("local"))
+        .unwrap();
     assert_eq!(r.provider.id, "local");
     let err = p.resolve("/v1/messages", None, Some("local")).unwrap_err();
     assert_eq!(err.to_string(), "unknown provider: local");
     assert_eq!(err.reply().status, http::StatusCode::BAD_REQUEST);
     let long = "z".repeat(150);
     let err = p.resolve("/v1/messages", None, Some(&long)).unwrap_err();
-    assert_eq!(err.to_string(), format!("unknown provider: {}", "z".repeat(100)));
+    assert_eq!(
+        err.to_string(),
+        format!("unknown provider: {}", "z".repeat(100))
+    );
     // No fallback for an explicit selector, even on an unlisted path.
-    assert!(p.resolve("/v1/responses", Some("gpt-5"), Some("openai")).is_err());
+    assert!(
+        p.resolve("/v1/responses", Some("gpt-5"), Some("openai"))
+            .is_err()
+    );
     // Empty selector counts as absent.
-    assert_eq!(p.resolve("/v1/messages", None, Some("")).unwrap().provider.id, "anthropic");
+    assert_eq!(
+        p.resolve("/v1/messages", None, Some(""))
+            .unwrap()
+            .provider
+            .id,
+        "anthropic"
+    );
 }
 
 #[test]
@@ -277,11 +431,17 @@ fn synthesized_provider_and_ids() {
         assert_eq!(r.provider.upstream_base_url, URL);
         assert_eq!(r.provider.upstream_path.as_deref(), Some("/v1/responses"));
         assert_eq!(r.provider.auth.mode, AuthMode::Preserve);
-        let kind = if *want == "anthropic" { ProviderType::Anthropic } else { ProviderType::OpenAiCompatible };
+        let kind = if *want == "anthropic" {
+            ProviderType::Anthropic
+        } else {
+            ProviderType::OpenAiCompatible
+        };
         assert_eq!(r.provider.kind, kind);
     }
     // The fixed list wins on equal prefixes: a provider claiming "grok" does not take it.
-    let q = merged(json!({"providers": [entry(json!({"id": "mine", "models": ["grok", "grok-4-mine"]}))]}));
+    let q = merged(
+        json!({"providers": [entry(json!({"id": "mine", "models": ["grok", "grok-4-mine"]}))]}),
+    );
     assert_eq!(q.model_provider_id(Some("grok-3")), "xai");
     assert_eq!(q.model_provider_id(Some("grok-4-mine-x")), "mine");
     for path in ["/v1/models", "/api/tags", "/v1/messages/count_tokens"] {
@@ -307,12 +467,26 @@ fn upstream_url_rules() {
         upstream_url(anthropic, "/v1/messages", Some("beta=true")),
         "http://127.0.0.1:8317/v1/messages?beta=true"
     );
-    assert_eq!(upstream_url(anthropic, "/v1/messages", Some("")), "http://127.0.0.1:8317/v1/messages?");
-    let custom = merged(json!({"providers": [entry(json!({"upstreamBaseUrl": "https://h/base/", "upstreamPath": "v4/chat"}))]}));
+    assert_eq!(
+        upstream_url(anthropic, "/v1/messages", Some("")),
+        "http://127.0.0.1:8317/v1/messages?"
+    );
+    let custom = merged(
+        json!({"providers": [entry(json!({"upstreamBaseUrl": "https://h/base/", "upstreamPath": "v4/chat"}))]}),
+    );
     let local = custom.get("local").unwrap();
-    assert_eq!(upstream_url(local, "/v1/chat/completions", None), "https://h/base/v4/chat");
-    let synth = custom.resolve("/v1/responses", None, None).unwrap().provider;
-    assert_eq!(upstream_url(&synth, "/v1/responses", Some("a=1&b")), "http://127.0.0.1:8317/v1/responses?a=1&b");
+    assert_eq!(
+        upstream_url(local, "/v1/chat/completions", None),
+        "https://h/base/v4/chat"
+    );
+    let synth = custom
+        .resolve("/v1/responses", None, None)
+        .unwrap()
+        .provider;
+    assert_eq!(
+        upstream_url(&synth, "/v1/responses", Some("a=1&b")),
+        "http://127.0.0.1:8317/v1/responses?a=1&b"
+    );
 }
 
 #[test]
@@ -321,8 +495,17 @@ fn admin_rendering() {
         Providers::built_in(URL).admin_json()["source"],
         json!({"kind": "built-in"})
     );
-    let doc = validate_document(&json!({"providers": [entry(json!({"auth": {"type": "bearer", "value": "sk-zz-hidden"}}))]}), &no_env());
-    let p = Providers::merged(URL, doc.providers, ProviderSource::File { path: "/etc/p.json".into() });
+    let doc = validate_document(
+        &json!({"providers": [entry(json!({"auth": {"type": "bearer", "value": "sk-zz-hidden"}}))]}),
+        &no_env(),
+    );
+    let p = Providers::merged(
+        URL,
+        doc.providers,
+        ProviderSource::File {
+            path: "/etc/p.json".into(),
+        },
+    );
     let v = p.admin_json();
     assert!(!v.to_string().contains("sk-zz-hidden"));
     assert_eq!(v["source"], json!({"kind": "file", "path": "/etc/p.json"}));
@@ -335,5 +518,8 @@ fn admin_rendering() {
         json!({"id": "local", "type": "openai-compatible", "paths": ["/v1/chat/completions"], "models": [], "hasCustomUpstream": true})
     );
     let inline = Providers::merged(URL, Vec::new(), ProviderSource::Inline);
-    assert_eq!(inline.admin_json()["source"], json!({"kind": "PROVIDERS_JSON"}));
+    assert_eq!(
+        inline.admin_json()["source"],
+        json!({"kind": "PROVIDERS_JSON"})
+    );
 }

@@ -73,7 +73,10 @@ fn usage_injection_keeps_unknown_fields_and_bytes() {
     );
     assert_eq!(out.url, "http://127.0.0.1:8317/v1/chat/completions?x=1");
     assert_eq!(out.headers["content-type"], "application/json");
-    assert_eq!(out.headers["content-length"], out.body.len().to_string().as_str());
+    assert_eq!(
+        out.headers["content-length"],
+        out.body.len().to_string().as_str()
+    );
     assert_eq!(out.headers["authorization"], "Bearer router-key");
 }
 
@@ -125,7 +128,10 @@ fn model_prefix_strip_only_for_its_provider() {
         provider: "anthropic",
         inject: true,
     });
-    assert_eq!(text(&out.body), r#"{"model":"claude-sonnet-4-5","max_tokens":1}"#);
+    assert_eq!(
+        text(&out.body),
+        r#"{"model":"claude-sonnet-4-5","max_tokens":1}"#
+    );
     assert_eq!(out.headers["anthropic-version"], "2023-06-01");
     let (out, _) = run(Case {
         target: "/v1/chat/completions",
@@ -162,10 +168,26 @@ fn strip_provider_field() {
 #[test]
 fn skipped_edits_forward_the_original_body() {
     let cases: &[(Option<&str>, &str, Option<BodyTransformSkipped>)] = &[
-        (Some("application/x-www-form-urlencoded"), r#"{"provider":1}"#, Some(BodyTransformSkipped::ContentType)),
-        (None, r#"{"provider":1}"#, Some(BodyTransformSkipped::ContentType)),
-        (Some("application/json"), "[1,2]", Some(BodyTransformSkipped::NotJsonObject)),
-        (Some("application/json"), "{oops", Some(BodyTransformSkipped::NotJsonObject)),
+        (
+            Some("application/x-www-form-urlencoded"),
+            r#"{"provider":1}"#,
+            Some(BodyTransformSkipped::ContentType),
+        ),
+        (
+            None,
+            r#"{"provider":1}"#,
+            Some(BodyTransformSkipped::ContentType),
+        ),
+        (
+            Some("application/json"),
+            "[1,2]",
+            Some(BodyTransformSkipped::NotJsonObject),
+        ),
+        (
+            Some("application/json"),
+            "{oops",
+            Some(BodyTransformSkipped::NotJsonObject),
+        ),
         (Some("application/json"), "", None),
     ];
     for (ct, body, want) in cases {
