@@ -1,0 +1,368 @@
+//! [`Config::from_env`]: every variable of `control.md` §5.3 in table order, then the
+//! warnings of §5.5.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::parse::Reader;
+use super::url::{UrlProblem, is_file_url, is_loopback_host, parse_base_url};
+use super::{
+    Config, ConfigError, ConfigWarning, ExternalInputs, FileRead, LogFormat, LogLevel, Paths,
+};
+use crate::provider::{ProviderSource, Providers, validate_document};
+use crate::secret::Secret;
+
+const LOCAL_DEFAULT_URL: &str = "http://localhost:8317";
+const DEFAULT_PRICING_URL: &str = "https://models.dev/api.json";
+const IGNORED: &[&str] = &[
+    "CLAUDE_CODE_VERSION",
+    "CCH_SALT",
+    "CCH_POSITIONS",
+    "TOOL_PREFIX",
+    "DASHBOARD_PASSWORD_HASH",
+    "DASHBOARD_SESSION_SECRET",
+    "DASHBOARD_SESSION_TTL_MS",
+];
+const PLACEHOLDERS: &[&str] = &[
+    "admin",
+    "changeme",
+    "change-me",
+    "default",
+    "example",
+    "password",
+    "proxy",
+    "secret",
+    "token",
+];
+const PLACEHOLDER_WARNING: &str =
+    "uses a placeholder value; replace it with a unique random secret before exposure";
+
+pub(super) fn from_env(
+    env: &BTreeMap<String, String>,
+    inputs: &ExternalInputs,
+) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+    let mut r = Reader::new(env);
+    let mut warnings = Vec::new();
+    let paths = Paths::from_env(env);
+
+    let proxy_host = r.text("PROXY_HOST").unwrap_or("127.0.0.1").to_owned();
+    let host_loopback = is_loopback_host(&proxy_host);
+    let proxy_port = r.int_range("PROXY_PORT", 3100, 1, 65_535) as u16;
+    let trust_proxy_headers = r.boolean("TRUST_PROXY_HEADERS", false);
+    let proxy_require_api_key = r.boolean("PROXY_REQUIRE_API_KEY", !host_loopback);
+    if !host_loopback && !proxy_require_api_key {
+        r.issue(
+            "PROXY_REQUIRE_API_KEY",
+            "must be true when PROXY_HOST is not loopback",
+        );
+    }
+    let admin_api_key = Secret::new(r.text("ADMIN_API_KEY").unwrap_or(""));
+    let proxy_local_ok = r.raw("PROXY_LOCAL_OK") == Some("1");
+    let (cli_proxy_api_url, upstream_host) =
+        read_upstream_url(&mut r, proxy_local_ok, &mut warnings);
+    let cli_proxy_api_key = Secret::new(r.text("CLI_PROXY_API_KEY").unwrap_or("proxy"));
+    let db_path = r.text("DB_PATH").unwrap_or(&paths.db_path).to_owned();
+    let pricing_cache_path = r
+        .text("PRICING_CACHE_PATH")
+        .unwrap_or(&paths.pricing_cache_path)
+        .to_owned();
+    let pricing_url = read_pricing_url(&mut r);
+    let stream_usage_inject = r.boolean("STREAM_USAGE_INJECT", true);
+    let pricing_cache_ttl_ms = r.positive_ms("PRICING_CACHE_TTL_MS", 3_600_000);
+    let pricing_refresh_interval_ms = r.positive_ms("PRICING_REFRESH_INTERVAL_MS", 21_600_000);
+    let ready_pricing_max_age_ms = r.positive_ms("READY_PRICING_MAX_AGE_MS", 86_400_000);
+    // TODO(merge): call pricing::parse_overrides_json / pricing::parse_aliases_json here and
+    // turn their `(path, message)` issues into `ConfigIssue`s; only the JSON shape is checked
+    // until then.
+    let pricing_overrides_json = read_json_object(&mut r, "PRICING_OVERRIDES_JSON");
+    let pricing_aliases_json = read_json_object(&mut r, "PRICING_ALIASES_JSON");
+    let cost_backfill_interval_ms = r.positive_ms("COST_BACKFILL_INTERVAL_MS", 1_800_000);
+    let cost_backfill_lookback_ms = r.positive_ms("COST_BACKFILL_LOOKBACK_MS", 604_800_000);
+    let cost_backfill_chunk_size = r.int_range("COST_BACKFILL_CHUNK_SIZE", 500, 1, 100_000) as u32;
+    let upstream_timeout_ms = r.non_negative("UPSTREAM_TIMEOUT_MS", 0);
+    let upstream_connect_timeout_ms = r.non_negative("UPSTREAM_CONNECT_TIMEOUT_MS", 0);
+    let upstream_stream_first_byte_timeout_ms =
+        r.non_negative("UPSTREAM_STREAM_FIRST_BYTE_TIMEOUT_MS", 0);
+    let upstream_max_retries = r.int_range("UPSTREAM_MAX_RETRIES", 2, 0, 100) as u32;
+    let breaker_open_after_failures =
+        r.int_range("UPSTREAM_CIRCUIT_BREAKER_OPEN_AFTER_FAILURES", 5, 1, 1000) as u32;
+    let breaker_half_open_after_ms =
+        r.positive_ms("UPSTREAM_CIRCUIT_BREAKER_HALF_OPEN_AFTER_MS", 30_000);
+    let breaker_evict_after_ms = r.positive_ms("UPSTREAM_CIRCUIT_BREAKER_EVICT_AFTER_MS", 300_000);
+    let max_request_body_bytes =
+        r.int_range("MAX_REQUEST_BODY_BYTES", 25_000_000, 1, 1_000_000_000);
+    let rate_limit_per_client_per_min =
+        r.int_range("RATE_LIMIT_PER_CLIENT_PER_MIN", 0, 0, 1_000_000) as u32;
+    let stale_pending_max_age_ms = r.positive_ms("STALE_PENDING_MAX_AGE_MS", 600_000);
+    let quota_refresh_interval_ms = r.positive_ms("QUOTA_REFRESH_INTERVAL_MS", 300_000);
+    let quota_refresh_timeout_ms = r.positive_ms("QUOTA_REFRESH_TIMEOUT_MS", 15_000);
+    let quota_snapshot_retention_days =
+        r.int_range("QUOTA_SNAPSHOT_RETENTION_DAYS", 7, 1, 3650) as u32;
+    let client_name_mapping = read_client_name_mapping(&mut r);
+    let providers = read_providers(&mut r, env, inputs, &cli_proxy_api_url, &mut warnings);
+    let cliproxy_mgmt_key = Secret::new(r.text("CLIPROXY_MGMT_KEY").unwrap_or(""));
+    let correlation_interval_ms = r.positive_ms("CLIPROXY_CORRELATION_INTERVAL_MS", 15_000);
+    let correlation_lookback_ms = r.positive_ms("CLIPROXY_CORRELATION_LOOKBACK_MS", 300_000);
+    let correlation_window_ms = r.positive_ms("CLIPROXY_CORRELATION_WINDOW_MS", 30_000);
+    let cliproxy_auth_dir = r.text("CLIPROXY_AUTH_DIR").map(str::to_owned);
+    let log_level = match r.text("LOG_LEVEL").map(str::to_ascii_lowercase).as_deref() {
+        Some("debug") => LogLevel::Debug,
+        Some("warn") => LogLevel::Warn,
+        Some("error") => LogLevel::Error,
+        _ => LogLevel::Info,
+    };
+    let log_format = match r.text("LOG_FORMAT").map(str::to_ascii_lowercase).as_deref() {
+        Some("pretty") => LogFormat::Pretty,
+        _ => LogFormat::Json,
+    };
+    let deploy_dir = r.text("AGENT_CLI_PROXY_DEPLOY_DIR").map(str::to_owned);
+    let runtime_dir = r.text("AGENT_CLI_PROXY_RUNTIME_DIR").map(str::to_owned);
+    let init_env_file = r.text("AGENT_CLI_PROXY_ENV").map(str::to_owned);
+
+    if !r.issues.is_empty() {
+        return Err(ConfigError { issues: r.issues });
+    }
+
+    for name in IGNORED {
+        if r.text(name).is_some() {
+            warnings.push(ConfigWarning::new(
+                *name,
+                "is not used by this version and is ignored",
+            ));
+        }
+    }
+    let remote = !host_loopback || !upstream_host.as_deref().is_some_and(is_loopback_host);
+    let placeholder_checks = [
+        ("ADMIN_API_KEY", &admin_api_key, true),
+        ("CLI_PROXY_API_KEY", &cli_proxy_api_key, remote),
+        ("CLIPROXY_MGMT_KEY", &cliproxy_mgmt_key, true),
+    ];
+    for (name, secret, applies) in placeholder_checks {
+        let value = secret.expose().trim().to_ascii_lowercase();
+        if applies && PLACEHOLDERS.contains(&value.as_str()) {
+            warnings.push(ConfigWarning::new(name, PLACEHOLDER_WARNING));
+        }
+    }
+    let roots = [deploy_dir.as_deref(), runtime_dir.as_deref()];
+    if db_path != ":memory:" {
+        warn_path("DB_PATH", &db_path, &roots, &mut warnings);
+    }
+    warn_path(
+        "PRICING_CACHE_PATH",
+        &pricing_cache_path,
+        &roots,
+        &mut warnings,
+    );
+    // Provider warnings were collected while loading; keep them after the variable ones.
+    let (provider_warnings, mut warnings): (Vec<_>, Vec<_>) = warnings
+        .into_iter()
+        .partition(|w| w.path.starts_with("providers"));
+    warnings.extend(provider_warnings);
+
+    let config = Config {
+        proxy_host,
+        proxy_port,
+        trust_proxy_headers,
+        proxy_require_api_key,
+        admin_api_key,
+        cli_proxy_api_url,
+        proxy_local_ok,
+        cli_proxy_api_key,
+        db_path,
+        pricing_cache_path,
+        pricing_url,
+        stream_usage_inject,
+        pricing_cache_ttl_ms,
+        pricing_refresh_interval_ms,
+        ready_pricing_max_age_ms,
+        pricing_overrides_json,
+        pricing_aliases_json,
+        cost_backfill_interval_ms,
+        cost_backfill_lookback_ms,
+        cost_backfill_chunk_size,
+        upstream_timeout_ms,
+        upstream_connect_timeout_ms,
+        upstream_stream_first_byte_timeout_ms,
+        upstream_max_retries,
+        breaker_open_after_failures,
+        breaker_half_open_after_ms,
+        breaker_evict_after_ms,
+        max_request_body_bytes,
+        rate_limit_per_client_per_min,
+        stale_pending_max_age_ms,
+        quota_refresh_interval_ms,
+        quota_refresh_timeout_ms,
+        quota_snapshot_retention_days,
+        client_name_mapping,
+        providers,
+        cliproxy_mgmt_key,
+        correlation_interval_ms,
+        correlation_lookback_ms,
+        correlation_window_ms,
+        cliproxy_auth_dir,
+        log_level,
+        log_format,
+        deploy_dir,
+        runtime_dir,
+        init_env_file,
+        paths,
+    };
+    Ok((config, warnings))
+}
+
+/// `CLI_PROXY_API_URL` and its host (for the placeholder rule).
+fn read_upstream_url(
+    r: &mut Reader<'_>,
+    local_ok: bool,
+    warnings: &mut Vec<ConfigWarning>,
+) -> (String, Option<String>) {
+    const NAME: &str = "CLI_PROXY_API_URL";
+    let Some(raw) = r.text(NAME) else {
+        if local_ok {
+            warnings.push(ConfigWarning::new(
+                NAME,
+                format!("is not set; using {LOCAL_DEFAULT_URL} because PROXY_LOCAL_OK=1"),
+            ));
+            return (LOCAL_DEFAULT_URL.to_owned(), Some("localhost".to_owned()));
+        }
+        r.issue(
+            NAME,
+            "is required unless PROXY_LOCAL_OK=1 permits the local default",
+        );
+        return (String::new(), None);
+    };
+    match parse_base_url(raw) {
+        Ok(url) => (url.normalized, Some(url.host)),
+        Err(problem) => {
+            r.issue(NAME, url_message(problem));
+            (String::new(), None)
+        }
+    }
+}
+
+pub(crate) fn url_message(problem: UrlProblem) -> &'static str {
+    match problem {
+        UrlProblem::Unparseable => "must be a parseable http(s) URL",
+        UrlProblem::NotHttp => "must be an http(s) URL",
+        UrlProblem::CredentialsQueryFragment => "must not contain credentials, query or fragment",
+    }
+}
+
+fn read_pricing_url(r: &mut Reader<'_>) -> String {
+    let Some(raw) = r.text("PRICING_URL") else {
+        return DEFAULT_PRICING_URL.to_owned();
+    };
+    // A pricing URL may carry a query; only the scheme and authority matter here.
+    let http = matches!(
+        parse_base_url(raw),
+        Ok(_) | Err(UrlProblem::CredentialsQueryFragment)
+    );
+    if !http && !is_file_url(raw) {
+        r.issue(
+            "PRICING_URL",
+            "must be an http(s) URL or a file:/// URL with an absolute path",
+        );
+    }
+    raw.to_owned()
+}
+
+fn read_json_object(r: &mut Reader<'_>, name: &str) -> Option<String> {
+    let raw = r.text(name)?;
+    match serde_json::from_str::<Value>(raw) {
+        Ok(Value::Object(_)) => Some(raw.to_owned()),
+        Ok(_) => {
+            r.issue(name, "must be a JSON object");
+            None
+        }
+        Err(e) => {
+            r.issue(name, format!("must be valid JSON: {e}"));
+            None
+        }
+    }
+}
+
+fn read_client_name_mapping(r: &mut Reader<'_>) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    let Some(raw) = r.text("CLIENT_NAME_MAPPING") else {
+        return map;
+    };
+    for (i, entry) in raw.split(',').enumerate() {
+        let parsed = entry
+            .trim()
+            .split_once('=')
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .filter(|(k, v)| !k.is_empty() && !v.is_empty());
+        match parsed {
+            Some((k, v)) => {
+                map.insert(k.to_owned(), v.to_owned());
+            }
+            None => r.issue(
+                &format!("CLIENT_NAME_MAPPING[{i}]"),
+                "must be a non-empty key=value entry",
+            ),
+        }
+    }
+    map
+}
+
+fn read_providers(
+    r: &mut Reader<'_>,
+    env: &BTreeMap<String, String>,
+    inputs: &ExternalInputs,
+    url: &str,
+    warnings: &mut Vec<ConfigWarning>,
+) -> Providers {
+    let (var, text, source) = if let Some(inline) = r.text("PROVIDERS_JSON") {
+        ("PROVIDERS_JSON", inline.to_owned(), ProviderSource::Inline)
+    } else if let Some(path) = ExternalInputs::providers_file_to_read(env) {
+        let text = match &inputs.providers_file {
+            Some(FileRead::Contents(text)) => text.clone(),
+            Some(FileRead::Failed(err)) => {
+                r.issue("PROVIDERS_CONFIG_PATH", format!("could not be read: {err}"));
+                return Providers::built_in(url);
+            }
+            None => {
+                r.issue(
+                    "PROVIDERS_CONFIG_PATH",
+                    "could not be read: not read by the caller",
+                );
+                return Providers::built_in(url);
+            }
+        };
+        ("PROVIDERS_CONFIG_PATH", text, ProviderSource::File { path })
+    } else {
+        return Providers::built_in(url);
+    };
+    let doc = match serde_json::from_str::<Value>(&text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            r.issue(var, format!("must be valid JSON: {e}"));
+            return Providers::built_in(url);
+        }
+    };
+    let checked = validate_document(&doc, env);
+    r.issues.extend(checked.issues);
+    warnings.extend(checked.warnings);
+    Providers::merged(url, checked.providers, source)
+}
+
+fn warn_path(name: &str, path: &str, roots: &[Option<&str>], warnings: &mut Vec<ConfigWarning>) {
+    if !path.starts_with('/') {
+        warnings.push(ConfigWarning::new(
+            name,
+            "should be an absolute path outside the deploy/runtime directory to survive releases",
+        ));
+        return;
+    }
+    let inside = roots.iter().flatten().find(|root| {
+        let root = root.trim_end_matches('/');
+        !root.is_empty() && (path == root || path.starts_with(&format!("{root}/")))
+    });
+    if let Some(root) = inside {
+        warnings.push(ConfigWarning::new(
+            name,
+            format!("should be outside deploy/runtime directory {root} to survive releases"),
+        ));
+    }
+}
