@@ -205,6 +205,10 @@ pub struct Config {
     pub pricing_overrides_json: Option<String>,
     /// `PRICING_ALIASES_JSON` as written (a JSON object), `None` when blank.
     pub pricing_aliases_json: Option<String>,
+    /// Parsed `PRICING_OVERRIDES_JSON` (the built-ins when unset).
+    pub pricing_overrides: crate::pricing::overrides::Overrides,
+    /// Parsed `PRICING_ALIASES_JSON` (the built-ins when unset).
+    pub pricing_aliases: crate::pricing::overrides::Aliases,
     /// `COST_BACKFILL_INTERVAL_MS`.
     pub cost_backfill_interval_ms: u64,
     /// `COST_BACKFILL_LOOKBACK_MS`.

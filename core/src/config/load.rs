@@ -1,6 +1,7 @@
 //! [`Config::from_env`]: every variable of `control.md` §5.3 in table order, then the
 //! warnings of §5.5.
 
+use crate::pricing::overrides::{Aliases, Overrides, parse_aliases_json, parse_overrides_json};
 use std::collections::BTreeMap;
 
 use serde_json::Value;
@@ -72,11 +73,26 @@ pub(super) fn from_env(
     let pricing_cache_ttl_ms = r.positive_ms("PRICING_CACHE_TTL_MS", 3_600_000);
     let pricing_refresh_interval_ms = r.positive_ms("PRICING_REFRESH_INTERVAL_MS", 21_600_000);
     let ready_pricing_max_age_ms = r.positive_ms("READY_PRICING_MAX_AGE_MS", 86_400_000);
-    // TODO(merge): call pricing::parse_overrides_json / pricing::parse_aliases_json here and
-    // turn their `(path, message)` issues into `ConfigIssue`s; only the JSON shape is checked
-    // until then.
     let pricing_overrides_json = read_json_object(&mut r, "PRICING_OVERRIDES_JSON");
     let pricing_aliases_json = read_json_object(&mut r, "PRICING_ALIASES_JSON");
+    let pricing_overrides = match pricing_overrides_json.as_deref() {
+        None => Overrides::builtin(),
+        Some(text) => parse_overrides_json(text).unwrap_or_else(|issues| {
+            for (path, message) in issues {
+                r.issue(&path, message);
+            }
+            Overrides::builtin()
+        }),
+    };
+    let pricing_aliases = match pricing_aliases_json.as_deref() {
+        None => Aliases::builtin(),
+        Some(text) => parse_aliases_json(text).unwrap_or_else(|issues| {
+            for (path, message) in issues {
+                r.issue(&path, message);
+            }
+            Aliases::builtin()
+        }),
+    };
     let cost_backfill_interval_ms = r.positive_ms("COST_BACKFILL_INTERVAL_MS", 1_800_000);
     let cost_backfill_lookback_ms = r.positive_ms("COST_BACKFILL_LOOKBACK_MS", 604_800_000);
     let cost_backfill_chunk_size = r.int_range("COST_BACKFILL_CHUNK_SIZE", 500, 1, 100_000) as u32;
@@ -178,6 +194,8 @@ pub(super) fn from_env(
         ready_pricing_max_age_ms,
         pricing_overrides_json,
         pricing_aliases_json,
+        pricing_overrides,
+        pricing_aliases,
         cost_backfill_interval_ms,
         cost_backfill_lookback_ms,
         cost_backfill_chunk_size,

@@ -570,3 +570,24 @@ fn secrets_never_appear_in_issues_or_warnings() {
         "{text}"
     );
 }
+
+#[test]
+fn pricing_json_variables_report_the_pricing_parser_issues() {
+    assert_eq!(
+        issues(&[("PRICING_OVERRIDES_JSON", r#"{"m":{"input":1},"n":7}"#)]),
+        vec![
+            "PRICING_OVERRIDES_JSON.m must include non-negative numeric input and output",
+            "PRICING_OVERRIDES_JSON.n must be a pricing object",
+        ]
+    );
+    assert_eq!(
+        issues(&[("PRICING_ALIASES_JSON", r#"{"kimi":""}"#)]),
+        vec!["PRICING_ALIASES_JSON.kimi must be a non-empty string"]
+    );
+    let c = ok(&[(
+        "PRICING_OVERRIDES_JSON",
+        r#"{"my-model":{"input":1,"output":2}}"#,
+    )]);
+    assert_eq!(c.pricing_overrides.len(), 1);
+    assert!(ok(&[]).pricing_overrides.len() >= 6, "built-ins when unset");
+}
