@@ -407,3 +407,6 @@ mod tests {
         assert_eq!(UsageRecord::from_columns(Convention::OpenAi, &c), r);
     }
 }
+
+#[cfg(test)]
+mod extract_tests;
