@@ -383,3 +383,16 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn removal_works_in_every_framing() {
+    for e in 0..3 {
+        let input = ending(&w5(), e);
+        let expected = ending(&format!("{W5_CHUNK1}{W5_DONE}"), e);
+        for chunk in [input.len(), 1] {
+            let chunks: Vec<&[u8]> = input.as_bytes().chunks(chunk).collect();
+            let r = run(BodyKind::Sse, sse_cfg(true), &chunks);
+            assert_eq!([r.before_commit, r.after_commit].concat(), expected.as_bytes(), "framing {e}, chunk {chunk}");
+        }
+    }
+}
