@@ -17,7 +17,10 @@ pub fn split_input(data: &[u8]) -> (Vec<usize>, &[u8]) {
     let (head, body) = rest.split_at(n * 2);
     let mut cuts: Vec<usize> = head
         .chunks(2)
-        .map(|p| usize::from(u16::from_le_bytes([p[0], p.get(1).copied().unwrap_or(0)])) % (body.len() + 1))
+        .map(|p| {
+            usize::from(u16::from_le_bytes([p[0], p.get(1).copied().unwrap_or(0)]))
+                % (body.len() + 1)
+        })
         .collect();
     cuts.sort_unstable();
     (cuts, body)
@@ -39,7 +42,11 @@ pub fn sse_scan(data: &[u8]) {
     let mut s = SseScanner::new(CAP);
     for p in &pieces {
         s.push(p, &mut chunked);
-        assert!(s.buffered() <= 3 * CAP, "scanner memory {} over bound", s.buffered());
+        assert!(
+            s.buffered() <= 3 * CAP,
+            "scanner memory {} over bound",
+            s.buffered()
+        );
     }
     s.finish(&mut chunked);
     assert_eq!(whole, chunked, "chunked scan differs from whole scan");
@@ -65,7 +72,13 @@ fn pieces<'a>(body: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
     out
 }
 
-type RelayResult = (Vec<u8>, Option<u64>, Option<crate::usage::UsageRecord>, Option<String>, bool);
+type RelayResult = (
+    Vec<u8>,
+    Option<u64>,
+    Option<crate::usage::UsageRecord>,
+    Option<String>,
+    bool,
+);
 
 fn relay_run(pieces: &[&[u8]], remove: bool) -> RelayResult {
     let cfg = RelayConfig {

@@ -22,6 +22,9 @@ const HOSTILE: [&str; 8] = [
     "[3]",
 ];
 
+/// A generated field: its JSON text and the count it is worth, or `None` when absent.
+type Field = Option<(String, Option<u64>)>;
+
 struct Cursor<'a>(&'a [u8]);
 
 impl Cursor<'_> {
@@ -32,12 +35,15 @@ impl Cursor<'_> {
     }
 
     /// A field: `(json text, valid value)`, or `None` when absent.
-    fn field(&mut self) -> Option<(String, Option<u64>)> {
+    fn field(&mut self) -> Field {
         let b = self.byte().unwrap_or(0);
         match b % 4 {
             0 => None,
             1 => {
-                let v = u64::from(u16::from_le_bytes([self.byte().unwrap_or(0), self.byte().unwrap_or(0)]));
+                let v = u64::from(u16::from_le_bytes([
+                    self.byte().unwrap_or(0),
+                    self.byte().unwrap_or(0),
+                ]));
                 Some((v.to_string(), Some(v)))
             }
             2 => Some((HOSTILE[usize::from(b / 4) % HOSTILE.len()].to_owned(), None)),
@@ -54,7 +60,7 @@ impl Cursor<'_> {
     }
 }
 
-fn obj(fields: &[(&str, &Option<(String, Option<u64>)>)]) -> String {
+fn obj(fields: &[(&str, &Field)]) -> String {
     let parts: Vec<String> = fields
         .iter()
         .filter_map(|(k, v)| v.as_ref().map(|(t, _)| format!("\"{k}\":{t}")))
@@ -62,26 +68,38 @@ fn obj(fields: &[(&str, &Option<(String, Option<u64>)>)]) -> String {
     format!("{{{}}}", parts.join(","))
 }
 
-fn set(slot: &mut Option<u64>, f: &Option<(String, Option<u64>)>) {
+fn set(slot: &mut Option<u64>, f: &Field) {
     if let Some((_, Some(v))) = f {
         *slot = Some(*v);
     }
 }
 
-fn val(f: &Option<(String, Option<u64>)>) -> Option<u64> {
+fn val(f: &Field) -> Option<u64> {
     f.as_ref().and_then(|(_, v)| *v)
 }
 
-fn check_twice(events: &[(Option<&str>, String)], expect: Option<UsageRecord>, model: Option<&str>) {
+fn check_twice(
+    events: &[(Option<&str>, String)],
+    expect: Option<UsageRecord>,
+    model: Option<&str>,
+) {
     let mut once = UsageState::new();
     let mut twice = UsageState::new();
     for (name, data) in events {
         once.observe_sse_event(name.map(str::as_bytes), data.as_bytes());
         twice.observe_sse_event(name.map(str::as_bytes), data.as_bytes());
         twice.observe_sse_event(name.map(str::as_bytes), data.as_bytes());
-        assert_eq!(once.record(), twice.record(), "replaying {data} changed the record");
+        assert_eq!(
+            once.record(),
+            twice.record(),
+            "replaying {data} changed the record"
+        );
     }
-    assert_eq!(once.record(), expect, "record differs from the last reported values");
+    assert_eq!(
+        once.record(),
+        expect,
+        "record differs from the last reported values"
+    );
     assert_eq!(once.actual_model(), model, "actual model differs");
 }
 
@@ -108,7 +126,10 @@ pub fn usage_anthropic(data: &[u8]) {
         ]);
         if let Some((a, b)) = &object {
             usage.pop();
-            let inner = obj(&[("ephemeral_5m_input_tokens", a), ("ephemeral_1h_input_tokens", b)]);
+            let inner = obj(&[
+                ("ephemeral_5m_input_tokens", a),
+                ("ephemeral_1h_input_tokens", b),
+            ]);
             let sep = if usage.len() > 1 { "," } else { "" };
             usage = format!("{usage}{sep}\"cache_creation\":{inner}}}");
         }
@@ -133,7 +154,10 @@ pub fn usage_anthropic(data: &[u8]) {
                 format!("{{\"type\":\"message_start\",\"message\":{{\"usage\":{usage}{m}}}}}"),
             ));
         } else {
-            events.push((Some("message_delta"), format!("{{\"type\":\"message_delta\",\"usage\":{usage}}}")));
+            events.push((
+                Some("message_delta"),
+                format!("{{\"type\":\"message_delta\",\"usage\":{usage}}}"),
+            ));
         }
     }
     let (w5, w1) = split.unwrap_or((creation.unwrap_or(0), 0));
@@ -177,7 +201,11 @@ pub fn usage_openai_chat(data: &[u8]) {
             model = Some(m.clone());
         }
         let m = m.map_or(String::new(), |m| format!("\"model\":\"{m}\","));
-        let choices = if op & 1 == 0 { "[]" } else { "[{\"index\":0,\"delta\":{\"content\":\"x\"}}]" };
+        let choices = if op & 1 == 0 {
+            "[]"
+        } else {
+            "[{\"index\":0,\"delta\":{\"content\":\"x\"}}]"
+        };
         let usage = if op & 2 == 0 {
             "null".to_owned()
         } else {
@@ -241,7 +269,10 @@ pub fn usage_responses(data: &[u8]) {
             "null".to_owned()
         };
         let name = (op & 16 != 0).then_some(ty);
-        events.push((name, format!("{{\"type\":\"{ty}\",\"response\":{{{m}\"usage\":{usage}}}}}")));
+        events.push((
+            name,
+            format!("{{\"type\":\"{ty}\",\"response\":{{{m}\"usage\":{usage}}}}}"),
+        ));
     }
     check_twice(&events, expect, model.as_deref());
 }
@@ -264,9 +295,7 @@ pub fn usage_ndjson(data: &[u8]) {
         let m = m.map_or(String::new(), |m| format!("\"model\":\"{m}\","));
         let (p, e) = (c.field(), c.field());
         let done = op & 1 == 1;
-        let counts_present = |f: &Option<(String, Option<u64>)>| {
-            f.as_ref().is_some_and(|(t, _)| t.parse::<f64>().is_ok())
-        };
+        let counts_present = |f: &Field| f.as_ref().is_some_and(|(t, _)| t.parse::<f64>().is_ok());
         if done && terminal.is_none() {
             terminal = Some(body.len() as u64);
         }
@@ -283,14 +312,21 @@ pub fn usage_ndjson(data: &[u8]) {
     }
     let mut relay = Relay::new(BodyKind::Ndjson, RelayConfig::default());
     let mut out = Vec::new();
-    for piece in body.as_bytes().chunks(1 + usize::from(data.first().copied().unwrap_or(0) % 13)) {
+    for piece in body
+        .as_bytes()
+        .chunks(1 + usize::from(data.first().copied().unwrap_or(0) % 13))
+    {
         out.extend(relay.push(Bytes::copy_from_slice(piece)).release.concat());
     }
     out.extend(relay.finish().release.concat());
     out.extend(relay.release_held().concat());
     assert_eq!(out, body.as_bytes(), "NDJSON relay is not byte-exact");
     assert_eq!(relay.terminal_offset(), terminal, "terminal line");
-    assert_eq!(relay.usage().record, expect, "record differs from the last done line");
+    assert_eq!(
+        relay.usage().record,
+        expect,
+        "record differs from the last done line"
+    );
     assert_eq!(relay.usage().actual_model, model.as_deref(), "actual model");
 }
 

@@ -21,7 +21,8 @@ fn events(items: &[SseItem]) -> Vec<(Option<String>, String, Skipped)> {
                 data,
                 skipped,
             } => Some((
-                name.as_ref().map(|n| String::from_utf8_lossy(n).into_owned()),
+                name.as_ref()
+                    .map(|n| String::from_utf8_lossy(n).into_owned()),
                 String::from_utf8_lossy(data).into_owned(),
                 *skipped,
             )),
@@ -66,7 +67,10 @@ fn leading_bom_is_ignored_even_when_split() {
     assert_eq!(events(&items), vec![ev(None, "x")]);
     // Only at the stream start: a later BOM makes an unknown field.
     let items = scan_chunks(&[b"data: a\n\n\xEF\xBB\xBFdata: x\n\n"], 100);
-    assert_eq!(events(&items), vec![ev(None, "a"), (None, String::new(), Skipped::No)]);
+    assert_eq!(
+        events(&items),
+        vec![ev(None, "a"), (None, String::new(), Skipped::No)]
+    );
 }
 
 #[test]

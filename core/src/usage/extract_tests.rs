@@ -10,7 +10,8 @@ fn sse(state: &mut UsageState, name: Option<&str>, data: &str) {
 }
 
 const W2_START: &str = r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[],"usage":{"input_tokens":2000,"cache_read_input_tokens":50000,"cache_creation_input_tokens":10000,"output_tokens":1}}}"#;
-const W2_DELTA1: &str = r#"{"type":"message_delta","delta":{"stop_reason":null},"usage":{"output_tokens":300}}"#;
+const W2_DELTA1: &str =
+    r#"{"type":"message_delta","delta":{"stop_reason":null},"usage":{"output_tokens":300}}"#;
 const W2_DELTA2: &str = r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"input_tokens":2000,"cache_read_input_tokens":50000,"cache_creation_input_tokens":10000,"output_tokens":812}}"#;
 
 fn anthropic(input: u64, read: u64, w5: u64, w1: u64, out: u64) -> UsageRecord {
@@ -48,7 +49,13 @@ fn w2_cumulative_deltas_replace_never_sum() {
     assert_eq!(r, anthropic(2000, 50_000, 10_000, 0, 812));
     let c = r.columns();
     assert_eq!(
-        (c.prompt_tokens, c.cache_read_tokens, c.cache_creation_tokens, c.completion_tokens, c.total_tokens),
+        (
+            c.prompt_tokens,
+            c.cache_read_tokens,
+            c.cache_creation_tokens,
+            c.completion_tokens,
+            c.total_tokens
+        ),
         (2000, 50_000, 10_000, 812, 62_812)
     );
     assert_eq!(s.actual_model(), Some("claude-sonnet-4-5-20250929"));
@@ -68,7 +75,11 @@ fn w3_cache_creation_object_splits_the_write() {
     let r = e.record.unwrap();
     assert_eq!(r, anthropic(500, 0, 10_000, 20_000, 1000));
     assert_eq!(
-        (r.columns().cache_creation_tokens, r.columns().cache_write_1h_tokens, r.columns().total_tokens),
+        (
+            r.columns().cache_creation_tokens,
+            r.columns().cache_write_1h_tokens,
+            r.columns().total_tokens
+        ),
         (30_000, 20_000, 31_500)
     );
 }
@@ -76,28 +87,60 @@ fn w3_cache_creation_object_splits_the_write() {
 #[test]
 fn later_total_without_object_undoes_the_split() {
     let mut s = UsageState::new();
-    sse(&mut s, None, r#"{"type":"message_delta","usage":{"cache_creation_input_tokens":30000,"cache_creation":{"ephemeral_1h_input_tokens":20000}}}"#);
+    sse(
+        &mut s,
+        None,
+        r#"{"type":"message_delta","usage":{"cache_creation_input_tokens":30000,"cache_creation":{"ephemeral_1h_input_tokens":20000}}}"#,
+    );
     assert_eq!(s.record().unwrap().cache_write_5m, 0);
     assert_eq!(s.record().unwrap().cache_write_1h, 20_000);
-    sse(&mut s, None, r#"{"type":"message_delta","usage":{"cache_creation_input_tokens":30000}}"#);
-    assert_eq!((s.record().unwrap().cache_write_5m, s.record().unwrap().cache_write_1h), (30_000, 0));
+    sse(
+        &mut s,
+        None,
+        r#"{"type":"message_delta","usage":{"cache_creation_input_tokens":30000}}"#,
+    );
+    assert_eq!(
+        (
+            s.record().unwrap().cache_write_5m,
+            s.record().unwrap().cache_write_1h
+        ),
+        (30_000, 0)
+    );
     // A delta without cache information keeps the last decision.
-    sse(&mut s, None, r#"{"type":"message_delta","usage":{"output_tokens":5}}"#);
+    sse(
+        &mut s,
+        None,
+        r#"{"type":"message_delta","usage":{"output_tokens":5}}"#,
+    );
     assert_eq!(s.record().unwrap().cache_write_5m, 30_000);
 }
 
 #[test]
 fn w5_chat_usage_chunk_replaces_and_null_is_ignored() {
     let mut s = UsageState::new();
-    sse(&mut s, None, r#"{"id":"c1","object":"chat.completion.chunk","model":"gpt-5-2025-08-07","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}"#);
+    sse(
+        &mut s,
+        None,
+        r#"{"id":"c1","object":"chat.completion.chunk","model":"gpt-5-2025-08-07","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}"#,
+    );
     assert!(!s.has_usage());
-    sse(&mut s, None, r#"{"id":"c1","object":"chat.completion.chunk","model":"gpt-5-2025-08-07","choices":[],"usage":{"prompt_tokens":12000,"completion_tokens":1500,"total_tokens":13500,"prompt_tokens_details":{"cached_tokens":8000},"completion_tokens_details":{"reasoning_tokens":1024}}}"#);
+    sse(
+        &mut s,
+        None,
+        r#"{"id":"c1","object":"chat.completion.chunk","model":"gpt-5-2025-08-07","choices":[],"usage":{"prompt_tokens":12000,"completion_tokens":1500,"total_tokens":13500,"prompt_tokens_details":{"cached_tokens":8000},"completion_tokens_details":{"reasoning_tokens":1024}}}"#,
+    );
     sse(&mut s, None, "[DONE]");
     let r = s.record().unwrap();
     assert_eq!(r, openai(4000, 8000, 1500, 1024));
     let c = r.columns();
     assert_eq!(
-        (c.prompt_tokens, c.cache_read_tokens, c.completion_tokens, c.reasoning_tokens, c.total_tokens),
+        (
+            c.prompt_tokens,
+            c.cache_read_tokens,
+            c.completion_tokens,
+            c.reasoning_tokens,
+            c.total_tokens
+        ),
         (12_000, 8000, 1500, 1024, 13_500)
     );
     assert_eq!(s.actual_model(), Some("gpt-5-2025-08-07"));
@@ -107,29 +150,56 @@ fn w5_chat_usage_chunk_replaces_and_null_is_ignored() {
 #[test]
 fn chat_usage_object_replaces_the_whole_state() {
     let mut s = UsageState::new();
-    sse(&mut s, None, r#"{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":4}}}"#);
-    sse(&mut s, None, r#"{"choices":[],"usage":{"prompt_tokens":20}}"#);
+    sse(
+        &mut s,
+        None,
+        r#"{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":4}}}"#,
+    );
+    sse(
+        &mut s,
+        None,
+        r#"{"choices":[],"usage":{"prompt_tokens":20}}"#,
+    );
     assert_eq!(s.record(), Some(openai(20, 0, 0, 0)));
 }
 
 #[test]
 fn w6_responses_terminal_usage_and_model() {
     let mut s = UsageState::new();
-    sse(&mut s, Some("response.created"), r#"{"type":"response.created","response":{"id":"resp_1","object":"response","model":"gpt-5","status":"in_progress","usage":null}}"#);
-    sse(&mut s, Some("response.output_text.delta"), r#"{"type":"response.output_text.delta","delta":"hi"}"#);
+    sse(
+        &mut s,
+        Some("response.created"),
+        r#"{"type":"response.created","response":{"id":"resp_1","object":"response","model":"gpt-5","status":"in_progress","usage":null}}"#,
+    );
+    sse(
+        &mut s,
+        Some("response.output_text.delta"),
+        r#"{"type":"response.output_text.delta","delta":"hi"}"#,
+    );
     assert!(!s.has_usage());
-    sse(&mut s, Some("response.completed"), r#"{"type":"response.completed","response":{"id":"resp_1","object":"response","model":"gpt-5","status":"completed","usage":{"input_tokens":30000,"input_tokens_details":{"cached_tokens":20000},"output_tokens":4000,"output_tokens_details":{"reasoning_tokens":3000},"total_tokens":34000}}}"#);
+    sse(
+        &mut s,
+        Some("response.completed"),
+        r#"{"type":"response.completed","response":{"id":"resp_1","object":"response","model":"gpt-5","status":"completed","usage":{"input_tokens":30000,"input_tokens_details":{"cached_tokens":20000},"output_tokens":4000,"output_tokens_details":{"reasoning_tokens":3000},"total_tokens":34000}}}"#,
+    );
     let r = s.record().unwrap();
     assert_eq!(r, openai(10_000, 20_000, 4000, 3000));
     let c = r.columns();
-    assert_eq!((c.prompt_tokens, c.total_tokens, c.reasoning_tokens), (30_000, 34_000, 3000));
+    assert_eq!(
+        (c.prompt_tokens, c.total_tokens, c.reasoning_tokens),
+        (30_000, 34_000, 3000)
+    );
     assert_eq!(s.actual_model(), Some("gpt-5"));
 }
 
 #[test]
 fn responses_type_may_come_from_the_event_line() {
     let mut s = UsageState::new();
-    sse(&mut s, Some("response.completed"), r#"{"response":{"model":"gpt-5","usage":{"input_tokens":3,"output_tokens":4}}}"#);
+    sse(
+        &mut s,
+        Some("response.completed"),
+        r#"{"response":{"model":"gpt-5","usage":{"input_tokens":3,"output_tokens":4}}}"#,
+    );
     assert_eq!(s.record(), Some(openai(3, 0, 4, 0)));
 }
 
@@ -149,8 +219,16 @@ fn hostile_counts_are_absent() {
         ("0", 0),
     ] {
         let mut s = UsageState::new();
-        sse(&mut s, None, r#"{"type":"message_delta","usage":{"output_tokens":7}}"#);
-        sse(&mut s, None, &format!(r#"{{"type":"message_delta","usage":{{"output_tokens":{value}}}}}"#));
+        sse(
+            &mut s,
+            None,
+            r#"{"type":"message_delta","usage":{"output_tokens":7}}"#,
+        );
+        sse(
+            &mut s,
+            None,
+            &format!(r#"{{"type":"message_delta","usage":{{"output_tokens":{value}}}}}"#),
+        );
         assert_eq!(s.record().unwrap().output, expected, "value {value}");
     }
 }
@@ -180,16 +258,25 @@ fn plain_detection_order() {
     ];
     for (body, api, record) in cases {
         let e = extract_plain(body);
-        assert_eq!((e.api, e.record), (api, record), "{}", String::from_utf8_lossy(body));
+        assert_eq!(
+            (e.api, e.record),
+            (api, record),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
     }
 }
 
 #[test]
 fn ndjson_done_line_carries_usage_and_is_terminal() {
     let mut s = UsageState::new();
-    assert!(!s.observe_ndjson_line(br#"{"model":"llama3","message":{"content":"hi"},"done":false}"#));
+    assert!(
+        !s.observe_ndjson_line(br#"{"model":"llama3","message":{"content":"hi"},"done":false}"#)
+    );
     assert!(!s.has_usage());
-    assert!(s.observe_ndjson_line(br#"{"model":"llama3:8b","done":true,"prompt_eval_count":26,"eval_count":290}"#));
+    assert!(s.observe_ndjson_line(
+        br#"{"model":"llama3:8b","done":true,"prompt_eval_count":26,"eval_count":290}"#
+    ));
     assert_eq!(s.record(), Some(openai(26, 0, 290, 0)));
     assert_eq!(s.actual_model(), Some("llama3:8b"));
 }
@@ -197,21 +284,31 @@ fn ndjson_done_line_carries_usage_and_is_terminal() {
 #[test]
 fn escaped_keys_pass_the_prefilter() {
     let mut s = UsageState::new();
-    sse(&mut s, None, r#"{"type":"message_delta","\u0075sage":{"output_tokens":9}}"#);
+    sse(
+        &mut s,
+        None,
+        r#"{"type":"message_delta","\u0075sage":{"output_tokens":9}}"#,
+    );
     assert_eq!(s.record().unwrap().output, 9);
 }
 
 #[test]
 fn events_without_usage_or_model_are_not_parsed_and_change_nothing() {
     let mut s = UsageState::new();
-    sse(&mut s, Some("content_block_delta"), r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#);
+    sse(
+        &mut s,
+        Some("content_block_delta"),
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#,
+    );
     sse(&mut s, None, "[DONE]");
     sse(&mut s, None, "{broken");
     assert_eq!((s.record(), s.actual_model()), (None, None));
 }
 
 fn anthropic_usage_event() -> impl Strategy<Value = String> {
-    let field = |name: &'static str| proptest::option::of(0u64..100_000).prop_map(move |v| v.map(|v| format!(r#""{name}":{v}"#)));
+    let field = |name: &'static str| {
+        proptest::option::of(0u64..100_000).prop_map(move |v| v.map(|v| format!(r#""{name}":{v}"#)))
+    };
     (
         field("input_tokens"),
         field("cache_read_input_tokens"),

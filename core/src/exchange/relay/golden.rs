@@ -83,17 +83,24 @@ fn golden_fixtures_match_their_expectations() {
         .collect();
     dirs.sort();
     for dir in dirs {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         files.sort();
         for file in files {
             let name = file.file_name().unwrap().to_string_lossy().into_owned();
-            let Some(ext) = ["sse", "ndjson", "json"].into_iter().find(|e| {
-                name.ends_with(&format!(".{e}")) && !name.ends_with(".expect.json")
-            }) else {
+            let Some(ext) = ["sse", "ndjson", "json"]
+                .into_iter()
+                .find(|e| name.ends_with(&format!(".{e}")) && !name.ends_with(".expect.json"))
+            else {
                 continue;
             };
             let case = name.trim_end_matches(&format!(".{ext}"));
-            let expect: Value = serde_json::from_slice(&std::fs::read(dir.join(format!("{case}.expect.json"))).unwrap()).unwrap();
+            let expect: Value = serde_json::from_slice(
+                &std::fs::read(dir.join(format!("{case}.expect.json"))).unwrap(),
+            )
+            .unwrap();
             let data = std::fs::read(&file).unwrap();
             check(&name, ext, &data, &expect);
             checked += 1;
@@ -120,22 +127,53 @@ fn check(name: &str, ext: &str, data: &[u8], expect: &Value) {
         _ => stream(BodyKind::Ndjson, false, data, usize::MAX),
     };
     assert_eq!(record_json(out.record), expect["record"], "{name}: record");
-    assert_eq!(out.model.as_deref(), expect["actual_model"].as_str(), "{name}: actual_model");
+    assert_eq!(
+        out.model.as_deref(),
+        expect["actual_model"].as_str(),
+        "{name}: actual_model"
+    );
     let incomplete = out.skipped || (generation && out.record.is_none());
-    assert_eq!(Value::Bool(incomplete), expect["usage_incomplete"], "{name}: usage_incomplete");
-    assert_eq!(sha(&out.client), expect["client_sha256"].as_str().unwrap(), "{name}: client bytes");
+    assert_eq!(
+        Value::Bool(incomplete),
+        expect["usage_incomplete"],
+        "{name}: usage_incomplete"
+    );
+    assert_eq!(
+        sha(&out.client),
+        expect["client_sha256"].as_str().unwrap(),
+        "{name}: client bytes"
+    );
     if ext == "json" {
         return;
     }
-    assert_eq!(out.terminal.map_or(Value::Null, Value::from), expect["terminal_offset"], "{name}: terminal");
-    let kind = if ext == "sse" { BodyKind::Sse } else { BodyKind::Ndjson };
+    assert_eq!(
+        out.terminal.map_or(Value::Null, Value::from),
+        expect["terminal_offset"],
+        "{name}: terminal"
+    );
+    let kind = if ext == "sse" {
+        BodyKind::Sse
+    } else {
+        BodyKind::Ndjson
+    };
     let chunked = stream(kind, false, data, 7);
-    assert_eq!((chunked.record, chunked.terminal, &chunked.client), (out.record, out.terminal, &out.client), "{name}: chunked");
+    assert_eq!(
+        (chunked.record, chunked.terminal, &chunked.client),
+        (out.record, out.terminal, &out.client),
+        "{name}: chunked"
+    );
     if let Some(removed) = expect.get("client_sha256_removed") {
         for chunk in [usize::MAX, 5] {
             let r = stream(kind, true, data, chunk);
-            assert_eq!(sha(&r.client), removed.as_str().unwrap(), "{name}: removal, chunk {chunk}");
-            assert_eq!(r.record, out.record, "{name}: removed chunk still accounted");
+            assert_eq!(
+                sha(&r.client),
+                removed.as_str().unwrap(),
+                "{name}: removal, chunk {chunk}"
+            );
+            assert_eq!(
+                r.record, out.record,
+                "{name}: removed chunk still accounted"
+            );
         }
     }
     if ext == "sse" {
@@ -143,8 +181,16 @@ fn check(name: &str, ext: &str, data: &[u8], expect: &Value) {
         for variant in [text.replace('\n', "\r\n"), text.replace('\n', "\r")] {
             for chunk in [usize::MAX, 3] {
                 let v = stream(kind, false, variant.as_bytes(), chunk);
-                assert_eq!((v.record, &v.model), (out.record, &out.model), "{name}: line endings");
-                assert_eq!(v.client, variant.as_bytes(), "{name}: line endings byte-exact");
+                assert_eq!(
+                    (v.record, &v.model),
+                    (out.record, &out.model),
+                    "{name}: line endings"
+                );
+                assert_eq!(
+                    v.client,
+                    variant.as_bytes(),
+                    "{name}: line endings byte-exact"
+                );
             }
         }
     }

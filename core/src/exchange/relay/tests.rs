@@ -99,10 +99,22 @@ fn w2_holds_from_the_message_stop_line_and_records_the_final_usage() {
     assert_eq!(r.before_commit, W2.as_bytes()[..stop]);
     assert_eq!(r.after_commit, W2.as_bytes()[stop..]);
     let rec = r.record.unwrap();
-    assert_eq!((rec.input_uncached, rec.cache_read, rec.cache_write_5m, rec.output), (2000, 50_000, 10_000, 812));
+    assert_eq!(
+        (
+            rec.input_uncached,
+            rec.cache_read,
+            rec.cache_write_5m,
+            rec.output
+        ),
+        (2000, 50_000, 10_000, 812)
+    );
     assert_eq!(r.model.as_deref(), Some("claude-sonnet-4-5-20250929"));
     // The checkpoint fires once, at message_start, with output 1.
-    let first: Vec<_> = r.events.iter().filter(|e| matches!(e, RelayEvent::FirstUsage { .. })).collect();
+    let first: Vec<_> = r
+        .events
+        .iter()
+        .filter(|e| matches!(e, RelayEvent::FirstUsage { .. }))
+        .collect();
     assert_eq!(first.len(), 1);
     assert!(matches!(first[0], RelayEvent::FirstUsage { record } if record.output == 1));
 }
@@ -120,17 +132,29 @@ fn terminal_completes_at_the_blank_line_not_before() {
     assert!(out.terminal_complete && relay.terminal_complete());
     assert!(out.release.is_empty());
     // Later bytes stay held until the commit.
-    assert!(relay.push(Bytes::from_static(b": trailing\n")).release.is_empty());
+    assert!(
+        relay
+            .push(Bytes::from_static(b": trailing\n"))
+            .release
+            .is_empty()
+    );
     let held: Vec<u8> = relay.release_held().concat();
     assert_eq!(held, [&W2.as_bytes()[stop..], b": trailing\n"].concat());
-    assert_eq!(relay.push(Bytes::from_static(b"x")).release, vec![Bytes::from_static(b"x")]);
+    assert_eq!(
+        relay.push(Bytes::from_static(b"x")).release,
+        vec![Bytes::from_static(b"x")]
+    );
 }
 
 #[test]
 fn terminal_line_begun_in_an_earlier_chunk_holds_from_the_chunk_start() {
     let stop = W2.find("event: message_stop").unwrap();
     let split = stop + 8;
-    let r = run(BodyKind::Sse, sse_cfg(false), &[&W2.as_bytes()[..split], &W2.as_bytes()[split..]]);
+    let r = run(
+        BodyKind::Sse,
+        sse_cfg(false),
+        &[&W2.as_bytes()[..split], &W2.as_bytes()[split..]],
+    );
     assert_eq!(r.before_commit, W2.as_bytes()[..split]);
     assert_eq!(r.after_commit, W2.as_bytes()[split..]);
 }
@@ -142,8 +166,20 @@ fn w5_removal_drops_only_the_usage_chunk_and_still_accounts_it() {
     assert_eq!(r.before_commit, W5_CHUNK1.as_bytes());
     assert_eq!(r.after_commit, W5_DONE.as_bytes());
     let rec = r.record.unwrap();
-    assert_eq!((rec.convention, rec.input_uncached, rec.cache_read, rec.output, rec.reasoning), (Convention::OpenAi, 4000, 8000, 1500, 1024));
-    assert_eq!(r.terminal_offset, Some((W5_CHUNK1.len() + W5_USAGE.len()) as u64));
+    assert_eq!(
+        (
+            rec.convention,
+            rec.input_uncached,
+            rec.cache_read,
+            rec.output,
+            rec.reasoning
+        ),
+        (Convention::OpenAi, 4000, 8000, 1500, 1024)
+    );
+    assert_eq!(
+        r.terminal_offset,
+        Some((W5_CHUNK1.len() + W5_USAGE.len()) as u64)
+    );
 }
 
 #[test]
@@ -165,9 +201,16 @@ fn removal_takes_the_lf_of_a_crlf_split_across_chunks() {
     let usage_end = input.find("data: [DONE]").unwrap();
     // Split between the CR and LF of the blank line that ends the usage chunk.
     let cut = usage_end - 1;
-    let r = run(BodyKind::Sse, sse_cfg(true), &[&input.as_bytes()[..cut], &input.as_bytes()[cut..]]);
+    let r = run(
+        BodyKind::Sse,
+        sse_cfg(true),
+        &[&input.as_bytes()[..cut], &input.as_bytes()[cut..]],
+    );
     let expected = format!("{W5_CHUNK1}{W5_DONE}").replace('\n', "\r\n");
-    assert_eq!([r.before_commit, r.after_commit].concat(), expected.as_bytes());
+    assert_eq!(
+        [r.before_commit, r.after_commit].concat(),
+        expected.as_bytes()
+    );
 }
 
 #[test]
@@ -195,15 +238,31 @@ fn w6_event_line_starts_the_hold() {
     let at = W6.find("event: response.completed").unwrap();
     assert_eq!(r.before_commit, W6.as_bytes()[..at]);
     let rec = r.record.unwrap();
-    assert_eq!((rec.input_uncached, rec.cache_read, rec.output, rec.reasoning), (10_000, 20_000, 4000, 3000));
+    assert_eq!(
+        (
+            rec.input_uncached,
+            rec.cache_read,
+            rec.output,
+            rec.reasoning
+        ),
+        (10_000, 20_000, 4000, 3000)
+    );
     assert_eq!(r.model.as_deref(), Some("gpt-5"));
-    assert!(!r.events.iter().any(|e| matches!(e, RelayEvent::FirstUsage { .. })));
+    assert!(
+        !r.events
+            .iter()
+            .any(|e| matches!(e, RelayEvent::FirstUsage { .. }))
+    );
 }
 
 #[test]
 fn data_type_without_event_line_is_terminal() {
     let input = "data: {\"type\":\"message_stop\"}\n\n";
-    let r = run(BodyKind::Sse, sse_cfg(false), &[b"data: {}\n\n", input.as_bytes()]);
+    let r = run(
+        BodyKind::Sse,
+        sse_cfg(false),
+        &[b"data: {}\n\n", input.as_bytes()],
+    );
     assert_eq!(r.terminal_offset, Some(10));
     assert_eq!(r.before_commit, b"data: {}\n\n");
 }
@@ -225,7 +284,10 @@ fn held_line_over_the_cap_is_released_as_it_arrives_except_its_terminator() {
     assert!(out.terminal_complete);
     assert_eq!(relay.release_held().concat(), b"\n\n");
     assert!(relay.usage_incomplete());
-    assert!(matches!(relay.poll_event(), Some(RelayEvent::LineTooLong { length: 108 })));
+    assert!(matches!(
+        relay.poll_event(),
+        Some(RelayEvent::LineTooLong { length: 108 })
+    ));
 }
 
 #[test]
@@ -249,7 +311,10 @@ fn over_long_line_is_forwarded_and_later_events_still_count() {
     assert_eq!(r.before_commit, input.as_bytes());
     assert!(r.incomplete);
     assert!(r.events.contains(&RelayEvent::LineTooLong { length: 106 }));
-    assert!(r.record.is_none(), "the usage line is itself over the 32-byte cap");
+    assert!(
+        r.record.is_none(),
+        "the usage line is itself over the 32-byte cap"
+    );
 }
 
 #[test]
@@ -267,18 +332,40 @@ fn ndjson_done_line_is_held_and_completes_at_its_end() {
 
 #[test]
 fn body_kind_from_content_type() {
-    assert_eq!(BodyKind::from_content_type(Some("text/event-stream; charset=utf-8")), BodyKind::Sse);
-    assert_eq!(BodyKind::from_content_type(Some("Text/Event-Stream")), BodyKind::Sse);
-    assert_eq!(BodyKind::from_content_type(Some("application/x-ndjson")), BodyKind::Ndjson);
-    assert_eq!(BodyKind::from_content_type(Some("application/NDJSON; charset=utf-8")), BodyKind::Ndjson);
-    assert_eq!(BodyKind::from_content_type(Some("application/ndjson-seq")), BodyKind::Plain);
-    assert_eq!(BodyKind::from_content_type(Some("application/json")), BodyKind::Plain);
+    assert_eq!(
+        BodyKind::from_content_type(Some("text/event-stream; charset=utf-8")),
+        BodyKind::Sse
+    );
+    assert_eq!(
+        BodyKind::from_content_type(Some("Text/Event-Stream")),
+        BodyKind::Sse
+    );
+    assert_eq!(
+        BodyKind::from_content_type(Some("application/x-ndjson")),
+        BodyKind::Ndjson
+    );
+    assert_eq!(
+        BodyKind::from_content_type(Some("application/NDJSON; charset=utf-8")),
+        BodyKind::Ndjson
+    );
+    assert_eq!(
+        BodyKind::from_content_type(Some("application/ndjson-seq")),
+        BodyKind::Plain
+    );
+    assert_eq!(
+        BodyKind::from_content_type(Some("application/json")),
+        BodyKind::Plain
+    );
     assert_eq!(BodyKind::from_content_type(None), BodyKind::Plain);
 }
 
 #[test]
 fn plain_relay_passes_through() {
-    let r = run(BodyKind::Plain, RelayConfig::default(), &[b"{\"a\":1}", b"xyz"]);
+    let r = run(
+        BodyKind::Plain,
+        RelayConfig::default(),
+        &[b"{\"a\":1}", b"xyz"],
+    );
     assert_eq!(r.before_commit, b"{\"a\":1}xyz");
 }
 
@@ -392,7 +479,11 @@ fn removal_works_in_every_framing() {
         for chunk in [input.len(), 1] {
             let chunks: Vec<&[u8]> = input.as_bytes().chunks(chunk).collect();
             let r = run(BodyKind::Sse, sse_cfg(true), &chunks);
-            assert_eq!([r.before_commit, r.after_commit].concat(), expected.as_bytes(), "framing {e}, chunk {chunk}");
+            assert_eq!(
+                [r.before_commit, r.after_commit].concat(),
+                expected.as_bytes(),
+                "framing {e}, chunk {chunk}"
+            );
         }
     }
 }
