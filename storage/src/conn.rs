@@ -118,7 +118,8 @@ pub fn open_write(path: &DbPath, opts: ConnOptions) -> Result<Connection, Storag
     Ok(conn)
 }
 
-/// Opens a read-only connection with `synchronous = NORMAL` and `busy_timeout`.
+/// Opens a read-only connection with `synchronous = NORMAL`, `busy_timeout` and
+/// `foreign_keys = OFF`.
 pub fn open_read(path: &DbPath, opts: ConnOptions) -> Result<Connection, StorageError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
         | OpenFlags::SQLITE_OPEN_URI
@@ -128,7 +129,8 @@ pub fn open_read(path: &DbPath, opts: ConnOptions) -> Result<Connection, Storage
         DbPath::Memory { uri } => Connection::open_with_flags(uri, flags)?,
     };
     conn.busy_timeout(Duration::from_millis(opts.busy_timeout_ms))?;
-    conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
+    // The bundled SQLite enables foreign keys by default; the schema only declares them.
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")?;
     if path.is_memory() {
         conn.execute_batch("PRAGMA read_uncommitted = 1;")?;
     }
