@@ -123,7 +123,11 @@ fn pragmas_read_back_on_writer_and_reader_connections() {
     assert_eq!(r.busy_timeout, 5000);
     assert_eq!(r.foreign_keys, 0);
     let ro = Store::open_read_only(&path).unwrap();
-    assert!(ro.connection().execute("DELETE FROM daily_usage", []).is_err());
+    assert!(
+        ro.connection()
+            .execute("DELETE FROM daily_usage", [])
+            .is_err()
+    );
 }
 
 #[test]
@@ -174,7 +178,10 @@ fn v02_database_is_upgraded_in_place_keeping_every_row() {
         count(&store, "SELECT cost_nanousd FROM daily_account_usage"),
         12_300_000
     );
-    assert_eq!(count(&store, "SELECT cost_nanousd FROM cost_audit"), 12_300_000);
+    assert_eq!(
+        count(&store, "SELECT cost_nanousd FROM cost_audit"),
+        12_300_000
+    );
     // The unique msg_id index became non-unique.
     let unique = count(
         &store,
@@ -268,7 +275,10 @@ fn upgraded_v01_rows_take_part_in_boot_recovery() {
     };
     assert_eq!(n, 1);
     assert_eq!(
-        count(&store, "SELECT COUNT(*) FROM request_logs WHERE lifecycle_status = 'pending'"),
+        count(
+            &store,
+            "SELECT COUNT(*) FROM request_logs WHERE lifecycle_status = 'pending'"
+        ),
         0
     );
     assert_eq!(

@@ -65,7 +65,11 @@ fn reply_waits_for_commit_while_another_connection_holds_the_lock() {
     assert!(started.elapsed() >= Duration::from_millis(150));
     // Committed: a separate connection sees it as soon as the reply arrived.
     let seen: i64 = other
-        .query_row("SELECT COUNT(*) FROM request_logs WHERE id = ?1", [id], |r| r.get(0))
+        .query_row(
+            "SELECT COUNT(*) FROM request_logs WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(seen, 1);
     block_on(handle.shutdown()).unwrap();
@@ -123,7 +127,8 @@ fn eight_concurrent_producers_lose_nothing_and_batches_group() {
                     // Keep many commands in flight so groups form.
                     let mut pending = Vec::new();
                     for i in 0..per_producer {
-                        let row = prelog("anthropic", "m", &format!("2026-05-04T10:{p:02}:{i:03}Z"));
+                        let row =
+                            prelog("anthropic", "m", &format!("2026-05-04T10:{p:02}:{i:03}Z"));
                         pending.push(h.submit(Op::PreLog(Box::new(row))).await.unwrap());
                     }
                     let mut ids = Vec::new();
@@ -141,7 +146,10 @@ fn eight_concurrent_producers_lose_nothing_and_batches_group() {
             })
         })
         .collect();
-    let mut all: Vec<i64> = producers.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let mut all: Vec<i64> = producers
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
     all.sort_unstable();
     all.dedup();
     assert_eq!(all.len(), 8 * per_producer);
@@ -157,7 +165,10 @@ fn eight_concurrent_producers_lose_nothing_and_batches_group() {
     );
     let store = migrated(&path);
     assert_eq!(
-        count(&store, "SELECT COUNT(*) FROM request_logs WHERE lifecycle_status = 'completed'"),
+        count(
+            &store,
+            "SELECT COUNT(*) FROM request_logs WHERE lifecycle_status = 'completed'"
+        ),
         (8 * per_producer) as i64
     );
     assert_eq!(
@@ -290,7 +301,10 @@ fn failing_command_rolls_back_alone_and_wal_checkpoint_truncates() {
     assert!(matches!(c, Ok(Reply::RowId(_))));
     assert_eq!(handle.stats().failures(FailureOp::Other), 1);
     let cp = block_on(handle.send(Op::WalCheckpoint)).unwrap();
-    assert!(matches!(cp, Reply::Checkpoint(info) if info.busy == 0), "{cp:?}");
+    assert!(
+        matches!(cp, Reply::Checkpoint(info) if info.busy == 0),
+        "{cp:?}"
+    );
     block_on(handle.shutdown()).unwrap();
     join.join().unwrap();
     let wal = std::fs::metadata(format!("{}-wal", path.file().unwrap().display()))

@@ -41,7 +41,11 @@ impl Recoster for FlatRecoster {
         let cost = row.tokens.total_tokens * self.nanos_per_token;
         RecostResult {
             cost_nanousd: cost,
-            cost_status: if cost > 0 { CostStatus::Ok } else { CostStatus::Pending },
+            cost_status: if cost > 0 {
+                CostStatus::Ok
+            } else {
+                CostStatus::Pending
+            },
             audit: audit(if cost > 0 { "pricing" } else { "guard" }),
         }
     }
@@ -68,7 +72,9 @@ pub fn temp_db() -> (tempfile::TempDir, DbPath) {
 }
 
 pub fn fixture(name: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/db").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/db")
+        .join(name);
     std::fs::read_to_string(p).unwrap()
 }
 
