@@ -347,10 +347,10 @@ fn run_savepoints(
 ) -> Result<Vec<Result<Reply, StorageError>>, StorageError> {
     let mut results = Vec::with_capacity(group.len());
     for env in group {
-        conn.execute_batch("SAVEPOINT acp_cmd")?;
+        conn.prepare_cached("SAVEPOINT acp_cmd")?.execute([])?;
         match apply(conn, &env.op) {
             Ok(reply) => {
-                conn.execute_batch("RELEASE acp_cmd")?;
+                conn.prepare_cached("RELEASE acp_cmd")?.execute([])?;
                 results.push(Ok(reply));
             }
             Err(e) if fails_batch(&e) || conn.is_autocommit() => return Err(e),

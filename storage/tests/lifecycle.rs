@@ -2,6 +2,8 @@
 //! fallback, boot recovery, shutdown finalize, backfill, correlation, quotas, keys; and the
 //! aggregate invariant of `accounting.md` §6.1 as a property over random op sequences.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/helpers.rs"]
 mod helpers;
 

@@ -1,6 +1,8 @@
 //! CI-9: schema assertion, PRAGMAs on every connection kind, migrations from empty, 0.2.x
 //! and 0.1.x databases with every row kept, and `db init` twice as a no-op.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/helpers.rs"]
 mod helpers;
 

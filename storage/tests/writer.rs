@@ -1,6 +1,8 @@
 //! The writer thread: group commit, replies after COMMIT, busy retries, concurrency, races,
 //! fire-and-forget drops, draining shutdown and `WriterGone`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/helpers.rs"]
 mod helpers;
 

@@ -329,18 +329,16 @@ pub(super) fn write_audit(
     cost_nanousd: i64,
     audit: &AuditInfo,
 ) -> Result<bool, StorageError> {
-    let latest: Option<Option<i64>> = conn
-        .prepare_cached(
-            "SELECT cost_nanousd FROM cost_audit WHERE request_log_id = ?1
-             ORDER BY id DESC LIMIT 1",
-        )?
-        .query_row([id], |r| r.get(0))
-        .optional()?;
-    let needed = match latest {
-        None => true,
-        Some(latest_cost) => {
-            latest_cost != Some(cost_nanousd) || previous_status != new_status.as_str()
-        }
+    // A status change alone decides; only otherwise is the latest audit looked up.
+    let needed = previous_status != new_status.as_str() || {
+        let latest: Option<Option<i64>> = conn
+            .prepare_cached(
+                "SELECT cost_nanousd FROM cost_audit WHERE request_log_id = ?1
+                 ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        latest.is_none_or(|latest_cost| latest_cost != Some(cost_nanousd))
     };
     if needed {
         conn.prepare_cached(

@@ -1,5 +1,5 @@
 //! Shared helpers of the storage integration tests (included with `#[path]`).
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
