@@ -92,9 +92,21 @@ pub fn request_blocking(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> io::Result<Response> {
+    request_blocking_timeout(addr, method, path, headers, body, DEFAULT_TIMEOUT)
+}
+
+/// [`request_blocking`] with a limit for the connect and for each read.
+pub fn request_blocking_timeout(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> io::Result<Response> {
     let wire = build_request(addr, method, path, headers, body);
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, DEFAULT_TIMEOUT)?;
-    stream.set_read_timeout(Some(DEFAULT_TIMEOUT))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
     stream.write_all(&wire)?;
     let mut buf = Vec::new();
     let mut tmp = vec![0u8; 64 * 1024];
