@@ -309,7 +309,10 @@ fn complete(buf: &[u8], method: &str, eof: bool) -> io::Result<Option<Response>>
         Ok(Some((response, _))) => Ok(Some(response)),
         Ok(None) if eof => Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
-            format!("connection closed after {} bytes of an incomplete response", buf.len()),
+            format!(
+                "connection closed after {} bytes of an incomplete response",
+                buf.len()
+            ),
         )),
         Ok(None) => Ok(None),
         Err(message) => Err(io::Error::new(io::ErrorKind::InvalidData, message)),

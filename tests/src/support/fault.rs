@@ -108,7 +108,11 @@ impl FaultProxy {
 
     /// Replaces the options for connections accepted from now on.
     pub fn set_options(&self, options: FaultOptions) {
-        *self.shared.options.lock().unwrap_or_else(|p| p.into_inner()) = options;
+        *self
+            .shared
+            .options
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = options;
     }
 
     /// Connections accepted so far.

@@ -53,8 +53,8 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub use self::pricing::{PRICING_API_JSON, file_url, write_pricing_fixture};
-pub use crate::support::shells::Shell;
 use crate::support::client;
+pub use crate::support::shells::Shell;
 
 /// Environment variable naming the shell a re-executed test binary must run.
 pub const CHILD_ENV: &str = "ACP_TEST_CHILD";
@@ -444,7 +444,13 @@ impl ProxyProcess {
             .open(dir.join("stderr.log"))?;
         let mut command = Command::new(exe);
         command
-            .args(["child_entry", "--exact", "--nocapture", "--test-threads=1", "-q"])
+            .args([
+                "child_entry",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+                "-q",
+            ])
             .env_clear()
             .stdin(Stdio::null())
             .stdout(stdout)
@@ -473,10 +479,16 @@ impl ProxyProcess {
             ("PROXY_PORT".into(), self.port.to_string()),
             // Port 1 refuses connections; a test that needs an upstream sets its own URL.
             ("CLI_PROXY_API_URL".into(), "http://127.0.0.1:1".into()),
-            ("DB_PATH".into(), dir.join("data").join("proxy.db").display().to_string()),
+            (
+                "DB_PATH".into(),
+                dir.join("data").join("proxy.db").display().to_string(),
+            ),
             (
                 "PRICING_CACHE_PATH".into(),
-                dir.join("data").join("pricing-cache.json").display().to_string(),
+                dir.join("data")
+                    .join("pricing-cache.json")
+                    .display()
+                    .to_string(),
             ),
             (
                 "PRICING_URL".into(),

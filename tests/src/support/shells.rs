@@ -124,7 +124,10 @@ pub use paste::paste as __paste;
 ///
 /// Panics when the runtime cannot be built, which fails the calling test.
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime.block_on(future),
         Err(err) => panic!("cannot build a tokio runtime for the test: {err}"),
     }

@@ -194,7 +194,10 @@ async fn serve_connection(mut conn: Conn, conn_id: u64, shared: Arc<Shared>) {
             seq,
             received_at,
         };
-        match responder.respond(&mut conn, &req, &script, status, &body).await {
+        match responder
+            .respond(&mut conn, &req, &script, status, &body)
+            .await
+        {
             Next::KeepAlive => {}
             Next::Close => return conn.close().await,
             Next::Reset => return conn.reset(),
@@ -213,7 +216,10 @@ fn choose(req: &Request, script: &Script, shared: &Shared, id: usize) -> (u16, B
         };
     }
     if script.redirect.is_some() {
-        let status = script.status.filter(|s| (300..400).contains(s)).unwrap_or(302);
+        let status = script
+            .status
+            .filter(|s| (300..400).contains(s))
+            .unwrap_or(302);
         return (status, body::small_json(&json!({"redirect": true})));
     }
     if script.api == Api::Health {
@@ -294,7 +300,15 @@ impl Responder<'_> {
             (None, None) => Some(Framing::Chunked),
         };
         let total: usize = body.events.iter().map(Vec::len).sum();
-        let head = head_bytes(status, script, body, framing, total, head_only, req.wants_close());
+        let head = head_bytes(
+            status,
+            script,
+            body,
+            framing,
+            total,
+            head_only,
+            req.wants_close(),
+        );
         if self.write(conn, &head).await.is_err() {
             return Next::Gone;
         }
@@ -307,7 +321,11 @@ impl Responder<'_> {
                 p.finished = true;
                 p.terminal_sent = true;
             });
-            return if req.wants_close() { Next::Close } else { Next::KeepAlive };
+            return if req.wants_close() {
+                Next::Close
+            } else {
+                Next::KeepAlive
+            };
         }
         let chunked = framing == Some(Framing::Chunked);
         for (i, event) in body.events.iter().enumerate() {
@@ -339,16 +357,18 @@ impl Responder<'_> {
         if script.reset_after.is_some_and(|r| r >= n) {
             return self.reset();
         }
-        if script.stall.is_some_and(|s| matches!(s, Stall::AfterEvents(k) if k >= n)) {
+        if script
+            .stall
+            .is_some_and(|s| matches!(s, Stall::AfterEvents(k) if k >= n))
+        {
             return self.stall(conn).await;
         }
         if chunked && self.write(conn, b"0\r\n\r\n").await.is_err() {
             return Next::Gone;
         }
         self.ledger.update(self.seq, |p| p.finished = true);
-        let close = req.wants_close()
-            || script.content_length.is_some()
-            || framing == Some(Framing::Close);
+        let close =
+            req.wants_close() || script.content_length.is_some() || framing == Some(Framing::Close);
         if close { Next::Close } else { Next::KeepAlive }
     }
 

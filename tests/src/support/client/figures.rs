@@ -80,9 +80,7 @@ impl Latency {
 /// itself is judged in the soak tier).
 pub fn print_figure(test_id: &str, shell: impl Display, value: f64, target: f64) -> bool {
     let within = value <= target * GATE_FACTOR;
-    println!(
-        "FIGURE {test_id} {shell} measured={value} target={target} within_10x={within}"
-    );
+    println!("FIGURE {test_id} {shell} measured={value} target={target} within_10x={within}");
     within
 }
 

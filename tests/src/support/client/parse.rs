@@ -49,7 +49,11 @@ pub(crate) fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<Head>,
     let length = headers
         .iter()
         .find(|(n, _)| n == "content-length")
-        .map(|(_, v)| v.trim().parse::<u64>().map_err(|_| format!("bad content-length {v:?}")))
+        .map(|(_, v)| {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("bad content-length {v:?}"))
+        })
         .transpose()?;
     let framing = if head_request || (100..200).contains(&status) || status == 204 || status == 304
     {
@@ -145,7 +149,11 @@ impl ChunkedDecoder {
                     out.extend_from_slice(&input[i..i + take]);
                     i += take;
                     let left = remaining - take as u64;
-                    self.state = if left == 0 { State::DataEnd } else { State::Data(left) };
+                    self.state = if left == 0 {
+                        State::DataEnd
+                    } else {
+                        State::Data(left)
+                    };
                 }
                 State::Size | State::DataEnd | State::Trailer => {
                     let byte = input[i];
@@ -179,7 +187,11 @@ impl ChunkedDecoder {
                 let size_text = text.split(';').next().unwrap_or("").trim();
                 let size = u64::from_str_radix(size_text, 16)
                     .map_err(|_| format!("bad chunk size {size_text:?}"))?;
-                if size == 0 { State::Trailer } else { State::Data(size) }
+                if size == 0 {
+                    State::Trailer
+                } else {
+                    State::Data(size)
+                }
             }
             State::DataEnd if text.is_empty() => State::Size,
             State::DataEnd => return Err("chunk data not followed by CRLF".into()),

@@ -192,7 +192,9 @@ impl SseRequest {
         let mut stream = connect(self.addr, self.source, None).await?;
         let started = Instant::now();
         stream.write_all(&wire).await?;
-        let limit = self.abort_after.map_or(self.timeout, |a| a.min(self.timeout));
+        let limit = self
+            .abort_after
+            .map_or(self.timeout, |a| a.min(self.timeout));
         let deadline = tokio::time::Instant::now() + limit;
         let limit_end = if self.abort_after.is_some_and(|a| a <= self.timeout) {
             BodyEnd::Aborted

@@ -100,6 +100,9 @@ mod tests {
         assert_eq!(sonnet["input"], 3);
         assert_eq!(sonnet["cache_write"], 3.75);
         assert_eq!(sonnet["context_over_200k"]["output"], 22.5);
-        assert_eq!(doc["openai"]["models"]["gpt-5"]["cost"]["cache_read"], 0.125);
+        assert_eq!(
+            doc["openai"]["models"]["gpt-5"]["cost"]["cache_read"],
+            0.125
+        );
     }
 }

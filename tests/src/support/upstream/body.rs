@@ -48,7 +48,9 @@ pub(crate) fn default_model(api: Api) -> &'static str {
 /// Default usage each API reports when `x-fake-usage` is absent.
 pub(crate) fn default_usage(api: Api, kind: Kind) -> Value {
     match (api, kind) {
-        (_, Kind::Ndjson) | (Api::Ollama, _) => json!({"prompt_eval_count": 1000, "eval_count": 500}),
+        (_, Kind::Ndjson) | (Api::Ollama, _) => {
+            json!({"prompt_eval_count": 1000, "eval_count": 500})
+        }
         (Api::Anthropic, _) => json!({
             "input_tokens": 1000, "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0, "output_tokens": 500
@@ -79,7 +81,9 @@ pub(crate) fn generate(p: &Params<'_>) -> Body {
 pub(crate) fn error_body(api: Api, status: u16) -> Body {
     let message = format!("fake upstream status {status}");
     let value = match api {
-        Api::Anthropic => json!({"type": "error", "error": {"type": "api_error", "message": message}}),
+        Api::Anthropic => {
+            json!({"type": "error", "error": {"type": "api_error", "message": message}})
+        }
         _ => json!({"error": {"message": message, "type": "fake_error", "code": status}}),
     };
     single(Kind::Json, "application/json", to_bytes(&value), None)
@@ -93,14 +97,20 @@ pub(crate) fn small_json(value: &Value) -> Body {
 /// Reads fixture `name` (`<api>/<case>` with or without extension) under `dir`.
 pub(crate) fn fixture(dir: &Path, name: &str) -> Result<Body, String> {
     if name.is_empty() || name.starts_with('/') || name.split('/').any(|part| part == "..") {
-        return Err(format!("fixture name {name:?} must be a relative path without `..`"));
+        return Err(format!(
+            "fixture name {name:?} must be a relative path without `..`"
+        ));
     }
     let candidates: Vec<(std::path::PathBuf, Kind)> = match kind_of_extension(name) {
         Some(kind) => vec![(dir.join(name), kind)],
-        None => [("sse", Kind::Sse), ("json", Kind::Json), ("ndjson", Kind::Ndjson)]
-            .into_iter()
-            .map(|(ext, kind)| (dir.join(format!("{name}.{ext}")), kind))
-            .collect(),
+        None => [
+            ("sse", Kind::Sse),
+            ("json", Kind::Json),
+            ("ndjson", Kind::Ndjson),
+        ]
+        .into_iter()
+        .map(|(ext, kind)| (dir.join(format!("{name}.{ext}")), kind))
+        .collect(),
     };
     for (path, kind) in candidates {
         let Ok(bytes) = std::fs::read(&path) else {
@@ -121,7 +131,10 @@ pub(crate) fn fixture(dir: &Path, name: &str) -> Result<Body, String> {
             usage: None,
         });
     }
-    Err(format!("fixture {name:?} not found under {}", dir.display()))
+    Err(format!(
+        "fixture {name:?} not found under {}",
+        dir.display()
+    ))
 }
 
 fn kind_of_extension(name: &str) -> Option<Kind> {
@@ -135,7 +148,10 @@ fn kind_of_extension(name: &str) -> Option<Kind> {
 }
 
 fn anthropic_sse(p: &Params<'_>) -> Body {
-    let usage = p.usage.clone().unwrap_or_else(|| default_usage(Api::Anthropic, Kind::Sse));
+    let usage = p
+        .usage
+        .clone()
+        .unwrap_or_else(|| default_usage(Api::Anthropic, Kind::Sse));
     // message_start carries the input side and an initial output count of 1, the way the
     // real API does; message_delta then carries the cumulative final usage.
     let mut start_usage = usage.clone();
@@ -175,8 +191,17 @@ fn anthropic_sse(p: &Params<'_>) -> Body {
                 "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": usage}),
     ));
     let usage_event = events.len() - 1;
-    events.push(sse_event(Some("message_stop"), &json!({"type": "message_stop"})));
-    stream(Kind::Sse, "text/event-stream", events, Some(usage_event), Some(usage))
+    events.push(sse_event(
+        Some("message_stop"),
+        &json!({"type": "message_stop"}),
+    ));
+    stream(
+        Kind::Sse,
+        "text/event-stream",
+        events,
+        Some(usage_event),
+        Some(usage),
+    )
 }
 
 fn chat_sse(p: &Params<'_>) -> Body {
@@ -192,7 +217,10 @@ fn chat_sse(p: &Params<'_>) -> Body {
         }
         sse_event(None, &value)
     };
-    let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
+    let mut events = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
     for i in 0..p.events {
         events.push(chunk(json!({"content": text(i, p.pad)}), Value::Null));
     }
@@ -200,7 +228,10 @@ fn chat_sse(p: &Params<'_>) -> Body {
     let mut usage_event = None;
     let mut usage = None;
     if p.include_usage {
-        let u = p.usage.clone().unwrap_or_else(|| default_usage(Api::Chat, Kind::Sse));
+        let u = p
+            .usage
+            .clone()
+            .unwrap_or_else(|| default_usage(Api::Chat, Kind::Sse));
         events.push(sse_event(
             None,
             &json!({"id": id, "object": "chat.completion.chunk", "created": 1_700_000_000,
@@ -214,11 +245,12 @@ fn chat_sse(p: &Params<'_>) -> Body {
 }
 
 fn responses_sse(p: &Params<'_>) -> Body {
-    let usage = p.usage.clone().unwrap_or_else(|| default_usage(Api::Responses, Kind::Sse));
+    let usage = p
+        .usage
+        .clone()
+        .unwrap_or_else(|| default_usage(Api::Responses, Kind::Sse));
     let id = format!("resp_fake_{}", p.id);
-    let response = |status: &str, usage: Value| {
-        json!({"id": id, "object": "response", "model": p.model, "status": status, "usage": usage})
-    };
+    let response = |status: &str, usage: Value| json!({"id": id, "object": "response", "model": p.model, "status": status, "usage": usage});
     let mut events = vec![
         sse_event(
             Some("response.created"),
@@ -245,19 +277,32 @@ fn responses_sse(p: &Params<'_>) -> Body {
                 "response": response("completed", usage.clone())}),
     ));
     let last = events.len() - 1;
-    stream(Kind::Sse, "text/event-stream", events, Some(last), Some(usage))
+    stream(
+        Kind::Sse,
+        "text/event-stream",
+        events,
+        Some(last),
+        Some(usage),
+    )
 }
 
 fn ollama_ndjson(p: &Params<'_>) -> Body {
-    let usage = p.usage.clone().unwrap_or_else(|| default_usage(Api::Ollama, Kind::Ndjson));
+    let usage = p
+        .usage
+        .clone()
+        .unwrap_or_else(|| default_usage(Api::Ollama, Kind::Ndjson));
     let generate = p.path == "/api/generate";
     let line = |content: String, done: bool| {
-        let mut value = json!({"model": p.model, "created_at": "2025-01-01T00:00:00Z", "done": done});
+        let mut value =
+            json!({"model": p.model, "created_at": "2025-01-01T00:00:00Z", "done": done});
         if let Some(obj) = value.as_object_mut() {
             if generate {
                 obj.insert("response".into(), json!(content));
             } else {
-                obj.insert("message".into(), json!({"role": "assistant", "content": content}));
+                obj.insert(
+                    "message".into(),
+                    json!({"role": "assistant", "content": content}),
+                );
             }
             if done {
                 obj.insert("done_reason".into(), json!("stop"));
@@ -273,13 +318,22 @@ fn ollama_ndjson(p: &Params<'_>) -> Body {
     let mut events: Vec<Vec<u8>> = (0..p.events).map(|i| line(text(i, p.pad), false)).collect();
     events.push(line(String::new(), true));
     let last = events.len() - 1;
-    stream(Kind::Ndjson, "application/x-ndjson", events, Some(last), Some(usage))
+    stream(
+        Kind::Ndjson,
+        "application/x-ndjson",
+        events,
+        Some(last),
+        Some(usage),
+    )
 }
 
 fn json_body(p: &Params<'_>) -> Body {
-    let content: String = (0..p.events.max(1)).map(|i| text(i, 0)).collect::<String>()
-        + &"x".repeat(p.pad);
-    let usage = p.usage.clone().unwrap_or_else(|| default_usage(p.api, Kind::Json));
+    let content: String =
+        (0..p.events.max(1)).map(|i| text(i, 0)).collect::<String>() + &"x".repeat(p.pad);
+    let usage = p
+        .usage
+        .clone()
+        .unwrap_or_else(|| default_usage(p.api, Kind::Json));
     let value = match p.api {
         Api::Anthropic => json!({"id": format!("msg_fake_{}", p.id), "type": "message",
             "role": "assistant", "model": p.model,
@@ -302,7 +356,10 @@ fn json_body(p: &Params<'_>) -> Body {
                 if p.path == "/api/generate" {
                     obj.insert("response".into(), json!(content));
                 } else {
-                    obj.insert("message".into(), json!({"role": "assistant", "content": content}));
+                    obj.insert(
+                        "message".into(),
+                        json!({"role": "assistant", "content": content}),
+                    );
                 }
                 if let Some(u) = usage.as_object() {
                     obj.extend(u.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -404,7 +461,10 @@ fn split_sse(bytes: &[u8]) -> Vec<Vec<u8>> {
 }
 
 fn split_lines(bytes: &[u8]) -> Vec<Vec<u8>> {
-    bytes.split_inclusive(|b| *b == b'\n').map(<[u8]>::to_vec).collect()
+    bytes
+        .split_inclusive(|b| *b == b'\n')
+        .map(<[u8]>::to_vec)
+        .collect()
 }
 
 #[cfg(test)]

@@ -211,8 +211,8 @@ impl Conn {
         loop {
             let line = self.read_line().await?;
             let size_text = line.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(size_text, 16)
-                .map_err(|_| invalid("bad chunk size"))?;
+            let size =
+                usize::from_str_radix(size_text, 16).map_err(|_| invalid("bad chunk size"))?;
             if size == 0 {
                 // Trailer section: header lines until an empty one.
                 while !self.read_line().await?.is_empty() {}

@@ -68,7 +68,9 @@ impl Script {
             reset_after: None,
             redirect: req.header("x-fake-redirect").map(|v| v.trim().to_owned()),
             extra_headers: Vec::new(),
-            retry_after: req.header("x-fake-retry-after").map(|v| v.trim().to_owned()),
+            retry_after: req
+                .header("x-fake-retry-after")
+                .map(|v| v.trim().to_owned()),
             content_length: None,
             piece: None,
             pad: 0,
@@ -78,7 +80,9 @@ impl Script {
             violations: Vec::new(),
         };
         script.status = script.number(req, "x-fake-status");
-        script.events = script.number(req, "x-fake-events").unwrap_or(DEFAULT_EVENTS);
+        script.events = script
+            .number(req, "x-fake-events")
+            .unwrap_or(DEFAULT_EVENTS);
         script.delay = Duration::from_millis(script.number(req, "x-fake-delay-ms").unwrap_or(0));
         script.reset_after = script.number(req, "x-fake-reset-after");
         script.content_length = script.number(req, "x-fake-content-length");
