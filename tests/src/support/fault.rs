@@ -79,7 +79,9 @@ impl FaultProxy {
     /// Fallible form of [`FaultProxy::start`].
     pub fn try_start(target: SocketAddr, options: FaultOptions) -> io::Result<FaultProxy> {
         let runtime = server_runtime("fault-proxy")?;
-        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0"))?;
+        // Bound with std so that starting works inside another runtime too (no block_on).
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             target,
@@ -139,7 +141,10 @@ impl Drop for FaultProxy {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(listener: std::net::TcpListener, shared: Arc<Shared>) {
+    let Ok(listener) = TcpListener::from_std(listener) else {
+        return;
+    };
     loop {
         let Ok((client, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -180,7 +185,8 @@ async fn relay(client: TcpStream, id: u64, options: FaultOptions, shared: Arc<Sh
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     let (stop_tx, stop_rx) = watch::channel(Stop::Run);
-    let blackhole = Arc::new(AtomicBool::new(false));
+    // A zero timeout black-holes from the first byte, without racing the timer task.
+    let blackhole = Arc::new(AtomicBool::new(options.timeout == Some(Duration::ZERO)));
     let mut timers = Vec::new();
     if let Some(after) = options.timeout {
         let blackhole = blackhole.clone();
@@ -247,6 +253,11 @@ impl Pump {
                 read = self.read.read(&mut buf) => read,
             };
             let n = match read {
+                Ok(0) if self.blackhole.load(Ordering::SeqCst) => {
+                    // A black hole swallows the close too; the other side stays open until
+                    // its own peer closes.
+                    break;
+                }
                 Ok(0) => {
                     if let Some(delay) = self.options.slow_close {
                         self.sleep(delay).await;

@@ -101,7 +101,9 @@ impl FakeUpstream {
     /// Starts with `options` on an ephemeral port of `127.0.0.1`.
     pub fn try_start(options: UpstreamOptions) -> io::Result<FakeUpstream> {
         let runtime = server_runtime("fake-upstream")?;
-        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0"))?;
+        // Bound with std so that starting works inside another runtime too (no block_on).
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let ledger = Ledger::new();
         let shared = Arc::new(Shared {
@@ -146,7 +148,10 @@ struct Shared {
     options: UpstreamOptions,
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(listener: std::net::TcpListener, shared: Arc<Shared>) {
+    let Ok(listener) = TcpListener::from_std(listener) else {
+        return;
+    };
     loop {
         let Ok((stream, _peer)) = listener.accept().await else {
             // Out of descriptors or similar: back off instead of spinning.
