@@ -71,11 +71,14 @@ impl fmt::Display for Shell {
 #[macro_export]
 macro_rules! both_shells {
     ($(#[$meta:meta])* fn $name:ident($shell:ident : Shell) $body:block $($rest:tt)*) => {
+        // The case body is test code: unwrap and expect are how tests fail.
+        #[allow(clippy::unwrap_used, clippy::expect_used)]
         fn $name($shell: Shell) $body
         $crate::__both_shells_expand!($(#[$meta])* $name, sync);
         $crate::both_shells!($($rest)*);
     };
     ($(#[$meta:meta])* async fn $name:ident($shell:ident : Shell) $body:block $($rest:tt)*) => {
+        #[allow(clippy::unwrap_used, clippy::expect_used)]
         async fn $name($shell: Shell) $body
         $crate::__both_shells_expand!($(#[$meta])* $name, async);
         $crate::both_shells!($($rest)*);
