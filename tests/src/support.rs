@@ -3,7 +3,7 @@
 //! | Module | Role |
 //! |---|---|
 //! | [`upstream`] | [`upstream::FakeUpstream`], a scriptable HTTP/1.1 upstream driven by `x-fake-*` request headers |
-//! | [`ledger`] | what the fake upstream received and how far each response got |
+//! | [`ledger`] | what the fake upstream received and how far each response got; RQ-D3 reconciliation with the database |
 //! | [`fault`] | [`fault::FaultProxy`], a TCP proxy that injects latency, slicing, cuts and resets |
 //! | [`client`] | SSE client, raw-socket client, one-shot requests, slow reader, latency figures |
 //! | [`proc`] | [`proc::ProxyProcess`], the proxy as a child process of the test binary |

@@ -621,3 +621,43 @@ both_shells! {
         }
     }
 }
+
+#[tokio::test]
+async fn ledger_reconciliation_finds_missing_duplicate_and_pending_rows() {
+    use agent_cli_proxy_tests::support::ledger::check_rows_against_ledger;
+    let upstream = FakeUpstream::start();
+    for id in ["r1", "r2", "r3", "r3"] {
+        request(
+            upstream.addr(),
+            "POST",
+            "/v1/messages",
+            &[("x-request-id", id)],
+            b"{}",
+        )
+        .await
+        .expect("response");
+    }
+    let db = rusqlite::Connection::open_in_memory().expect("db");
+    db.execute_batch(
+        "CREATE TABLE request_logs (id INTEGER PRIMARY KEY, msg_id TEXT, lifecycle_status TEXT);
+         INSERT INTO request_logs (msg_id, lifecycle_status) VALUES
+           ('r1', 'completed'), ('r3', 'completed');",
+    )
+    .expect("schema");
+    assert_eq!(
+        check_rows_against_ledger(&db, upstream.ledger()),
+        vec!["request r2: 0 rows instead of 1".to_owned()],
+        "a retried request (r3 twice in the ledger) needs one row"
+    );
+    db.execute_batch(
+        "INSERT INTO request_logs (msg_id, lifecycle_status) VALUES ('r2', 'pending'), ('r1', 'error');",
+    )
+    .expect("insert");
+    assert_eq!(
+        check_rows_against_ledger(&db, upstream.ledger()),
+        vec![
+            "1 rows are still pending".to_owned(),
+            "request r1: 2 rows instead of 1".to_owned()
+        ]
+    );
+}

@@ -263,3 +263,45 @@ impl Ledger {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+/// Checks the RQ-D3 invariants that tie the ledger to the proxy's database after a crash
+/// and restart: `PRAGMA integrity_check` is `ok`, no `request_logs` row is `pending`, and
+/// every distinct `x-request-id` the upstream received (retries share one) has exactly one
+/// row with that `msg_id`. Returns one line per broken invariant; empty means all hold.
+pub fn check_rows_against_ledger(db: &rusqlite::Connection, ledger: &Ledger) -> Vec<String> {
+    let mut problems = Vec::new();
+    match db.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)) {
+        Ok(result) if result == "ok" => {}
+        Ok(result) => problems.push(format!("integrity_check: {result}")),
+        Err(err) => problems.push(format!("integrity_check failed: {err}")),
+    }
+    let pending = db.query_row(
+        "SELECT COUNT(*) FROM request_logs WHERE lifecycle_status = 'pending'",
+        [],
+        |r| r.get::<_, i64>(0),
+    );
+    match pending {
+        Ok(0) => {}
+        Ok(n) => problems.push(format!("{n} rows are still pending")),
+        Err(err) => problems.push(format!("counting pending rows failed: {err}")),
+    }
+    let ids: std::collections::BTreeSet<String> = ledger
+        .entries()
+        .into_iter()
+        .filter(|e| !matches!(e.api, Api::Health | Api::Other))
+        .filter_map(|e| e.request_id)
+        .collect();
+    for id in ids {
+        let rows = db.query_row(
+            "SELECT COUNT(*) FROM request_logs WHERE msg_id = ?1",
+            [&id],
+            |r| r.get::<_, i64>(0),
+        );
+        match rows {
+            Ok(1) => {}
+            Ok(n) => problems.push(format!("request {id}: {n} rows instead of 1")),
+            Err(err) => problems.push(format!("request {id}: query failed: {err}")),
+        }
+    }
+    problems
+}
