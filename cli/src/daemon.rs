@@ -1,0 +1,489 @@
+//! The daemon's shared, runtime-agnostic half: the startup sequence of `control.md` §1 up to
+//! the bind (config, lock, upgrade, writer, pricing cache, boot recovery), the state both
+//! shells share while serving (the core behind a mutex, the writer handle, readers, logger,
+//! metrics, the managed-key cache), and the shutdown tail (shutdown finalize, checkpoint,
+//! writer stop). Each shell adds only its own IO: the listener, the upstream client,
+//! timers and signals.
+
+pub mod log;
+mod pricing;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use agent_cli_proxy_core::config::{Config, ExternalInputs, FileRead, LogFormat, LogLevel};
+use agent_cli_proxy_core::exchange::{ExchangeEvent, Level, MetricEvent};
+use agent_cli_proxy_core::metrics::{self, MetricsRegistry, RequestLabels, Snapshot, TodayRow};
+use agent_cli_proxy_core::proxy::{Core, KeyLookup, ManagedKey};
+use agent_cli_proxy_core::time::{Instant, UnixMillis};
+use agent_cli_proxy_storage::{
+    DbLock, DbPath, Op, Readers, Reply as StoreReply, SharedRecoster, StorageError, WriterConfig,
+    WriterHandle,
+};
+use serde_json::{Value, json};
+
+pub use self::log::Logger;
+pub use self::pricing::PricingState;
+
+/// How long a managed-key lookup may be served from the cache (`datapath.md` §4.3).
+pub const KEY_CACHE_MS: u64 = 1_000;
+/// Global budget of buffered request bodies (`datapath.md` §5): 512 MiB.
+pub const BODY_BUDGET_BYTES: u64 = 536_870_912;
+
+/// Why the daemon could not start; already logged when returned.
+#[derive(Debug)]
+pub struct StartupFailed;
+
+/// Everything the serving shells share.
+pub struct Daemon {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    core: Mutex<Core>,
+    /// The writer thread's handle.
+    pub writer: WriterHandle,
+    writer_join: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Read-only connections for admin queries, `/metrics` and `/ready`.
+    pub readers: Readers,
+    /// The process logger.
+    pub logger: Logger,
+    metrics: Mutex<MetricsRegistry>,
+    /// Prices, their cache file and refresh bookkeeping.
+    pub pricing: PricingState,
+    key_cache: Mutex<BTreeMap<String, (Instant, KeyLookup)>>,
+    body_budget: AtomicU64,
+    active_streams: AtomicI64,
+    clock_origin: std::time::Instant,
+    _lock: DbLock,
+}
+
+impl Daemon {
+    /// Steps 1–7 of `control.md` §1: validate the configuration, take the database lock,
+    /// open and upgrade the database, start the writer, load the pricing cache, recover every
+    /// pending row. Logs its own failures (`config.error`, `startup.db_locked`,
+    /// `startup.error`).
+    pub fn prepare(env: &BTreeMap<String, String>, seed: u64) -> Result<Daemon, StartupFailed> {
+        let bootstrap = Logger::start(level_of(env), format_of(env));
+        let inputs = ExternalInputs {
+            providers_file: ExternalInputs::providers_file_to_read(env).map(|path| {
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => FileRead::Contents(text),
+                    Err(e) => FileRead::Failed(e.to_string()),
+                }
+            }),
+        };
+        let (config, warnings) = match Config::from_env(env, &inputs) {
+            Ok(c) => c,
+            Err(err) => {
+                let issues: Vec<String> = err.issues.iter().map(ToString::to_string).collect();
+                bootstrap.event(
+                    Level::Error,
+                    "config.error",
+                    &err.to_string(),
+                    vec![("issues", json!(issues)), ("code", json!("CONFIG_INVALID"))],
+                );
+                bootstrap.flush();
+                return Err(StartupFailed);
+            }
+        };
+        let logger = Logger::start(
+            log_level(config.log_level),
+            match config.log_format {
+                LogFormat::Json => log::Format::Json,
+                LogFormat::Pretty => log::Format::Pretty,
+            },
+        );
+        bootstrap.flush();
+        for w in &warnings {
+            logger.event(
+                Level::Warn,
+                "config.warning",
+                "configuration warning",
+                vec![("path", json!(w.path)), ("message", json!(w.message))],
+            );
+        }
+        let config = Arc::new(config);
+        let db = DbPath::from_config(&config.db_path);
+        let fail = |logger: &Logger, event: &str, msg: String, extra: Vec<(&str, Value)>| {
+            logger.event(Level::Error, event, &msg, extra);
+            logger.flush();
+            StartupFailed
+        };
+        if let Some(parent) = db.file().and_then(|p| p.parent())
+            && !parent.as_os_str().is_empty()
+            && let Err(e) = std::fs::create_dir_all(parent)
+        {
+            return Err(fail(
+                &logger,
+                "startup.error",
+                format!("cannot create database directory: {e}"),
+                vec![("path", json!(parent.display().to_string()))],
+            ));
+        }
+        let lock = match DbLock::acquire(&db) {
+            Ok(lock) => lock,
+            Err(e) => {
+                return Err(fail(
+                    &logger,
+                    "startup.db_locked",
+                    format!("database is locked: {e}"),
+                    vec![
+                        ("path", json!(config.db_path)),
+                        (
+                            "hint",
+                            json!("another agent-cli-proxy is using this database"),
+                        ),
+                    ],
+                ));
+            }
+        };
+        let (writer, join) =
+            match agent_cli_proxy_storage::Writer::spawn(&db, WriterConfig::default()) {
+                Ok(w) => w,
+                Err(e) => {
+                    return Err(fail(
+                        &logger,
+                        "startup.error",
+                        e.to_string(),
+                        vec![("path", json!(config.db_path))],
+                    ));
+                }
+            };
+        let pricing = PricingState::load(&config, &logger);
+        let core = Core::new(Arc::clone(&config), pricing.table(), seed);
+        let daemon = Daemon {
+            readers: Readers::new(db.clone(), Default::default()),
+            config: Arc::clone(&config),
+            core: Mutex::new(core),
+            writer,
+            writer_join: Mutex::new(Some(join)),
+            logger,
+            metrics: Mutex::new(MetricsRegistry::new()),
+            pricing,
+            key_cache: Mutex::new(BTreeMap::new()),
+            body_budget: AtomicU64::new(BODY_BUDGET_BYTES),
+            active_streams: AtomicI64::new(0),
+            clock_origin: std::time::Instant::now(),
+            _lock: lock,
+        };
+        let op = Op::BootRecovery {
+            now: daemon.wall().to_iso(),
+            recoster: daemon.recoster(),
+        };
+        match futures_lite::future::block_on(daemon.writer.send(op)) {
+            Ok(StoreReply::Count(n)) if n > 0 => daemon.logger.event(
+                Level::Warn,
+                "lifecycle.boot_recovery",
+                "pending rows recovered",
+                vec![("recovered", json!(n))],
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(fail(&daemon.logger, "startup.error", e.to_string(), vec![]));
+            }
+        }
+        Ok(daemon)
+    }
+
+    /// The monotonic clock of this process, as the core sees it.
+    pub fn now(&self) -> Instant {
+        Instant::from_duration(self.clock_origin.elapsed())
+    }
+
+    /// The origin of [`Daemon::now`] on the standard monotonic clock.
+    pub fn clock_origin(&self) -> std::time::Instant {
+        self.clock_origin
+    }
+
+    /// Wall time.
+    pub fn wall(&self) -> UnixMillis {
+        wall_now()
+    }
+
+    /// The core, locked. Never hold the guard across an `.await`.
+    pub fn core(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The metrics registry, locked.
+    pub fn metrics(&self) -> MutexGuard<'_, MetricsRegistry> {
+        self.metrics.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A recoster over the current prices (boot recovery, shutdown finalize, backfill).
+    pub fn recoster(&self) -> SharedRecoster {
+        self.pricing.recoster(&self.config)
+    }
+
+    /// The managed key whose credential hashes to `hash` (a blocking read, cached for at
+    /// most [`KEY_CACHE_MS`] so a revocation takes effect within a second).
+    pub fn lookup_key(&self, hash: Option<&str>) -> KeyLookup {
+        let Some(hash) = hash else {
+            return KeyLookup::NoCredential;
+        };
+        let now = self.now();
+        {
+            let cache = self
+                .key_cache
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some((at, found)) = cache.get(hash)
+                && now.millis_since(*at) < KEY_CACHE_MS
+            {
+                return found.clone();
+            }
+        }
+        let found = match self.readers.with(|s| s.verify_api_key_hash(hash)) {
+            Ok(Some(grant)) => KeyLookup::Valid(ManagedKey {
+                id: grant.id,
+                allowed_providers: grant.allowed_providers.unwrap_or_default(),
+            }),
+            Ok(None) => KeyLookup::Unknown,
+            Err(e) => {
+                self.logger.event(
+                    Level::Warn,
+                    "proxy_api_key.lookup_failed",
+                    "managed key lookup failed",
+                    vec![("err", json!(e.to_string()))],
+                );
+                KeyLookup::Unknown
+            }
+        };
+        let mut cache = self
+            .key_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if cache.len() > 4096 {
+            cache.clear();
+        }
+        cache.insert(hash.to_owned(), (now, found.clone()));
+        found
+    }
+
+    /// Fire-and-forget `last_used_at` update of a managed key.
+    pub fn touch_key(&self, id: i64, at: String) {
+        if let Err(e) = self.writer.try_send(Op::TouchApiKey { id, at }) {
+            self.logger.event(
+                Level::Warn,
+                "proxy_api_key.touch_failed",
+                "managed key touch failed",
+                vec![
+                    ("proxy_api_key_id", json!(id)),
+                    ("err", json!(e.to_string())),
+                ],
+            );
+        }
+    }
+
+    /// Charges `bytes` to the global body budget; `false` when it would be exceeded.
+    pub fn charge_body(&self, bytes: u64) -> bool {
+        self.body_budget
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                left.checked_sub(bytes)
+            })
+            .is_ok()
+    }
+
+    /// Returns `bytes` to the global body budget.
+    pub fn release_body(&self, bytes: u64) {
+        self.body_budget.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    /// Applies one exchange event: the breaker outcome to the core, logs to the logger,
+    /// metrics to the registry.
+    pub fn handle_event(&self, event: ExchangeEvent) {
+        match event {
+            ExchangeEvent::Outcome { permit, class } => {
+                let now = self.now();
+                self.core().handle_outcome(permit, class, now);
+            }
+            ExchangeEvent::Log(record) => self.logger.record(&record),
+            ExchangeEvent::Metric(m) => self.metric(m),
+            ExchangeEvent::Finished => {}
+        }
+    }
+
+    fn metric(&self, m: MetricEvent) {
+        match m {
+            MetricEvent::StreamStarted => {
+                self.active_streams.fetch_add(1, Ordering::Relaxed);
+            }
+            MetricEvent::StreamEnded => {
+                self.active_streams.fetch_sub(1, Ordering::Relaxed);
+            }
+            other => {
+                let mut reg = self.metrics();
+                match other {
+                    MetricEvent::RequestDuration {
+                        lifecycle_status,
+                        provider,
+                        status,
+                        streamed,
+                        ms,
+                    } => reg.observe_request(
+                        RequestLabels {
+                            lifecycle_status,
+                            provider: &provider,
+                            status: Some(status),
+                            streamed,
+                        },
+                        i64::try_from(ms).unwrap_or(i64::MAX),
+                    ),
+                    MetricEvent::Retry { provider } => reg.inc_upstream_retry(&provider),
+                    MetricEvent::BreakerRejected { provider } => {
+                        reg.inc_breaker_rejection(&provider)
+                    }
+                    MetricEvent::UsageIncomplete => reg.inc_usage_incomplete(),
+                    MetricEvent::StorageFailure { op } => reg.inc_storage_failure(match op {
+                        "prelog" => metrics::StorageOp::Prelog,
+                        "finalize" => metrics::StorageOp::Finalize,
+                        _ => metrics::StorageOp::Other,
+                    }),
+                    MetricEvent::RateLimited => reg.inc_rate_limited(),
+                    MetricEvent::StreamStarted | MetricEvent::StreamEnded => {}
+                }
+            }
+        }
+    }
+
+    /// Counts a panic caught at a task boundary.
+    pub fn count_panic(&self) {
+        self.metrics().inc_panic();
+    }
+
+    /// Renders `/metrics` (a blocking read of today's `daily_usage`).
+    pub fn render_metrics(&self) -> agent_cli_proxy_core::head::Reply {
+        let today = self.wall().to_day();
+        let rows = self
+            .readers
+            .with(|s| s.usage_models_day(&today))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| TodayRow {
+                provider: r.provider,
+                model: r.model,
+                request_count: u64::try_from(r.request_count).unwrap_or(0),
+                total_tokens: u64::try_from(r.total_tokens).unwrap_or(0),
+                cost_nanousd: r.cost_nanousd,
+            })
+            .collect::<Vec<_>>();
+        let snapshot = Snapshot {
+            active_streams: u64::try_from(self.active_streams.load(Ordering::Relaxed)).unwrap_or(0),
+            log_dropped_lines: self.logger.dropped_lines(),
+        };
+        metrics::reply(self.metrics().render(&rows, &snapshot))
+    }
+
+    /// The tail of shutdown (`control.md` §9.2 steps 6–8) after the shell drained its
+    /// connections and stopped its loops.
+    pub fn shutdown_storage(&self) {
+        let now = self.wall().to_iso();
+        let op = Op::ShutdownFinalize {
+            now,
+            recoster: self.recoster(),
+        };
+        match futures_lite::future::block_on(self.writer.send(op)) {
+            Ok(StoreReply::Count(n)) => self.logger.event(
+                Level::Info,
+                "shutdown.finalize",
+                "pending rows finalized",
+                vec![("aborted_rows", json!(n))],
+            ),
+            Ok(_) => {}
+            Err(e) => self.shutdown_error(&e),
+        }
+        match futures_lite::future::block_on(self.writer.send(Op::WalCheckpoint)) {
+            Ok(_) => self.logger.event(
+                Level::Info,
+                "shutdown.checkpoint",
+                "WAL checkpointed",
+                vec![],
+            ),
+            Err(e) => self.shutdown_error(&e),
+        }
+        if let Err(e) = futures_lite::future::block_on(self.writer.shutdown()) {
+            self.shutdown_error(&e);
+        }
+        let join = self
+            .writer_join
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(join) = join {
+            let _ = join.join();
+        }
+    }
+
+    fn shutdown_error(&self, e: &StorageError) {
+        self.logger.event(
+            Level::Error,
+            "shutdown.error",
+            "shutdown step failed",
+            vec![("err", json!(e.to_string()))],
+        );
+    }
+}
+
+/// Wall-clock now.
+pub fn wall_now() -> UnixMillis {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    UnixMillis(ms)
+}
+
+/// A seed for the core's generator from the clock and the process id.
+pub fn seed() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+/// Sleeps in small steps until `done` or `limit` (used by blocking shutdown waits).
+pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    done()
+}
+
+fn level_of(env: &BTreeMap<String, String>) -> Level {
+    match env
+        .get("LOG_LEVEL")
+        .map(|s| s.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("debug") => Level::Debug,
+        Some("warn") => Level::Warn,
+        Some("error") => Level::Error,
+        _ => Level::Info,
+    }
+}
+
+fn format_of(env: &BTreeMap<String, String>) -> log::Format {
+    match env
+        .get("LOG_FORMAT")
+        .map(|s| s.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("pretty") => log::Format::Pretty,
+        _ => log::Format::Json,
+    }
+}
+
+fn log_level(l: LogLevel) -> Level {
+    match l {
+        LogLevel::Debug => Level::Debug,
+        LogLevel::Info => Level::Info,
+        LogLevel::Warn => Level::Warn,
+        LogLevel::Error => Level::Error,
+    }
+}

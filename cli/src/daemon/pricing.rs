@@ -1,0 +1,189 @@
+//! The daemon's prices: the table in memory, its cache file (`accounting.md` §4.5) and the
+//! recoster storage uses for boot recovery, shutdown finalize and backfill.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use agent_cli_proxy_core::config::Config;
+use agent_cli_proxy_core::cost::{self, CostInput};
+use agent_cli_proxy_core::exchange::Level;
+use agent_cli_proxy_core::pricing::cache_file::{from_cache_file, to_cache_file};
+use agent_cli_proxy_core::pricing::{PriceTable, Pricer};
+use agent_cli_proxy_core::provider::ProviderType;
+use agent_cli_proxy_core::time::UnixMillis;
+use agent_cli_proxy_core::usage::{Convention, UsageRecord};
+use agent_cli_proxy_storage::{
+    AuditInfo, CostStatus, RecostResult, RecostRow, Recoster, SharedRecoster,
+};
+use serde_json::json;
+
+use super::Logger;
+
+struct Loaded {
+    table: Arc<PriceTable>,
+    fetched_at: Option<UnixMillis>,
+}
+
+/// Prices in memory and where they come from.
+pub struct PricingState {
+    loaded: Mutex<Loaded>,
+    cache_path: PathBuf,
+}
+
+impl PricingState {
+    /// Loads the cache file synchronously (step 6 of startup); a missing or unreadable file
+    /// only warns and leaves an empty table.
+    pub fn load(config: &Config, logger: &Logger) -> PricingState {
+        let cache_path = PathBuf::from(&config.pricing_cache_path);
+        let loaded = match std::fs::read(&cache_path) {
+            Ok(bytes) => match from_cache_file(&bytes) {
+                Ok(file) => Loaded {
+                    table: Arc::new(file.table),
+                    fetched_at: Some(file.fetched_at),
+                },
+                Err(e) => {
+                    logger.event(
+                        Level::Warn,
+                        "pricing.cache_invalid",
+                        "pricing cache file could not be parsed",
+                        vec![
+                            ("path", json!(cache_path.display().to_string())),
+                            ("err", json!(e.to_string())),
+                        ],
+                    );
+                    empty()
+                }
+            },
+            Err(_) => empty(),
+        };
+        PricingState {
+            loaded: Mutex::new(loaded),
+            cache_path,
+        }
+    }
+
+    /// The current table.
+    pub fn table(&self) -> Arc<PriceTable> {
+        Arc::clone(&self.lock().table)
+    }
+
+    /// When the current table was fetched.
+    pub fn fetched_at(&self) -> Option<UnixMillis> {
+        self.lock().fetched_at
+    }
+
+    /// The cache file path.
+    pub fn cache_path(&self) -> &Path {
+        &self.cache_path
+    }
+
+    /// Installs freshly fetched prices and writes the cache file atomically (temporary
+    /// file in the same directory, fsync, rename).
+    pub fn install(
+        &self,
+        table: PriceTable,
+        fetched_at: UnixMillis,
+        source: &str,
+    ) -> std::io::Result<Arc<PriceTable>> {
+        let bytes = to_cache_file(&table, fetched_at, source);
+        write_atomically(&self.cache_path, &bytes)?;
+        let table = Arc::new(table);
+        let mut loaded = self.lock();
+        loaded.table = Arc::clone(&table);
+        loaded.fetched_at = Some(fetched_at);
+        Ok(table)
+    }
+
+    /// A recoster over the current prices.
+    pub fn recoster(&self, config: &Arc<Config>) -> SharedRecoster {
+        let pricer = Pricer::new(
+            self.table(),
+            config.pricing_overrides.clone(),
+            config.pricing_aliases.clone(),
+        );
+        Arc::new(PricerRecoster {
+            pricer,
+            config: Arc::clone(config),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Loaded> {
+        self.loaded.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn empty() -> Loaded {
+    Loaded {
+        table: Arc::new(PriceTable::empty()),
+        fetched_at: None,
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = dir
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Re-costs rows from their columns with the core's cost rules.
+struct PricerRecoster {
+    pricer: Pricer,
+    config: Arc<Config>,
+}
+
+impl Recoster for PricerRecoster {
+    fn recost(&self, row: &RecostRow) -> RecostResult {
+        let convention = row.usage_convention.unwrap_or_else(|| {
+            let anthropic = row.provider == "anthropic"
+                || self
+                    .config
+                    .providers
+                    .get(&row.provider)
+                    .is_some_and(|p| p.kind == ProviderType::Anthropic);
+            if anthropic {
+                Convention::Anthropic
+            } else {
+                Convention::OpenAi
+            }
+        });
+        let usage = UsageRecord::from_columns(convention, &row.tokens);
+        let actual_provider = self
+            .config
+            .providers
+            .actual_provider(row.actual_model.as_deref(), &row.provider);
+        let costed = cost::cost(
+            &self.pricer,
+            &CostInput {
+                usage: &usage,
+                model: &row.model,
+                actual_model: row.actual_model.as_deref(),
+                provider: &row.provider,
+                actual_provider: Some(&actual_provider),
+            },
+        );
+        RecostResult {
+            cost_nanousd: costed.cost_nanousd,
+            cost_status: CostStatus::parse(costed.status.as_str()).unwrap_or(CostStatus::Pending),
+            audit: AuditInfo {
+                model: Some(costed.priced_model),
+                provider: Some(row.provider.clone()),
+                source: costed.source.as_str().to_owned(),
+            },
+        }
+    }
+}
