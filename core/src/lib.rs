@@ -19,6 +19,8 @@ pub mod ndjson;
 pub mod sse;
 pub mod usage;
 
+pub mod exchange;
+
 pub mod cost;
 pub mod pricing;
 

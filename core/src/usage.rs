@@ -1,7 +1,32 @@
-//! The usage record: one per request, normalized at parse time (`accounting.md` §3).
+//! The usage record: one per request, normalized at parse time (`accounting.md` §3), and its
+//! extraction from response bodies (`accounting.md` §2).
 //!
 //! Per-API extraction lives in the submodules; this module owns the record every later step
-//! (cost, row columns) consumes.
+//! (cost, row columns) consumes, the accumulating [`UsageState`] fed event by event, and
+//! [`extract_plain`] for whole JSON bodies.
+//!
+//! Choices where the spec is silent:
+//! * Events are detected one by one, so a hostile stream could mix APIs; the record comes from
+//!   the API of the last event that carried usage, each API keeping its own state.
+//! * A usage object whose fields are all absent or invalid still counts as usage found (all
+//!   zero); a usage value that is not an object (or `null`) counts as absent.
+//! * A JSON object with a duplicate key the accounting reads is unreadable and ignored.
+//! * Ollama: a `done: true` object needs at least one of `prompt_eval_count`, `eval_count` to
+//!   count as usage (the same condition as the plain-body detection).
+//! * For a plain body of no detected format the actual model is still the top-level `model`.
+
+mod anthropic;
+pub mod detect;
+mod lenient;
+mod ollama;
+mod openai;
+mod responses;
+
+use anthropic::{AnthropicUsage, MessageJson};
+use detect::{Prefilter, Probe};
+use lenient::object;
+use openai::OpenAiCounts;
+use responses::ResponseJson;
 
 /// How the API counted prompt tokens: does its prompt figure include cache reads?
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -138,6 +163,210 @@ pub struct TokenColumns {
     pub total_tokens: u64,
 }
 
+/// The API a usage report came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Api {
+    /// Anthropic Messages.
+    Anthropic,
+    /// OpenAI Chat Completions.
+    Chat,
+    /// OpenAI Responses.
+    Responses,
+    /// NDJSON / Ollama.
+    Ollama,
+}
+
+/// What a plain JSON body yields (`accounting.md` §2.5).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Extracted {
+    /// The usage record, when the body carried usage.
+    pub record: Option<UsageRecord>,
+    /// The actual model: the body's non-empty top-level `model`.
+    pub actual_model: Option<String>,
+    /// The detected API, if any.
+    pub api: Option<Api>,
+}
+
+/// Extracts usage and the actual model from a whole JSON response body. Anything that is not a
+/// JSON object yields nothing; invalid UTF-8 is replaced first.
+pub fn extract_plain(body: &[u8]) -> Extracted {
+    let text = String::from_utf8_lossy(body);
+    let Some(p) = lenient::object_str::<Probe<'_>>(&text) else {
+        return Extracted::default();
+    };
+    let actual_model = non_empty(p.model.get()).map(str::to_owned);
+    let api = detect::plain_api(&p);
+    let record = match api {
+        Some(Api::Anthropic) => {
+            let mut a = AnthropicUsage::default();
+            a.merge(p.usage).then(|| a.record())
+        }
+        Some(Api::Chat) => openai::chat_counts(p.usage).map(|c| c.record()),
+        Some(Api::Responses) => responses::responses_counts(p.usage).map(|c| c.record()),
+        Some(Api::Ollama) => ollama::ollama_counts(&p).map(|c| c.record()),
+        None => None,
+    };
+    Extracted {
+        record,
+        actual_model,
+        api,
+    }
+}
+
+/// Usage accumulated over the events of one streamed response.
+#[derive(Debug, Clone)]
+pub struct UsageState {
+    api: Option<Api>,
+    anthropic: AnthropicUsage,
+    openai: OpenAiCounts,
+    model: Option<String>,
+    prefilter: Prefilter,
+}
+
+impl Default for UsageState {
+    fn default() -> Self {
+        UsageState::new()
+    }
+}
+
+impl UsageState {
+    /// An empty state: no usage, no model.
+    pub fn new() -> Self {
+        UsageState {
+            api: None,
+            anthropic: AnthropicUsage::default(),
+            openai: OpenAiCounts::default(),
+            model: None,
+            prefilter: Prefilter::new(),
+        }
+    }
+
+    /// The current record, once any usage was seen.
+    pub fn record(&self) -> Option<UsageRecord> {
+        Some(match self.api? {
+            Api::Anthropic => self.anthropic.record(),
+            Api::Chat | Api::Responses | Api::Ollama => self.openai.record(),
+        })
+    }
+
+    /// The last non-empty model string seen.
+    pub fn actual_model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    /// The API of the last event that carried usage.
+    pub fn api(&self) -> Option<Api> {
+        self.api
+    }
+
+    /// Whether any usage was seen.
+    pub fn has_usage(&self) -> bool {
+        self.api.is_some()
+    }
+
+    /// Accounts one SSE event: `name` is its `event:` value, `data` its joined data bytes.
+    /// Data that is not a JSON object (including `[DONE]`) carries nothing.
+    pub fn observe_sse_event(&mut self, name: Option<&[u8]>, data: &[u8]) {
+        if !self.prefilter.sse_event(data) {
+            return;
+        }
+        let text = String::from_utf8_lossy(data);
+        let Some(p) = lenient::object_str::<Probe<'_>>(&text) else {
+            return;
+        };
+        let name = name.map(String::from_utf8_lossy);
+        let ty = p.ty.get().or(name.as_deref());
+        match detect::sse_api(&p, ty) {
+            Some(Api::Anthropic) => self.anthropic_event(&p, ty),
+            Some(Api::Responses) => self.responses_event(&p, ty),
+            Some(Api::Chat) => {
+                self.set_model(p.model.get());
+                if let Some(c) = openai::chat_counts(p.usage) {
+                    self.replace_openai(Api::Chat, c);
+                }
+            }
+            Some(Api::Ollama) | None => {}
+        }
+    }
+
+    /// Accounts one NDJSON line (trailing CR already stripped); returns whether it is the
+    /// terminal object (`"done": true`).
+    pub fn observe_ndjson_line(&mut self, line: &[u8]) -> bool {
+        if !self.prefilter.ndjson_line(line) {
+            return false;
+        }
+        let text = String::from_utf8_lossy(line);
+        let Some(p) = lenient::object_str::<Probe<'_>>(&text) else {
+            return false;
+        };
+        self.set_model(p.model.get());
+        if let Some(c) = ollama::ollama_counts(&p) {
+            self.replace_openai(Api::Ollama, c);
+        }
+        p.done.0 == Some(true)
+    }
+
+    /// Whether an SSE data line (of an event without an `event:` line) is terminal by its
+    /// JSON `type`. `[DONE]` is checked by the caller.
+    pub fn data_line_is_terminal(&self, value: &[u8]) -> bool {
+        self.prefilter.terminal_data(value)
+            && detect::data_type_is_terminal(&String::from_utf8_lossy(value))
+    }
+
+    /// Whether an SSE data line is the Chat usage-only chunk (`choices` empty, `usage` not
+    /// null), for usage-chunk removal.
+    pub fn data_line_is_usage_chunk(&self, value: &[u8]) -> bool {
+        self.prefilter.usage_chunk(value) && detect::is_usage_chunk(&String::from_utf8_lossy(value))
+    }
+
+    fn anthropic_event(&mut self, p: &Probe<'_>, ty: Option<&str>) {
+        if ty == Some("message_start") {
+            let Some(m) = object::<MessageJson<'_>>(p.message) else {
+                return;
+            };
+            self.set_model(m.model.get());
+            if self.anthropic.merge(m.usage) {
+                self.api = Some(Api::Anthropic);
+            }
+        } else if self.anthropic.merge(p.usage) {
+            self.api = Some(Api::Anthropic);
+        }
+    }
+
+    fn responses_event(&mut self, p: &Probe<'_>, ty: Option<&str>) {
+        let Some(ty) = ty else { return };
+        if !responses::MODEL_EVENTS.contains(&ty) {
+            return;
+        }
+        let Some(r) = object::<ResponseJson<'_>>(p.response) else {
+            return;
+        };
+        self.set_model(r.model.get());
+        if responses::TERMINAL_EVENTS.contains(&ty)
+            && let Some(c) = responses::responses_counts(r.usage)
+        {
+            self.replace_openai(Api::Responses, c);
+        }
+    }
+
+    fn replace_openai(&mut self, api: Api, counts: OpenAiCounts) {
+        self.openai = counts;
+        self.api = Some(api);
+    }
+
+    fn set_model(&mut self, model: Option<&str>) {
+        if let Some(m) = non_empty(model)
+            && self.model.as_deref() != Some(m)
+        {
+            self.model = Some(m.to_owned());
+        }
+    }
+}
+
+fn non_empty(s: Option<&str>) -> Option<&str> {
+    s.filter(|s| !s.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,3 +407,6 @@ mod tests {
         assert_eq!(UsageRecord::from_columns(Convention::OpenAi, &c), r);
     }
 }
+
+#[cfg(test)]
+mod extract_tests;

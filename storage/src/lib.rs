@@ -1,4 +1,48 @@
 //! SQLite storage of agent-cli-proxy (`control.md` §2–§4): schema and migrations, the writer
 //! thread with group commit, read-only readers, boot recovery, queries and backup. No async
 //! runtime: both shells link it unchanged.
+//!
+//! * [`Store`]: the synchronous API over one connection (open, [`Store::migrate`], every
+//!   query, [`Store::execute`] of one command in its own transaction). The CLI and the tests
+//!   use it directly.
+//! * [`Writer::spawn`] starts the `acp-sqlite-writer` thread; [`WriterHandle::send`] awaits a
+//!   command's reply (after `COMMIT`), [`WriterHandle::try_send`] fires and forgets.
+//! * [`Readers`]: up to four read-only connections for admin queries, `/metrics`, `/ready`;
+//!   call them from blocking threads.
+//! * [`DbLock`]: the `<DB_PATH>.lock` advisory lock.
+//! * [`backup()`]: `db backup`.
+//! * Costing is the caller's: finalize commands carry computed costs; boot recovery,
+//!   shutdown finalize and backfill re-cost rows through a [`Recoster`].
+//!
+//! Timestamps written into rows are arguments (ISO-8601 strings the caller formats from its
+//! wall clock); only SQLite column defaults (`created_at`, `calc_at`, `applied_at`) come from
+//! SQLite's clock.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod apply;
+pub mod backfill;
+pub mod backup;
+pub mod conn;
+pub mod error;
+pub mod lock;
+pub mod op;
+pub mod queries;
+pub mod schema;
+mod store;
+pub mod writer;
+
+pub use apply::{hash_key, normalize_list, parse_list};
+pub use backfill::{BackfillFlight, BackfillOptions, BackfillWalk, run_backfill};
+pub use backup::{BackupError, BackupReport, backup};
+pub use conn::{ConnOptions, DbPath, PragmaReport, Readers};
+pub use error::{StorageError, StorageFailure};
+pub use lock::{DbLock, LockError};
+pub use op::{
+    AuditInfo, BackfillChunk, BackfillCounts, ChunkOutcome, Correlation, CostStatus, CreatedApiKey,
+    FailureOp, FinalizeRow, NewApiKey, Op, PreLogRow, QuotaSnapshotRow, RecostResult, RecostRow,
+    Recoster, Reply, SharedRecoster, Terminal,
+};
+pub use schema::{Layout, MigrationReport};
+pub use store::Store;
+pub use writer::{PendingReply, Writer, WriterConfig, WriterHandle, WriterStats};

@@ -1,0 +1,379 @@
+//! The writer thread (`control.md` §3.2): one named OS thread owns the only write
+//! connection and commits commands in groups.
+//!
+//! * Commands arrive on a bounded `async-channel` (capacity 1 024): `send` is async and
+//!   works from any runtime; the thread uses `recv_blocking`. Replies go back through
+//!   `futures-channel` one-shots, so nothing here depends on an async runtime.
+//! * Group commit: block for one command, take up to 255 more already queued (never wait for
+//!   more), run them in one `BEGIN IMMEDIATE … COMMIT`, each in its own savepoint, and reply
+//!   only after `COMMIT` returned. A command that fails rolls back its savepoint alone.
+//! * A busy or locked `BEGIN`/`COMMIT` (after the busy timeout) retries the whole batch
+//!   after 50, 200 and 800 ms, then fails every command of it. Full, read-only and I/O
+//!   errors fail the batch at once.
+//! * `WalCheckpoint` and `Shutdown` are barriers: the commands before them commit first.
+//!   `Shutdown` closes the channel, drains what is already queued, and the thread exits;
+//!   its reply comes after the drain. Later sends get `WriterGone`, as do all commands if the
+//!   thread dies.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_channel::{Receiver, Sender, TrySendError};
+use futures_channel::oneshot;
+use rusqlite::Connection;
+
+use crate::apply::{apply, wal_checkpoint};
+use crate::conn::{ConnOptions, DbPath};
+use crate::error::StorageError;
+use crate::op::{FailureOp, Op, Reply};
+use crate::store::Store;
+
+/// The thread's name.
+pub const THREAD_NAME: &str = "acp-sqlite-writer";
+/// Capacity of the command channel.
+pub const CHANNEL_CAPACITY: usize = 1_024;
+/// Commands per group commit at most.
+pub const MAX_BATCH: usize = 256;
+
+/// Writer settings; the defaults are those of `control.md` §3.2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriterConfig {
+    /// Connection options (busy timeout).
+    pub conn: ConnOptions,
+    /// Delays before each retry of a busy batch, in milliseconds.
+    pub retry_delays_ms: Vec<u64>,
+    /// Channel capacity.
+    pub capacity: usize,
+    /// Commands per group at most.
+    pub max_batch: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            conn: ConnOptions::default(),
+            retry_delays_ms: vec![50, 200, 800],
+            capacity: CHANNEL_CAPACITY,
+            max_batch: MAX_BATCH,
+        }
+    }
+}
+
+/// Counters of the writer, for `/metrics` and tests.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    prelog_failures: AtomicU64,
+    finalize_failures: AtomicU64,
+    other_failures: AtomicU64,
+    dropped: AtomicU64,
+    batches: AtomicU64,
+    commands: AtomicU64,
+}
+
+impl WriterStats {
+    /// `agent_cli_proxy_storage_failures_total{op}`.
+    pub fn failures(&self, op: FailureOp) -> u64 {
+        match op {
+            FailureOp::Prelog => self.prelog_failures.load(Ordering::Relaxed),
+            FailureOp::Finalize => self.finalize_failures.load(Ordering::Relaxed),
+            FailureOp::Other => self.other_failures.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Fire-and-forget commands dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Transactions attempted (one per group; retries not counted).
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
+    /// Commands executed.
+    pub fn commands(&self) -> u64 {
+        self.commands.load(Ordering::Relaxed)
+    }
+
+    fn count_failure(&self, op: FailureOp) {
+        let counter = match op {
+            FailureOp::Prelog => &self.prelog_failures,
+            FailureOp::Finalize => &self.finalize_failures,
+            FailureOp::Other => &self.other_failures,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+type ReplySender = oneshot::Sender<Result<Reply, StorageError>>;
+
+struct Envelope {
+    op: Op,
+    reply: Option<ReplySender>,
+}
+
+/// Starts the writer thread.
+pub struct Writer;
+
+impl Writer {
+    /// Opens the write connection, migrates (idempotent; asserts the schema) and starts the
+    /// thread.
+    pub fn spawn(
+        path: &DbPath,
+        config: WriterConfig,
+    ) -> Result<(WriterHandle, JoinHandle<()>), StorageError> {
+        let mut store = Store::open_with(path, config.conn)?;
+        store.migrate()?;
+        Writer::spawn_with_store(store, config)
+    }
+
+    /// Starts the thread on an already opened and migrated store (keeps an in-memory
+    /// database alive across the hand-over).
+    pub fn spawn_with_store(
+        store: Store,
+        config: WriterConfig,
+    ) -> Result<(WriterHandle, JoinHandle<()>), StorageError> {
+        let (tx, rx) = async_channel::bounded(config.capacity.max(1));
+        let stats = Arc::new(WriterStats::default());
+        let thread_stats = Arc::clone(&stats);
+        let conn = store.into_connection();
+        let join = std::thread::Builder::new()
+            .name(THREAD_NAME.to_owned())
+            .spawn(move || run(conn, rx, &config, &thread_stats))?;
+        Ok((WriterHandle { tx, stats }, join))
+    }
+}
+
+/// A cloneable handle to the writer thread.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: Sender<Envelope>,
+    stats: Arc<WriterStats>,
+}
+
+impl std::fmt::Debug for WriterHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterHandle")
+            .field("queued", &self.tx.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WriterHandle {
+    /// Sends an awaited command and waits for its reply (after `COMMIT`). Waits for room in
+    /// the queue when it is full (backpressure).
+    pub async fn send(&self, op: Op) -> Result<Reply, StorageError> {
+        self.submit(op).await?.await
+    }
+
+    /// Queues an awaited command and returns the pending reply without waiting for it, so a
+    /// caller can have many commands in flight.
+    pub async fn submit(&self, op: Op) -> Result<PendingReply, StorageError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Envelope {
+                op,
+                reply: Some(reply),
+            })
+            .await
+            .map_err(|_| StorageError::WriterGone)?;
+        Ok(PendingReply { rx })
+    }
+
+    /// Queues a fire-and-forget command (`CheckpointUsage`, `TouchApiKey`). A full queue
+    /// drops it, counts it and answers `QueueFull`.
+    pub fn try_send(&self, op: Op) -> Result<(), StorageError> {
+        match self.tx.try_send(Envelope { op, reply: None }) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                Err(StorageError::QueueFull)
+            }
+            Err(TrySendError::Closed(_)) => Err(StorageError::WriterGone),
+        }
+    }
+
+    /// Drains the queue and stops the thread; returns once everything queued before it was
+    /// committed.
+    pub async fn shutdown(&self) -> Result<(), StorageError> {
+        self.send(Op::Shutdown).await.map(|_| ())
+    }
+
+    /// True once the writer stopped accepting commands.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// Commands waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// The writer's counters.
+    pub fn stats(&self) -> &Arc<WriterStats> {
+        &self.stats
+    }
+}
+
+/// The reply of a submitted command; resolves to `WriterGone` if the thread dies first.
+#[derive(Debug)]
+pub struct PendingReply {
+    rx: oneshot::Receiver<Result<Reply, StorageError>>,
+}
+
+impl Future for PendingReply {
+    type Output = Result<Reply, StorageError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match Pin::new(&mut self.rx).poll(cx) {
+            Poll::Ready(Ok(result)) => Poll::Ready(result),
+            Poll::Ready(Err(oneshot::Canceled)) => Poll::Ready(Err(StorageError::WriterGone)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+fn run(mut conn: Connection, rx: Receiver<Envelope>, cfg: &WriterConfig, stats: &WriterStats) {
+    let mut shutdown_replies = Vec::new();
+    while let Ok(first) = rx.recv_blocking() {
+        let mut batch = vec![first];
+        while batch.len() < cfg.max_batch.max(1) {
+            match rx.try_recv() {
+                Ok(env) => batch.push(env),
+                Err(_) => break,
+            }
+        }
+        let mut group = Vec::new();
+        for env in batch {
+            match env.op {
+                Op::WalCheckpoint => {
+                    commit_group(&mut conn, std::mem::take(&mut group), cfg, stats);
+                    let result = wal_checkpoint(&conn).map(Reply::Checkpoint);
+                    finish(stats, env, result);
+                }
+                Op::Shutdown => {
+                    commit_group(&mut conn, std::mem::take(&mut group), cfg, stats);
+                    rx.close();
+                    shutdown_replies.extend(env.reply);
+                }
+                _ => group.push(env),
+            }
+        }
+        commit_group(&mut conn, group, cfg, stats);
+    }
+    drop(conn);
+    for reply in shutdown_replies {
+        let _ = reply.send(Ok(Reply::Done));
+    }
+}
+
+/// Runs a group with the busy retries and answers every command after the outcome is known.
+fn commit_group(
+    conn: &mut Connection,
+    group: Vec<Envelope>,
+    cfg: &WriterConfig,
+    stats: &WriterStats,
+) {
+    if group.is_empty() {
+        return;
+    }
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    stats
+        .commands
+        .fetch_add(group.len() as u64, Ordering::Relaxed);
+    let mut attempt = 0;
+    let outcome = loop {
+        match try_group(conn, &group) {
+            Err(e) if e.is_busy() && attempt < cfg.retry_delays_ms.len() => {
+                std::thread::sleep(Duration::from_millis(cfg.retry_delays_ms[attempt]));
+                attempt += 1;
+            }
+            other => break other,
+        }
+    };
+    match outcome {
+        Ok(results) => {
+            for (env, result) in group.into_iter().zip(results) {
+                finish(stats, env, result);
+            }
+        }
+        Err(e) => {
+            for env in group {
+                finish(stats, env, Err(e.clone()));
+            }
+        }
+    }
+}
+
+fn finish(stats: &WriterStats, env: Envelope, result: Result<Reply, StorageError>) {
+    if result.is_err() {
+        stats.count_failure(env.op.failure_label());
+    }
+    if let Some(reply) = env.reply {
+        // The caller may have stopped waiting; its command is committed all the same.
+        let _ = reply.send(result);
+    }
+}
+
+/// One transaction over the group. `Err` means the whole batch failed (nothing committed).
+fn try_group(
+    conn: &Connection,
+    group: &[Envelope],
+) -> Result<Vec<Result<Reply, StorageError>>, StorageError> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    match run_savepoints(conn, group) {
+        Ok(results) => match conn.execute_batch("COMMIT") {
+            Ok(()) => Ok(results),
+            Err(e) => {
+                rollback(conn);
+                Err(e.into())
+            }
+        },
+        Err(e) => {
+            rollback(conn);
+            Err(e)
+        }
+    }
+}
+
+fn run_savepoints(
+    conn: &Connection,
+    group: &[Envelope],
+) -> Result<Vec<Result<Reply, StorageError>>, StorageError> {
+    let mut results = Vec::with_capacity(group.len());
+    for env in group {
+        conn.prepare_cached("SAVEPOINT acp_cmd")?.execute([])?;
+        match apply(conn, &env.op) {
+            Ok(reply) => {
+                conn.prepare_cached("RELEASE acp_cmd")?.execute([])?;
+                results.push(Ok(reply));
+            }
+            Err(e) if fails_batch(&e) || conn.is_autocommit() => return Err(e),
+            Err(e) => {
+                conn.execute_batch("ROLLBACK TO acp_cmd; RELEASE acp_cmd")?;
+                results.push(Err(e));
+            }
+        }
+    }
+    Ok(results)
+}
+
+/// Errors that concern the database rather than one command.
+fn fails_batch(e: &StorageError) -> bool {
+    matches!(
+        e,
+        StorageError::Busy | StorageError::Full | StorageError::ReadOnly | StorageError::Io { .. }
+    )
+}
+
+fn rollback(conn: &Connection) {
+    if !conn.is_autocommit() {
+        // Nothing more can be done if the rollback fails: the next BEGIN reports it.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+}
