@@ -18,8 +18,8 @@ use agent_cli_proxy_core::cost::{self, CostInput};
 use agent_cli_proxy_core::pricing::cache_file::{from_cache_file, to_cache_file};
 use agent_cli_proxy_core::pricing::{PriceTable, Pricer};
 use agent_cli_proxy_core::provider::{ProviderType, Providers};
-use agent_cli_proxy_core::usage::{Convention, UsageRecord};
 use agent_cli_proxy_core::time::UnixMillis;
+use agent_cli_proxy_core::usage::{Convention, UsageRecord};
 use agent_cli_proxy_storage::backfill::DEFAULT_CHUNK_SIZE;
 use agent_cli_proxy_storage::{
     AuditInfo, BackfillFlight, BackfillOptions, CostStatus, DbPath, RecostResult, RecostRow,
@@ -33,7 +33,11 @@ use crate::{CliError, CmdResult, Shell, env, fsutil, log};
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs one backfill and prints its counts.
-pub(crate) fn run(process: &BTreeMap<String, String>, args: BackfillArgs, shell: &dyn Shell) -> CmdResult {
+pub(crate) fn run(
+    process: &BTreeMap<String, String>,
+    args: BackfillArgs,
+    shell: &dyn Shell,
+) -> CmdResult {
     let loaded = env::load(process, args.env.as_deref())?;
     let (config, warnings) = env::load_config(&loaded.vars)?;
     env::print_warnings(&warnings);
@@ -47,9 +51,8 @@ pub(crate) fn run(process: &BTreeMap<String, String>, args: BackfillArgs, shell:
         providers: config.providers.clone(),
     };
     let now = log::now_ms();
-    let since = (!args.all).then(|| {
-        UnixMillis(now.0.saturating_sub(config.cost_backfill_lookback_ms)).to_iso()
-    });
+    let since = (!args.all)
+        .then(|| UnixMillis(now.0.saturating_sub(config.cost_backfill_lookback_ms)).to_iso());
     let opts = BackfillOptions {
         since,
         chunk_size: if config.cost_backfill_chunk_size == 0 {
@@ -57,14 +60,20 @@ pub(crate) fn run(process: &BTreeMap<String, String>, args: BackfillArgs, shell:
         } else {
             config.cost_backfill_chunk_size
         },
-        limit: args.limit.and_then(|n| u64::try_from(n).ok()).filter(|n| *n > 0),
+        limit: args
+            .limit
+            .and_then(|n| u64::try_from(n).ok())
+            .filter(|n| *n > 0),
     };
     let db = &config.db_path;
-    let (mut store, _) = Store::open_and_migrate(&DbPath::from_config(db))
-        .map_err(|e| CliError::Runtime(format!("DB_PATH {db}: {}", crate::one_line(&e.to_string()))))?;
+    let (mut store, _) = Store::open_and_migrate(&DbPath::from_config(db)).map_err(|e| {
+        CliError::Runtime(format!("DB_PATH {db}: {}", crate::one_line(&e.to_string())))
+    })?;
     let counts = store
         .run_backfill(&BackfillFlight::new(), opts, Arc::new(recoster))
-        .map_err(|e| CliError::Runtime(format!("DB_PATH {db}: {}", crate::one_line(&e.to_string()))))?;
+        .map_err(|e| {
+            CliError::Runtime(format!("DB_PATH {db}: {}", crate::one_line(&e.to_string())))
+        })?;
     println!(
         "[backfill-costs] scanned={} updated={} ok={} pending={} unsupported={}",
         counts.scanned, counts.updated, counts.ok, counts.pending, counts.unsupported
@@ -126,7 +135,8 @@ fn refresh_prices(config: &Config, shell: &dyn Shell) -> PriceTable {
     match fetch_prices(&config.pricing_url, shell) {
         Ok(table) => {
             let bytes = to_cache_file(&table, log::now_ms(), &config.pricing_url);
-            if let Err(e) = fsutil::write_private_atomic(Path::new(&config.pricing_cache_path), &bytes)
+            if let Err(e) =
+                fsutil::write_private_atomic(Path::new(&config.pricing_cache_path), &bytes)
             {
                 eprintln!(
                     "warning: PRICING_CACHE_PATH {} could not be written: {e:#}",

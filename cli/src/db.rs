@@ -52,5 +52,10 @@ pub(crate) fn backup(process: &BTreeMap<String, String>, args: BackupArgs) -> Cm
 pub(crate) fn init_at(db_path: &str) -> Result<MigrationReport, CliError> {
     Store::open_and_migrate(&DbPath::from_config(db_path))
         .map(|(_, report)| report)
-        .map_err(|e| CliError::Runtime(format!("DB_PATH {db_path}: {}", crate::one_line(&e.to_string()))))
+        .map_err(|e| {
+            CliError::Runtime(format!(
+                "DB_PATH {db_path}: {}",
+                crate::one_line(&e.to_string())
+            ))
+        })
 }

@@ -48,7 +48,11 @@ impl Check {
 }
 
 /// Runs every check and prints the report.
-pub(crate) fn run(process: &BTreeMap<String, String>, args: DoctorArgs, shell: &dyn Shell) -> CmdResult {
+pub(crate) fn run(
+    process: &BTreeMap<String, String>,
+    args: DoctorArgs,
+    shell: &dyn Shell,
+) -> CmdResult {
     let (vars, env_path, env_issue) = match env::load(process, args.env.as_deref()) {
         Ok(l) => (l.vars, l.env_path, None),
         Err(e) => (
@@ -124,8 +128,9 @@ fn var_or<'a>(vars: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str>
 fn database_check(validated: &Validated, vars: &BTreeMap<String, String>) -> Check {
     let path = match validated {
         Ok((c, _)) => c.db_path.clone(),
-        Err(_) => var_or(vars, "DB_PATH")
-            .map_or_else(|| Paths::from_env(vars).db_path, str::to_owned),
+        Err(_) => {
+            var_or(vars, "DB_PATH").map_or_else(|| Paths::from_env(vars).db_path, str::to_owned)
+        }
     };
     let mut check = Check {
         name: "database",
@@ -155,14 +160,14 @@ fn inspect_db(path: &str) -> Result<(Vec<String>, Vec<String>), String> {
         let rows = stmt
             .query_map([], |r| r.get::<_, String>(0))
             .map_err(|e| e.to_string())?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())
     };
     let tables = strings(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
     )?;
-    let migrations = strings(
-        "SELECT name FROM schema_migrations ORDER BY applied_at DESC, name DESC LIMIT 10",
-    )?;
+    let migrations =
+        strings("SELECT name FROM schema_migrations ORDER BY applied_at DESC, name DESC LIMIT 10")?;
     Ok((tables, migrations))
 }
 

@@ -52,7 +52,11 @@ pub(crate) struct Written {
 }
 
 /// `init`.
-pub(crate) fn run(process: &BTreeMap<String, String>, args: InitArgs, shell: &dyn Shell) -> CmdResult {
+pub(crate) fn run(
+    process: &BTreeMap<String, String>,
+    args: InitArgs,
+    shell: &dyn Shell,
+) -> CmdResult {
     let existing = match (args.force, args.merge) {
         (true, _) => Existing::Force,
         (_, true) => Existing::Merge,
@@ -84,7 +88,12 @@ fn non_interactive_values(
     process: &BTreeMap<String, String>,
     args: &InitArgs,
 ) -> Result<InitValues, CliError> {
-    let var = |name: &str| process.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let var = |name: &str| {
+        process
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    };
     let paths = Paths::from_env(process);
     let env_path = match (&args.env, var("AGENT_CLI_PROXY_ENV")) {
         (Some(p), _) => p.clone(),
@@ -106,8 +115,7 @@ fn non_interactive_values(
         Some(p) => p.to_string(),
         None => {
             let text = var("PROXY_PORT").unwrap_or("3100");
-            validate_port(text)
-                .map_err(|m| CliError::Runtime(format!("PROXY_PORT {m}")))?
+            validate_port(text).map_err(|m| CliError::Runtime(format!("PROXY_PORT {m}")))?
         }
     };
     let api_url = match (&args.cliproxy_api_url, var("CLI_PROXY_API_URL")) {
@@ -198,9 +206,8 @@ pub(crate) fn write(values: &InitValues, existing: Existing) -> Result<Written, 
         entries = envfile::merge(&entries, &parse_env_file(&old));
     }
     fsutil::write_private_atomic(&env_path, envfile::render(&entries).as_bytes())?;
-    std::fs::create_dir_all(&data_dir).map_err(|e| {
-        CliError::Runtime(format!("could not create {}: {e}", data_dir.display()))
-    })?;
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| CliError::Runtime(format!("could not create {}: {e}", data_dir.display())))?;
     let db_path = entries
         .iter()
         .find(|(k, _)| k == "DB_PATH")

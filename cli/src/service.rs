@@ -57,7 +57,11 @@ pub(crate) fn install(
     };
     let env_path = env::absolute(Path::new(&loaded.env_path))?;
     let data_dir = env::absolute(Path::new(&paths.data_dir))?;
-    for (name, value) in [("--bin", &bin), ("--env", &env_path), ("data dir", &data_dir)] {
+    for (name, value) in [
+        ("--bin", &bin),
+        ("--env", &env_path),
+        ("data dir", &data_dir),
+    ] {
         refuse_control_chars(name, &value.display().to_string())?;
     }
     if let Some(p) = &args.service_path {
@@ -81,9 +85,7 @@ pub(crate) fn install(
                 .unwrap_or_else(|| PathBuf::from(&paths.systemd_unit));
             write_file(&path, &unit.systemd())?;
             println!("Installed systemd user service: {}", path.display());
-            println!(
-                "Run: systemctl --user daemon-reload && systemctl --user enable --now {UNIT}"
-            );
+            println!("Run: systemctl --user daemon-reload && systemctl --user enable --now {UNIT}");
         }
         "macos" => {
             let path = args
@@ -316,7 +318,9 @@ mod tests {
         let unit = u.systemd();
         assert!(unit.contains("WorkingDirectory=\"/home/u/data & more\"\n"));
         assert!(
-            unit.contains("ExecStart=/opt/acp/bin serve --env /home/u/.config/agent-cli-proxy/.env\n")
+            unit.contains(
+                "ExecStart=/opt/acp/bin serve --env /home/u/.config/agent-cli-proxy/.env\n"
+            )
         );
         assert!(unit.contains("TimeoutStopSec=20\n"));
         let plist = u.launchd();
@@ -328,7 +332,10 @@ mod tests {
     #[test]
     fn control_characters_are_refused() {
         let err = refuse_control_chars("--bin", "/a\nb").unwrap_err();
-        assert_eq!(err.to_string(), "--bin contains unsupported control characters");
+        assert_eq!(
+            err.to_string(),
+            "--bin contains unsupported control characters"
+        );
         assert!(refuse_control_chars("--bin", "/a b").is_ok());
     }
 }

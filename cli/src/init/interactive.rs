@@ -2,7 +2,7 @@
 //! prompts' defaults.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Read};
+use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -36,8 +36,8 @@ pub(crate) fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-fn collect<R: BufRead>(
-    p: &mut Prompter<R>,
+fn collect<R: BufRead, W: Write>(
+    p: &mut Prompter<R, W>,
     process: &BTreeMap<String, String>,
     args: &InitArgs,
     existing: Existing,
@@ -51,12 +51,16 @@ fn collect<R: BufRead>(
     check_existing(&env_path, existing)?;
     let data_dir = PathBuf::from(p.ask("Data directory", &shown(&args.data_dir, &paths.data_dir))?);
     let host = p.ask("Proxy host", args.host.as_deref().unwrap_or("127.0.0.1"))?;
-    let port_default = args.port.map_or_else(|| "3100".to_owned(), |p| p.to_string());
+    let port_default = args
+        .port
+        .map_or_else(|| "3100".to_owned(), |p| p.to_string());
     let port = validate_port(&p.ask("Proxy port", &port_default)?)
         .map_err(|m| CliError::Runtime(format!("Proxy port {m}")))?;
     let api_url = p.ask(
         "CLIProxyAPI URL",
-        args.cliproxy_api_url.as_deref().unwrap_or("http://localhost:8317"),
+        args.cliproxy_api_url
+            .as_deref()
+            .unwrap_or("http://localhost:8317"),
     )?;
     let api_key = p.secret("CLIProxyAPI proxy key", "proxy")?;
     let admin_key = if is_loopback(&host) {

@@ -11,25 +11,27 @@ use std::process::{Command, Stdio};
 use crate::CliError;
 
 /// Reads answers from stdin, writes questions to stdout.
-pub(crate) struct Prompter<R: BufRead> {
+pub(crate) struct Prompter<R: BufRead, W: Write> {
     input: R,
+    output: W,
     stdin_is_tty: bool,
 }
 
-impl Prompter<std::io::StdinLock<'static>> {
+impl Prompter<std::io::StdinLock<'static>, std::io::Stdout> {
     /// Prompts on the process's stdin and stdout.
     pub(crate) fn stdio() -> Self {
         Prompter {
             input: std::io::stdin().lock(),
+            output: std::io::stdout(),
             stdin_is_tty: std::io::stdin().is_terminal(),
         }
     }
 }
 
-impl<R: BufRead> Prompter<R> {
+impl<R: BufRead, W: Write> Prompter<R, W> {
     /// `<question> (<default>): `; an empty answer takes the default.
     pub(crate) fn ask(&mut self, question: &str, default: &str) -> Result<String, CliError> {
-        print_flush(&format!("{question} ({default}): "))?;
+        self.print_flush(&format!("{question} ({default}): "))?;
         let answer = self.read_line(question)?;
         Ok(if answer.is_empty() {
             default.to_owned()
@@ -41,7 +43,7 @@ impl<R: BufRead> Prompter<R> {
     /// `[Y/n]` or `[y/N]`; `y`/`yes` (any case) is yes, an empty answer the default.
     pub(crate) fn confirm(&mut self, question: &str, default: bool) -> Result<bool, CliError> {
         let hint = if default { "[Y/n]" } else { "[y/N]" };
-        print_flush(&format!("{question} {hint}: "))?;
+        self.print_flush(&format!("{question} {hint}: "))?;
         let answer = self.read_line(question)?.to_ascii_lowercase();
         Ok(match answer.as_str() {
             "" => default,
@@ -62,12 +64,12 @@ impl<R: BufRead> Prompter<R> {
         } else {
             format!("{question} (configured): ")
         };
-        print_flush(&shown)?;
+        self.print_flush(&shown)?;
         let muted = stty("-echo");
         let answer = self.read_line(question);
         if muted {
             stty("echo");
-            println!();
+            self.print_flush("\n")?;
         }
         let answer = answer?;
         Ok(if answer.is_empty() {
@@ -75,6 +77,12 @@ impl<R: BufRead> Prompter<R> {
         } else {
             answer
         })
+    }
+
+    fn print_flush(&mut self, text: &str) -> Result<(), CliError> {
+        self.output.write_all(text.as_bytes())?;
+        self.output.flush()?;
+        Ok(())
     }
 
     fn read_line(&mut self, question: &str) -> Result<String, CliError> {
@@ -89,13 +97,6 @@ impl<R: BufRead> Prompter<R> {
         }
         Ok(line.trim().to_owned())
     }
-}
-
-fn print_flush(text: &str) -> Result<(), CliError> {
-    let mut out = std::io::stdout();
-    out.write_all(text.as_bytes())?;
-    out.flush()?;
-    Ok(())
 }
 
 /// Runs `stty <arg>` on the inherited terminal; true when it succeeded.
@@ -113,9 +114,10 @@ fn stty(arg: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn prompter(input: &str, tty: bool) -> Prompter<&[u8]> {
+    fn prompter(input: &str, tty: bool) -> Prompter<&[u8], Vec<u8>> {
         Prompter {
             input: input.as_bytes(),
+            output: Vec::new(),
             stdin_is_tty: tty,
         }
     }
@@ -126,6 +128,7 @@ mod tests {
         assert_eq!(p.ask("Q", "d").unwrap(), "d");
         assert_eq!(p.ask("Q", "d").unwrap(), "custom");
         assert!(p.ask("Q", "d").is_err(), "end of input is an error");
+        assert_eq!(String::from_utf8_lossy(&p.output), "Q (d): Q (d): Q (d): ");
     }
 
     #[test]
@@ -137,6 +140,7 @@ mod tests {
         assert!(p.confirm("Q", false).unwrap());
         assert!(!p.confirm("Q", true).unwrap());
         assert!(!p.confirm("Q", true).unwrap());
+        assert!(String::from_utf8_lossy(&p.output).starts_with("Q [Y/n]: Q [y/N]: "));
     }
 
     #[test]

@@ -285,7 +285,11 @@ pub(crate) fn to_table(report: Report, by: GroupBy, lines: &[Line]) -> String {
         (_, GroupBy::Model) => "Model",
         (_, GroupBy::Provider) => "Provider",
     };
-    let period_title = if report == Report::Session { "Last day" } else { "Period" };
+    let period_title = if report == Report::Session {
+        "Last day"
+    } else {
+        "Period"
+    };
     let mut out = String::new();
     push_row(
         &mut out,
@@ -377,12 +381,20 @@ fn cut(text: &str, width: usize) -> String {
     s
 }
 
-/// `950`, `12.3k`, `4.56M`, `1.20B`: three significant digits above 999.
+/// `950`, `12.3k`, `4.56M`, `1.20B`: three significant digits above 999; `T`, `P` and `E`
+/// follow `B` so that even `u64::MAX` fits the 7-character column.
 pub(crate) fn compact(n: u64) -> String {
     if n < 1_000 {
         return n.to_string();
     }
-    let units: [(u128, &str); 3] = [(1_000, "k"), (1_000_000, "M"), (1_000_000_000, "B")];
+    let units: [(u128, &str); 6] = [
+        (1_000, "k"),
+        (1_000_000, "M"),
+        (1_000_000_000, "B"),
+        (1_000_000_000_000, "T"),
+        (1_000_000_000_000_000, "P"),
+        (1_000_000_000_000_000_000, "E"),
+    ];
     let n = u128::from(n);
     for (i, (unit, suffix)) in units.iter().enumerate() {
         let last = i == units.len() - 1;

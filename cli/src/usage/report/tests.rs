@@ -35,7 +35,8 @@ fn compact_token_counts() {
         (999_999, "1.00M"),
         (4_560_000, "4.56M"),
         (1_200_000_000, "1.20B"),
-        (1_234_567_890_123, "1235B"),
+        (1_234_567_890_123, "1.23T"),
+        (u64::MAX, "18.4E"),
     ];
     for (n, want) in cases {
         assert_eq!(compact(n), want, "{n}");
@@ -69,8 +70,17 @@ fn input_follows_the_convention() {
         ),
     ];
     let by_provider = |p: &str| p == "anthropic";
-    let lines = aggregate(&rows, Report::Daily, GroupBy::Tool, &TimeZone::UTC, &by_provider);
-    let input: BTreeMap<&str, u64> = lines.iter().map(|l| (l.key.as_str(), l.sums.input)).collect();
+    let lines = aggregate(
+        &rows,
+        Report::Daily,
+        GroupBy::Tool,
+        &TimeZone::UTC,
+        &by_provider,
+    );
+    let input: BTreeMap<&str, u64> = lines
+        .iter()
+        .map(|l| (l.key.as_str(), l.sums.input))
+        .collect();
     assert_eq!(input["a"], 1_500);
     assert_eq!(input["b"], 1_200);
     assert_eq!(input["c"], 1_500);
@@ -112,7 +122,13 @@ fn sessions_use_session_id_else_client() {
             Some(r#"{"session_id":"s1"}"#),
         ),
     ];
-    let lines = aggregate(&rows, Report::Session, GroupBy::Tool, &TimeZone::UTC, &never);
+    let lines = aggregate(
+        &rows,
+        Report::Session,
+        GroupBy::Tool,
+        &TimeZone::UTC,
+        &never,
+    );
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0].key, "opencode-client");
     assert_eq!(lines[1].key, "s1");
@@ -126,7 +142,12 @@ fn sessions_use_session_id_else_client() {
 
 #[test]
 fn table_fits_80_columns_with_period_totals_and_footnote() {
-    let mut pending = row("2026-11-26T10:00:00.000Z", "a-very-long-tool-name", "p", None);
+    let mut pending = row(
+        "2026-11-26T10:00:00.000Z",
+        "a-very-long-tool-name",
+        "p",
+        None,
+    );
     pending.cost_pending = true;
     pending.cost_nanousd = 0;
     pending.total_tokens = u64::MAX / 2;
@@ -154,7 +175,13 @@ fn json_totals_are_exact_sums() {
         row("2026-11-26T10:00:00.000Z", "a", "p", None),
         row("2026-11-27T10:00:00.000Z", "a", "p", None),
     ];
-    let lines = aggregate(&rows, Report::Monthly, GroupBy::Tool, &TimeZone::UTC, &never);
+    let lines = aggregate(
+        &rows,
+        Report::Monthly,
+        GroupBy::Tool,
+        &TimeZone::UTC,
+        &never,
+    );
     let doc = to_json(Report::Monthly, GroupBy::Tool, "UTC", None, None, &lines);
     assert_eq!(doc["rows"].as_array().unwrap().len(), 1);
     assert_eq!(doc["rows"][0]["period"], "2026-11");
