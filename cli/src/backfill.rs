@@ -74,9 +74,13 @@ pub(crate) fn run(
         .map_err(|e| {
             CliError::Runtime(format!("DB_PATH {db}: {}", crate::one_line(&e.to_string())))
         })?;
-    println!(
+    crate::out_line!(
         "[backfill-costs] scanned={} updated={} ok={} pending={} unsupported={}",
-        counts.scanned, counts.updated, counts.ok, counts.pending, counts.unsupported
+        counts.scanned,
+        counts.updated,
+        counts.ok,
+        counts.pending,
+        counts.unsupported
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -138,7 +142,7 @@ fn refresh_prices(config: &Config, shell: &dyn Shell) -> PriceTable {
             if let Err(e) =
                 fsutil::write_private_atomic(Path::new(&config.pricing_cache_path), &bytes)
             {
-                eprintln!(
+                crate::err_line!(
                     "warning: PRICING_CACHE_PATH {} could not be written: {e:#}",
                     config.pricing_cache_path
                 );
@@ -146,7 +150,7 @@ fn refresh_prices(config: &Config, shell: &dyn Shell) -> PriceTable {
             table
         }
         Err(err) => {
-            eprintln!(
+            crate::err_line!(
                 "warning: pricing refresh failed, using cached data (cost.backfill_pricing_failed): {err}"
             );
             std::fs::read(&config.pricing_cache_path)

@@ -15,7 +15,7 @@ pub(crate) fn init(process: &BTreeMap<String, String>, env_file: Option<&Path>) 
     let loaded = env::load(process, env_file)?;
     let db_path = env::db_path(&loaded.vars);
     init_at(&db_path)?;
-    println!("Initialized DB at {db_path}");
+    crate::out_line!("Initialized DB at {db_path}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -40,7 +40,7 @@ pub(crate) fn backup(process: &BTreeMap<String, String>, args: BackupArgs) -> Cm
             "size": report.size,
         }),
     );
-    println!(
+    crate::out_line!(
         "Backup written: {} ({} bytes)",
         report.path.display(),
         report.size

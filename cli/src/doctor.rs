@@ -84,19 +84,19 @@ pub(crate) fn run(
         for c in &checks {
             map.insert(c.name.to_owned(), c.json());
         }
-        println!(
+        crate::out_line!(
             "{}",
             env::pretty(&json!({"status": status, "checks": Value::Object(map)}))
         );
     } else {
-        println!("doctor: {status}");
+        crate::out_line!("doctor: {status}");
         for c in &checks {
-            println!("{} {}", if c.passed() { "PASS" } else { "FAIL" }, c.name);
+            crate::out_line!("{} {}", if c.passed() { "PASS" } else { "FAIL" }, c.name);
             for issue in &c.issues {
-                println!("  - {issue}");
+                crate::out_line!("  - {issue}");
             }
             if let Some(d) = &c.details {
-                println!("  {d}");
+                crate::out_line!("  {d}");
             }
         }
     }

@@ -84,7 +84,7 @@ pub(crate) fn external_inputs(vars: &BTreeMap<String, String>) -> ExternalInputs
 /// Prints configuration warnings on stderr.
 pub(crate) fn print_warnings(warnings: &[ConfigWarning]) {
     for w in warnings {
-        eprintln!("warning: {} {}", w.path, w.message);
+        crate::err_line!("warning: {} {}", w.path, w.message);
     }
 }
 
@@ -119,7 +119,7 @@ pub(crate) fn paths(process: &BTreeMap<String, String>) -> CmdResult {
         "pricingCachePath": p.pricing_cache_path,
         "providersPath": p.providers_file,
     });
-    println!("{}", pretty(&body));
+    crate::out_line!("{}", pretty(&body));
     Ok(ExitCode::SUCCESS)
 }
 

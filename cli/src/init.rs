@@ -222,10 +222,10 @@ pub(crate) fn write(values: &InitValues, existing: Existing) -> Result<Written, 
 }
 
 pub(crate) fn print_created(w: &Written) {
-    println!("\nCreated:");
-    println!("  env: {}", w.env_path.display());
-    println!("  db:  {}", w.db_path);
-    println!("  data: {}", w.data_dir.display());
+    crate::out_line!("\nCreated:");
+    crate::out_line!("  env: {}", w.env_path.display());
+    crate::out_line!("  db:  {}", w.db_path);
+    crate::out_line!("  data: {}", w.data_dir.display());
 }
 
 fn entries(v: &InitValues, data_dir: &Path) -> Vec<(String, String)> {

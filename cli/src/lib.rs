@@ -13,6 +13,8 @@
 //!   loaded environment. `serve`, `doctor` and `backfill-costs` need a valid configuration.
 //! * `init` reads the process environment only (the env file is its output, not an input).
 //! * `paths` shows the defaults computed from the process environment.
+//! * `serve` only loads the environment (a missing `--env` file is its failure here); the
+//!   shell validates it and logs `config.error` / `config.warning` as startup steps 1–2.
 //! * Configuration warnings are printed on stderr as `warning: <path> <message>`.
 //! * Info events the spec names for CLI commands (`cli.init.non_interactive`, `db.backup`)
 //!   are JSON log lines on stdout, like the daemon's (`control.md` §10.1), honouring
@@ -23,6 +25,42 @@
 //! every case runs the real command path as a subprocess.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+/// Like `println!`, but a closed stdout (`usage | head`) is ignored instead of panicking.
+macro_rules! out_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// Like `print!`, ignoring a closed stdout.
+macro_rules! out_text {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout();
+        let _ = write!(out, $($arg)*);
+        let _ = out.flush();
+    }};
+}
+
+/// Like `eprintln!`, ignoring a closed stderr.
+macro_rules! err_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// Like `eprint!`, ignoring a closed stderr.
+macro_rules! err_text {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+pub(crate) use {err_line, err_text, out_line, out_text};
 
 mod args;
 mod backfill;
@@ -72,7 +110,7 @@ pub struct NoShell;
 
 impl Shell for NoShell {
     fn serve(&self, _env: BTreeMap<String, String>) -> ExitCode {
-        eprintln!("error: serve is not available in this build");
+        crate::err_line!("error: serve is not available in this build");
         ExitCode::from(1)
     }
 
@@ -105,7 +143,7 @@ where
     let Some(cmd) = cli.command else {
         let mut command = command;
         let help = command.render_help();
-        println!("{help}");
+        crate::out_line!("{help}");
         return ExitCode::SUCCESS;
     };
     match run(cmd, shell) {
@@ -114,11 +152,11 @@ where
             let _ = std::io::stdout().flush();
             match &err {
                 CliError::Usage(message) => {
-                    eprintln!("error: {message}");
+                    crate::err_line!("error: {message}");
                     ExitCode::from(2)
                 }
                 CliError::Runtime(message) => {
-                    eprintln!("error: {message}");
+                    crate::err_line!("error: {message}");
                     ExitCode::from(1)
                 }
             }
@@ -155,9 +193,9 @@ fn run(cmd: Command, shell: &dyn Shell) -> CmdResult {
     let process = env::process_env();
     match cmd {
         Command::Serve(a) => {
+            // Validation, warnings and their log events are startup steps 1–2 of the daemon
+            // (`control.md` §1), so the shell does them on the map it is given.
             let loaded = env::load(&process, a.env.as_deref())?;
-            let (_config, warnings) = env::load_config(&loaded.vars)?;
-            env::print_warnings(&warnings);
             Ok(shell.serve(loaded.vars))
         }
         Command::Init(a) => init::run(&process, a, shell),
@@ -199,16 +237,16 @@ fn providers_usage(bin: &str) -> String {
 fn clap_failure(e: &clap::Error, args: &[OsString], bin: &str) -> ExitCode {
     match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            print!("{}", e.render());
+            crate::out_text!("{}", e.render());
             return ExitCode::SUCCESS;
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             if let Some(extra) = group_usage(args, bin) {
-                eprintln!("error: missing subcommand; run '{bin} --help' for usage");
-                eprintln!("{extra}");
+                crate::err_line!("error: missing subcommand; run '{bin} --help' for usage");
+                crate::err_line!("{extra}");
                 return ExitCode::from(2);
             }
-            eprint!("{}", e.render());
+            crate::err_text!("{}", e.render());
             return ExitCode::from(2);
         }
         _ => {}
@@ -220,11 +258,11 @@ fn clap_failure(e: &clap::Error, args: &[OsString], bin: &str) -> ExitCode {
         .unwrap_or("error: invalid arguments");
     let first = first.strip_prefix("error: ").unwrap_or(first);
     let hint = help_hint(args, bin);
-    eprintln!("error: {first}; run '{hint} --help' for usage");
+    crate::err_line!("error: {first}; run '{hint} --help' for usage");
     if e.kind() == ErrorKind::InvalidSubcommand
         && let Some(extra) = group_usage(args, bin)
     {
-        eprintln!("{extra}");
+        crate::err_line!("{extra}");
     }
     ExitCode::from(2)
 }

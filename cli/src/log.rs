@@ -32,7 +32,7 @@ pub(crate) fn info(vars: &BTreeMap<String, String>, event: &str, msg: &str, fiel
             };
             line.push_str(&format!(" {k}={shown}"));
         }
-        println!("{line}");
+        crate::out_line!("{line}");
     } else {
         let mut record = Map::new();
         record.insert("ts".into(), json!(ts));
@@ -41,7 +41,7 @@ pub(crate) fn info(vars: &BTreeMap<String, String>, event: &str, msg: &str, fiel
         record.insert("event".into(), json!(event));
         record.insert("component".into(), json!("cli"));
         record.extend(fields);
-        println!("{}", Value::Object(record));
+        crate::out_line!("{}", Value::Object(record));
     }
 }
 

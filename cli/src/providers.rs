@@ -22,7 +22,7 @@ pub(crate) fn run(process: &BTreeMap<String, String>, cmd: ProvidersCommand) -> 
     match cmd {
         ProvidersCommand::Show { json } => show(&loaded.vars, json),
         ProvidersCommand::Path => {
-            println!("{}", source_line(&loaded.vars));
+            crate::out_line!("{}", source_line(&loaded.vars));
             Ok(ExitCode::SUCCESS)
         }
         ProvidersCommand::Init { path, force } => init(&loaded.vars, path, force),
@@ -40,12 +40,12 @@ fn show(vars: &BTreeMap<String, String>, as_json: bool) -> CmdResult {
             ProviderSource::Inline => json!({"kind": "PROVIDERS_JSON"}),
             ProviderSource::File { path } => json!({"kind": "file", "path": path}),
         };
-        println!(
+        crate::out_line!(
             "{}",
             env::pretty(&json!({"providers": list, "source": source}))
         );
     } else {
-        println!("id\ttype\tpaths\tmodels\tauth");
+        crate::out_line!("id\ttype\tpaths\tmodels\tauth");
         for p in providers.list() {
             let auth = match &p.auth.env {
                 Some(name) => format!("{} (env {name})", p.auth.mode.as_str()),
@@ -56,7 +56,7 @@ fn show(vars: &BTreeMap<String, String>, as_json: bool) -> CmdResult {
             } else {
                 p.models.join(",")
             };
-            println!(
+            crate::out_line!(
                 "{}\t{}\t{}\t{}\t{}",
                 p.id,
                 p.kind.as_str(),
@@ -136,7 +136,7 @@ fn init(vars: &BTreeMap<String, String>, path: Option<PathBuf>, force: bool) -> 
         let _ = std::fs::remove_file(&path);
     }
     fsutil::write_private_atomic(&path, text.as_bytes())?;
-    println!("Created providers config: {}", path.display());
+    crate::out_line!("Created providers config: {}", path.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -68,7 +68,7 @@ pub(crate) fn install(
         refuse_control_chars("--service-path", &p.display().to_string())?;
     }
     if args.env.is_none() && !env_path.exists() {
-        eprintln!(
+        crate::err_line!(
             "warning: {} does not exist; the service will run on its environment alone",
             env_path.display()
         );
@@ -84,16 +84,18 @@ pub(crate) fn install(
                 .service_path
                 .unwrap_or_else(|| PathBuf::from(&paths.systemd_unit));
             write_file(&path, &unit.systemd())?;
-            println!("Installed systemd user service: {}", path.display());
-            println!("Run: systemctl --user daemon-reload && systemctl --user enable --now {UNIT}");
+            crate::out_line!("Installed systemd user service: {}", path.display());
+            crate::out_line!(
+                "Run: systemctl --user daemon-reload && systemctl --user enable --now {UNIT}"
+            );
         }
         "macos" => {
             let path = args
                 .service_path
                 .unwrap_or_else(|| PathBuf::from(&paths.launchd_agent));
             write_file(&path, &unit.launchd())?;
-            println!("Installed launchd agent: {}", path.display());
-            println!("Run: launchctl load {}", path.display());
+            crate::out_line!("Installed launchd agent: {}", path.display());
+            crate::out_line!("Run: launchctl load {}", path.display());
         }
         other => {
             return Err(CliError::Runtime(format!(
@@ -217,7 +219,7 @@ fn write_file(path: &Path, text: &str) -> Result<(), CliError> {
 /// `service start|stop|restart|status`.
 fn control(process: &BTreeMap<String, String>, action: &str) -> CmdResult {
     if std::env::consts::OS != "linux" {
-        println!(
+        crate::out_line!(
             "Service control is only automated for systemd user services. Use launchctl on macOS."
         );
         return Ok(ExitCode::SUCCESS);

@@ -87,7 +87,7 @@ pub(crate) fn run(process: &BTreeMap<String, String>, args: UsageArgs) -> CmdRes
             until_text,
             &lines,
         );
-        println!("{}", env::pretty(&doc));
+        crate::out_line!("{}", env::pretty(&doc));
         return Ok(ExitCode::SUCCESS);
     }
     if lines.is_empty() {
@@ -99,10 +99,10 @@ pub(crate) fn run(process: &BTreeMap<String, String>, args: UsageArgs) -> CmdRes
                 u.as_deref().unwrap_or("…")
             ),
         };
-        println!("No usage recorded in {range} ({db_path}).");
+        crate::out_line!("No usage recorded in {range} ({db_path}).");
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    crate::out_line!(
         "{} usage by {} ({tz_name})",
         capitalized(report::report_name(report_kind)),
         if report_kind == Report::Session {
@@ -111,7 +111,7 @@ pub(crate) fn run(process: &BTreeMap<String, String>, args: UsageArgs) -> CmdRes
             by_word(args.by)
         }
     );
-    print!("{}", report::to_table(report_kind, args.by, &lines));
+    crate::out_text!("{}", report::to_table(report_kind, args.by, &lines));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -171,14 +171,10 @@ pub fn serve_loads_env_file_with_process_precedence() {
         one_line(&r.stderr),
         format!("error: env file not found: {}", s(&missing))
     );
+    // Validation is the daemon's startup step 1: the map reaches the shell as loaded.
     sb.write_env_file("CLI_PROXY_API_URL=http://127.0.0.1:9\nPROXY_PORT=abc\n");
-    let r = sb.run(&["serve"]);
-    r.expect_code(1);
-    let line = one_line(&r.stderr);
-    assert!(
-        line.starts_with("error: Configuration validation failed: PROXY_PORT"),
-        "{line}"
-    );
+    let v = sb.run(&["serve"]).expect_code(0).json();
+    assert_eq!(v["PROXY_PORT"], "abc");
 }
 
 fn expected_env(sb: &Sandbox, data: &Path) -> String {
@@ -1128,4 +1124,22 @@ pub fn usage_empty_and_local_time_zone() {
     let late = late_rows(&v);
     assert_eq!(late.len(), 1, "{v}");
     assert_eq!(late[0]["period"], "2026-11-25");
+}
+
+pub fn closed_stdout_is_not_a_panic() {
+    let sb = Sandbox::new();
+    for args in [&["paths"][..], &["--help"][..], &["usage", "--by", "x"][..]] {
+        let mut child = sb
+            .command(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(out.status.code().is_some(), "{args:?}: killed by a signal");
+    }
 }

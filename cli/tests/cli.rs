@@ -90,6 +90,10 @@ fn main() -> ExitCode {
             "usage_empty_and_local_time_zone",
             cases::usage_empty_and_local_time_zone,
         ),
+        (
+            "closed_stdout_is_not_a_panic",
+            cases::closed_stdout_is_not_a_panic,
+        ),
     ])
 }
 

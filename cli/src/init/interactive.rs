@@ -70,7 +70,7 @@ fn collect<R: BufRead, W: Write>(
             String::new()
         }
     } else {
-        println!("Generated ADMIN_API_KEY (PROXY_HOST is not loopback).");
+        crate::out_line!("Generated ADMIN_API_KEY (PROXY_HOST is not loopback).");
         random_hex_key()?
     };
     let mgmt_key = if p.confirm("Enable CLIProxyAPI account correlation?", false)? {
