@@ -102,15 +102,15 @@ pub(crate) fn run(process: &BTreeMap<String, String>, args: UsageArgs) -> CmdRes
         crate::out_line!("No usage recorded in {range} ({db_path}).");
         return Ok(ExitCode::SUCCESS);
     }
-    crate::out_line!(
-        "{} usage by {} ({tz_name})",
-        capitalized(report::report_name(report_kind)),
-        if report_kind == Report::Session {
-            "session"
-        } else {
+    if report_kind == Report::Session {
+        crate::out_line!("Session usage ({tz_name})");
+    } else {
+        crate::out_line!(
+            "{} usage by {} ({tz_name})",
+            capitalized(report::report_name(report_kind)),
             by_word(args.by)
-        }
-    );
+        );
+    }
     crate::out_text!("{}", report::to_table(report_kind, args.by, &lines));
     Ok(ExitCode::SUCCESS)
 }

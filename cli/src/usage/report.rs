@@ -331,7 +331,7 @@ pub(crate) fn to_table(report: Report, by: GroupBy, lines: &[Line]) -> String {
     push_row(&mut out, cells("TOTAL", "", &t));
     if t.pending_cost_rows > 0 {
         out.push_str(&format!(
-            "* {} row(s) with a cost not yet known (cost_status pending) are counted in tokens only; run backfill-costs.\n",
+            "* {} row(s) with cost pending: tokens counted, cost not yet; run backfill-costs\n",
             t.pending_cost_rows
         ));
     }
