@@ -20,6 +20,7 @@ pub mod sse;
 pub mod usage;
 
 pub mod exchange;
+pub mod proxy;
 
 pub mod cost;
 pub mod pricing;

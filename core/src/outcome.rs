@@ -1,6 +1,7 @@
 //! The outcome table (`datapath.md` §14.4): how every LLM call ends, as row fields, and how
 //! each ending counts for the circuit breaker (§12.3).
 
+use crate::breaker::OutcomeClass;
 use crate::errors::{NetworkErrorName, TimeoutKind};
 
 /// Every way an exchange can end (O1–O16, O19; O17/O18 are storage-side bulk finalizes).
@@ -73,17 +74,6 @@ pub enum Outcome {
     Internal,
     /// O19: the upstream request could not be built.
     Unbuildable,
-}
-
-/// How an exchange's ending counts for its provider's circuit breaker (§12.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BreakerClass {
-    /// Counts toward opening the breaker.
-    Failure,
-    /// Changes nothing (but releases a probe slot).
-    Neutral,
-    /// Closes the breaker.
-    Success,
 }
 
 /// Lifecycle state of a finalized row.
@@ -234,34 +224,34 @@ impl Outcome {
 
     /// How this ending counts for the breaker. `short_circuit` marks a relayed 503 whose body
     /// was CLIProxyAPI's own `short-circuit` error (neutral, never a failure).
-    pub fn breaker_class(&self, short_circuit: bool) -> BreakerClass {
+    pub fn breaker_class(&self, short_circuit: bool) -> OutcomeClass {
         match self {
             Outcome::Completed { status }
             | Outcome::UpstreamErrorPlain { status, .. }
             | Outcome::UpstreamErrorStream { status } => status_class(*status, short_circuit),
             Outcome::Redirect { .. } | Outcome::ResponseTooLarge | Outcome::Unbuildable => {
-                BreakerClass::Success
+                OutcomeClass::Success
             }
             Outcome::ConnectFailed { .. }
             | Outcome::TimeoutBeforeHead { .. }
             | Outcome::TimeoutAfterHead
-            | Outcome::StreamError { .. } => BreakerClass::Failure,
+            | Outcome::StreamError { .. } => OutcomeClass::Failure,
             Outcome::BreakerOpen { .. }
             | Outcome::ClientAborted { .. }
             | Outcome::ClientStalled
             | Outcome::Shutdown
             | Outcome::ProviderNotAllowed
-            | Outcome::Internal => BreakerClass::Neutral,
+            | Outcome::Internal => OutcomeClass::Neutral,
         }
     }
 }
 
-fn status_class(status: u16, short_circuit: bool) -> BreakerClass {
+fn status_class(status: u16, short_circuit: bool) -> OutcomeClass {
     match status {
-        429 => BreakerClass::Neutral,
-        503 if short_circuit => BreakerClass::Neutral,
-        500..=599 => BreakerClass::Failure,
-        _ => BreakerClass::Success,
+        429 => OutcomeClass::Neutral,
+        503 if short_circuit => OutcomeClass::Neutral,
+        500..=599 => OutcomeClass::Failure,
+        _ => OutcomeClass::Success,
     }
 }
 
@@ -336,26 +326,26 @@ mod tests {
     fn breaker_classes_follow_the_spec() {
         assert_eq!(
             Outcome::Completed { status: 200 }.breaker_class(false),
-            BreakerClass::Success
+            OutcomeClass::Success
         );
         let s503 = Outcome::UpstreamErrorPlain {
             status: 503,
             snippet: String::new(),
         };
-        assert_eq!(s503.breaker_class(false), BreakerClass::Failure);
-        assert_eq!(s503.breaker_class(true), BreakerClass::Neutral);
+        assert_eq!(s503.breaker_class(false), OutcomeClass::Failure);
+        assert_eq!(s503.breaker_class(true), OutcomeClass::Neutral);
         let s429 = Outcome::UpstreamErrorPlain {
             status: 429,
             snippet: String::new(),
         };
-        assert_eq!(s429.breaker_class(false), BreakerClass::Neutral);
+        assert_eq!(s429.breaker_class(false), OutcomeClass::Neutral);
         assert_eq!(
             Outcome::ClientAborted { after_head: true }.breaker_class(false),
-            BreakerClass::Neutral
+            OutcomeClass::Neutral
         );
         assert_eq!(
             Outcome::TimeoutAfterHead.breaker_class(false),
-            BreakerClass::Failure
+            OutcomeClass::Failure
         );
     }
 

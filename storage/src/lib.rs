@@ -24,6 +24,7 @@ mod apply;
 pub mod backfill;
 pub mod backup;
 pub mod conn;
+pub mod from_core;
 pub mod error;
 pub mod lock;
 pub mod op;

@@ -1,0 +1,421 @@
+//! `Core`: the long-lived decisions of the data path (`datapath.md` §2, rows 6–16) and the
+//! state they need — breakers, the rate limiter, prices — creating one [`Exchange`] per
+//! admitted request.
+//!
+//! The shell asks, in order: [`Core::route`]; for admin routes [`Core::admin_gate`]; for
+//! proxied routes [`Core::credential_hash`] (it looks the hash up in storage), then
+//! [`Core::check_proxy_head`] before reading the body, then [`Core::start`] with the body.
+//! Every exchange hands its breaker permit back through [`Core::handle_outcome`].
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::auth::{self, CredentialHeader};
+use crate::breaker::{BreakerConfig, BreakerSet, OutcomeClass, Permit};
+use crate::config::Config;
+use crate::errors;
+use crate::exchange::{
+    Block, Exchange, ExchangeEvent, ExchangeInit, ExchangeLimits, Level, LogRecord, MetricEvent,
+    PreLogRow, UpstreamRequest,
+};
+use crate::gate;
+use crate::head::{Reply, RequestHead, header_str};
+use crate::headers::ManagedKeyHeader;
+use crate::identify::{self, detect_tool};
+use crate::limiter::{RateDecision, RateLimiter};
+use crate::pricing::{PriceTable, Pricer};
+use crate::route::{self, Route};
+use crate::time::{Instant, UnixMillis};
+use crate::transform::{self, TransformInput, UpstreamSettings};
+
+/// A managed proxy API key found by its hash (`datapath.md` §4.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedKey {
+    /// `api_keys.id`.
+    pub id: i64,
+    /// Providers the key may use; empty means unrestricted.
+    pub allowed_providers: Vec<String>,
+}
+
+/// The shell's answer to "which managed key has this credential hash".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyLookup {
+    /// The request carried no credential.
+    NoCredential,
+    /// A credential that is no valid (unrevoked) managed key.
+    Unknown,
+    /// A valid managed key.
+    Valid(ManagedKey),
+}
+
+/// A proxied request with its buffered body, ready for rows 11–17.
+pub struct InboundRequest {
+    /// The request head.
+    pub head: RequestHead,
+    /// The whole request body.
+    pub body: Bytes,
+    /// The TCP peer.
+    pub peer: IpAddr,
+    /// A fresh UUID v4.
+    pub request_id: String,
+    /// The managed-key lookup result (as given to [`Core::check_proxy_head`]).
+    pub key: KeyLookup,
+}
+
+/// What [`Core::start`] decided.
+pub enum StartAction {
+    /// Answer at once (no row, no upstream call).
+    Reply(Reply),
+    /// Drive this exchange.
+    Exchange(Box<Exchange>),
+}
+
+/// The result of [`Core::start`]: the action, a key to touch, and events to log or count.
+pub struct Start {
+    /// Reply now, or drive an exchange.
+    pub action: StartAction,
+    /// `(api_keys.id, last_used_at)` to touch, fire-and-forget (§4.3).
+    pub touch_key: Option<(i64, String)>,
+    /// Logs and metrics of the admission.
+    pub events: Vec<ExchangeEvent>,
+}
+
+/// Long-lived state of the data path.
+pub struct Core {
+    config: Arc<Config>,
+    breakers: BreakerSet,
+    limiter: RateLimiter,
+    pricer: Arc<Pricer>,
+    rng: fastrand::Rng,
+    limits: ExchangeLimits,
+}
+
+impl Core {
+    /// Creates the core. `seed` seeds every random choice (jitter); `table` is the price table
+    /// loaded at start (possibly empty).
+    pub fn new(config: Arc<Config>, table: Arc<PriceTable>, seed: u64) -> Core {
+        let pricer = Pricer::new(
+            table,
+            config.pricing_overrides.clone(),
+            config.pricing_aliases.clone(),
+        );
+        let breakers = BreakerSet::new(BreakerConfig {
+            open_after_failures: config.breaker_open_after_failures,
+            half_open_after_ms: config.breaker_half_open_after_ms,
+            evict_after_ms: config.breaker_evict_after_ms,
+        });
+        let limits = ExchangeLimits {
+            connect_timeout_ms: config.upstream_connect_timeout_ms,
+            total_timeout_ms: config.upstream_timeout_ms,
+            first_byte_timeout_ms: config.upstream_stream_first_byte_timeout_ms,
+            max_retries: config.upstream_max_retries,
+            ..ExchangeLimits::default()
+        };
+        Core {
+            limiter: RateLimiter::new(config.rate_limit_per_client_per_min),
+            config,
+            breakers,
+            pricer: Arc::new(pricer),
+            rng: fastrand::Rng::with_seed(seed),
+            limits,
+        }
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// Current prices.
+    pub fn pricer(&self) -> &Arc<Pricer> {
+        &self.pricer
+    }
+
+    /// Replaces the price table (after a refresh); exchanges already running keep theirs.
+    pub fn set_prices(&mut self, table: Arc<PriceTable>) {
+        self.pricer = Arc::new(self.pricer.with_table(table));
+    }
+
+    /// The circuit breakers (for the admin endpoints and the ready probe).
+    pub fn breakers_mut(&mut self) -> &mut BreakerSet {
+        &mut self.breakers
+    }
+
+    /// Overrides the per-exchange limits (tests use a small line cap).
+    pub fn set_exchange_limits(&mut self, limits: ExchangeLimits) {
+        self.limits = limits;
+    }
+
+    /// Rows 1–5 of the routing table.
+    pub fn route(&self, head: &RequestHead) -> Route {
+        route::route(&head.method, &head.path)
+    }
+
+    /// The admin gate (`datapath.md` §2.1) for `/metrics` and `/admin/*`.
+    #[allow(clippy::result_large_err)]
+    pub fn admin_gate(&self, head: &RequestHead, peer: IpAddr) -> Result<(), Reply> {
+        let has_body = gate::declares_body(&head.headers);
+        gate::admin_gate(
+            head,
+            peer,
+            has_body,
+            self.config.proxy_port,
+            &self.config.admin_api_key,
+        )
+    }
+
+    /// SHA-256 hex of the request's credential, for the managed-key lookup; `None` when the
+    /// request carries none.
+    pub fn credential_hash(head: &RequestHead) -> Option<String> {
+        auth::extract_credential(&head.headers).map(|c| auth::sha256_hex(c.token))
+    }
+
+    /// Rows 6–9: cross-origin, proxy authentication, request content-encoding and the
+    /// declared body size. `Ok` carries the body limit for reading.
+    #[allow(clippy::result_large_err)]
+    pub fn check_proxy_head(&self, head: &RequestHead, key: &KeyLookup) -> Result<u64, Reply> {
+        let required = self.config.proxy_require_api_key;
+        gate::check_cross_origin(&head.headers, required)?;
+        if required && !matches!(key, KeyLookup::Valid(_)) {
+            return Err(errors::proxy_key_required());
+        }
+        if let Some(enc) = header_str(&head.headers, "content-encoding")
+            && !enc.eq_ignore_ascii_case("identity")
+        {
+            return Err(errors::unsupported_content_encoding());
+        }
+        let limit = self.config.max_request_body_bytes;
+        if let Some(len) = header_str(&head.headers, "content-length")
+            && let Ok(len) = len.parse::<u64>()
+            && len > limit
+        {
+            return Err(errors::body_too_large(limit));
+        }
+        Ok(limit)
+    }
+
+    /// Rows 11–16 for a request whose body has been read: identification, rate limit,
+    /// provider resolution, classification, key restriction, breaker admission and the
+    /// upstream request. LLM calls always get an exchange (their refusals after the pre-log
+    /// are finalized rows); other refusals are replies.
+    pub fn start(&mut self, req: InboundRequest, now: Instant, wall: UnixMillis) -> Start {
+        let mut events = Vec::new();
+        let head = &req.head;
+        let touch_key = match &req.key {
+            KeyLookup::Valid(k) => Some((k.id, wall.to_sqlite_datetime())),
+            _ => None,
+        };
+        let reply = |reply: Reply, events: Vec<ExchangeEvent>| Start {
+            action: StartAction::Reply(reply),
+            touch_key: touch_key.clone(),
+            events,
+        };
+
+        let inspection =
+            identify::inspect(head, &req.body, req.peer, self.config.trust_proxy_headers);
+        let identity = identify::identify(&head.headers, &self.config.client_name_mapping);
+
+        if let RateDecision::Limited { retry_after_secs } =
+            self.limiter.check(identity.tool, &identity.client_id, now)
+        {
+            events.push(ExchangeEvent::Metric(MetricEvent::RateLimited));
+            return reply(errors::rate_limited(retry_after_secs), events);
+        }
+
+        let resolved = match self.config.providers.resolve(
+            &head.path,
+            inspection.model.as_deref(),
+            inspection.selector.as_deref(),
+        ) {
+            Ok(r) => r,
+            Err(unknown) => return reply(unknown.reply(), events),
+        };
+        let provider = Arc::clone(&resolved.provider);
+        let provider_id = provider.id.clone();
+        let is_llm = route::is_llm_call(&head.method, &head.path, inspection.model.as_deref());
+
+        let (key_id, allowed, key_header) = match &req.key {
+            KeyLookup::Valid(k) => {
+                let header = auth::extract_credential(&head.headers).map(|c| match c.header {
+                    CredentialHeader::Authorization => ManagedKeyHeader::Authorization,
+                    CredentialHeader::XApiKey => ManagedKeyHeader::XApiKey,
+                });
+                (Some(k.id), k.allowed_providers.as_slice(), header)
+            }
+            _ => (None, &[][..], None),
+        };
+
+        let mut block = None;
+        if auth::check_provider_allowed(&head.path, allowed, &provider_id).is_err() {
+            if !is_llm {
+                return reply(errors::provider_not_allowed(), events);
+            }
+            block = Some(Block::ProviderNotAllowed);
+        }
+
+        let mut permit: Option<Permit> = None;
+        if block.is_none() {
+            match self.breakers.admit(&provider_id, now) {
+                Ok(p) => permit = Some(p),
+                Err(rejected) => {
+                    if !is_llm {
+                        events.push(ExchangeEvent::Metric(MetricEvent::BreakerRejected {
+                            provider: provider_id.clone(),
+                        }));
+                        events.push(breaker_reject_log(&provider_id, rejected.retry_after_secs));
+                        return reply(
+                            errors::breaker_open(&provider_id, rejected.retry_after_secs),
+                            events,
+                        );
+                    }
+                    block = Some(Block::BreakerOpen {
+                        retry_after_secs: rejected.retry_after_secs,
+                    });
+                }
+            }
+        }
+
+        let prepared = transform::prepare_upstream(&TransformInput {
+            head,
+            body: &req.body,
+            provider: &provider,
+            managed_key_header: key_header,
+            settings: UpstreamSettings::from_config(&self.config),
+        });
+        let request = match prepared {
+            Ok(p) => {
+                if p.skipped.is_some() {
+                    events.push(ExchangeEvent::Log(LogRecord {
+                        level: Level::Warn,
+                        event: "transform.body_skipped",
+                        msg: transform::BodyTransformSkipped::MESSAGE,
+                        fields: vec![
+                            ("path", json!(head.path)),
+                            ("request_id", json!(req.request_id)),
+                            ("provider", json!(provider_id)),
+                        ],
+                    }));
+                }
+                Some((
+                    p.usage_injected,
+                    UpstreamRequest {
+                        method: head.method.clone(),
+                        url: p.url,
+                        headers: p.headers,
+                        body: p.body,
+                    },
+                ))
+            }
+            Err(_) => None,
+        };
+        let (usage_injected, request) = match request {
+            Some(r) => r,
+            None => {
+                if let Some(p) = permit.take() {
+                    self.breakers.handle_outcome(p, OutcomeClass::Neutral, now);
+                }
+                if !is_llm {
+                    return reply(errors::upstream_unbuildable(), events);
+                }
+                block = block.or(Some(Block::Unbuildable));
+                (
+                    false,
+                    UpstreamRequest {
+                        method: head.method.clone(),
+                        url: String::new(),
+                        headers: http::HeaderMap::new(),
+                        body: Bytes::new(),
+                    },
+                )
+            }
+        };
+        if usage_injected {
+            events.push(ExchangeEvent::Log(LogRecord {
+                level: Level::Debug,
+                event: "usage.injected",
+                msg: "stream usage requested upstream",
+                fields: vec![
+                    ("request_id", json!(req.request_id)),
+                    ("provider", json!(provider_id)),
+                ],
+            }));
+        }
+
+        let row = is_llm.then(|| {
+            let rule = detect_tool(&head.headers);
+            let session_id = rule
+                .session_header
+                .and_then(|h| header_str(&head.headers, h))
+                .map(str::to_owned);
+            PreLogRow {
+                request_id: req.request_id.clone(),
+                provider: provider_id.clone(),
+                model: inspection
+                    .model
+                    .clone()
+                    .filter(|m| !m.trim().is_empty())
+                    .unwrap_or_else(|| "unknown".to_owned()),
+                tool: identity.tool.to_owned(),
+                client_id: identity.client_id.clone(),
+                agent: inspection.agent.clone(),
+                user_agent: inspection.user_agent.clone(),
+                source_ip: Some(inspection.source_ip.to_string()),
+                msg_id: inspection.msg_id.clone(),
+                path: head.path.clone(),
+                streamed: inspection.stream,
+                proxy_api_key_id: key_id,
+                started_at: wall.to_iso(),
+                meta_json: PreLogRow::meta(
+                    head.method.as_str(),
+                    inspection.originator.as_deref(),
+                    session_id.as_deref(),
+                ),
+            }
+        });
+
+        let exchange = Exchange::new(
+            ExchangeInit {
+                request_id: req.request_id,
+                provider: provider_id,
+                path: head.path.clone(),
+                stream_requested: inspection.stream,
+                request,
+                usage_injected,
+                row,
+                block,
+                permit,
+                limits: self.limits.clone(),
+                pricer: Arc::clone(&self.pricer),
+                config: Arc::clone(&self.config),
+                seed: self.rng.u64(..),
+                started_wall: wall,
+            },
+            now,
+        );
+        Start {
+            action: StartAction::Exchange(Box::new(exchange)),
+            touch_key,
+            events,
+        }
+    }
+
+    /// An exchange ended: its permit and how it counts for the breaker.
+    pub fn handle_outcome(&mut self, permit: Permit, class: OutcomeClass, now: Instant) {
+        self.breakers.handle_outcome(permit, class, now);
+    }
+}
+
+fn breaker_reject_log(provider: &str, retry_after: u64) -> ExchangeEvent {
+    ExchangeEvent::Log(LogRecord {
+        level: Level::Warn,
+        event: "upstream.breaker_reject",
+        msg: "circuit breaker open",
+        fields: vec![
+            ("providerId", json!(provider)),
+            ("retryAfterSec", json!(retry_after)),
+        ],
+    })
+}
