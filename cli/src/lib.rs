@@ -24,8 +24,6 @@
 //! its own binary as the CLI (with a test [`Shell`]) in temporary HOME/XDG directories, so
 //! every case runs the real command path as a subprocess.
 #![forbid(unsafe_code)]
-
-pub mod daemon;
 #![warn(missing_docs)]
 
 /// Like `println!`, but a closed stdout (`usage | head`) is ignored instead of panicking.
@@ -64,6 +62,7 @@ macro_rules! err_text {
 
 pub(crate) use {err_line, err_text, out_line, out_text};
 
+pub mod daemon;
 mod args;
 mod backfill;
 mod db;
