@@ -5,6 +5,7 @@
 //! writer stop). Each shell adds only its own IO: the listener, the upstream client,
 //! timers and signals.
 
+pub mod admin;
 pub mod log;
 mod pricing;
 

@@ -62,9 +62,9 @@ macro_rules! err_text {
 
 pub(crate) use {err_line, err_text, out_line, out_text};
 
-pub mod daemon;
 mod args;
 mod backfill;
+pub mod daemon;
 mod db;
 mod doctor;
 mod env;

@@ -1,3 +1,5 @@
-fn main() {
-    eprintln!("agent-cli-proxy: serve is not built yet");
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    agent_cli_proxy::main_with_args(std::env::args_os())
 }

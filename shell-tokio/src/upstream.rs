@@ -1,0 +1,218 @@
+//! The upstream HTTP client: hyper over tokio TCP (keep-alive pooled, TCP_NODELAY), rustls
+//! with the platform's root certificates for `https` upstreams. Redirects are never followed
+//! (hyper's client does not follow them; the core turns a 3xx into E20).
+
+use agent_cli_proxy_core::errors::NetworkErrorName;
+use agent_cli_proxy_core::exchange::{UpstreamFailure, UpstreamRequest};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// The shared upstream client.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+impl Upstream {
+    /// Builds the client. Falls back to plain HTTP only when the platform has no usable root
+    /// store (then `https` upstreams fail their handshake with a TLS error).
+    pub fn new() -> Upstream {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let https = match builder.with_native_roots() {
+            Ok(b) => b.https_or_http().enable_http1().wrap_connector(http),
+            Err(_) => hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(
+                    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                        rustls::crypto::ring::default_provider(),
+                    ))
+                    .with_safe_default_protocol_versions()
+                    .map(|b| {
+                        b.with_root_certificates(rustls::RootCertStore::empty())
+                            .with_no_client_auth()
+                    })
+                    .unwrap_or_else(|_| {
+                        rustls::ClientConfig::builder()
+                            .with_root_certificates(rustls::RootCertStore::empty())
+                            .with_no_client_auth()
+                    }),
+                )
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(http),
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .pool_max_idle_per_host(64)
+            .build(https);
+        Upstream { client }
+    }
+
+    /// Sends one attempt. `Ok` is the response head with its streaming body.
+    pub async fn send(
+        &self,
+        req: UpstreamRequest,
+    ) -> Result<hyper::Response<Incoming>, UpstreamFailure> {
+        let mut builder = hyper::Request::builder()
+            .method(req.method)
+            .uri(req.url.as_str());
+        if let Some(h) = builder.headers_mut() {
+            *h = req.headers;
+        }
+        let request = builder
+            .body(Full::new(req.body))
+            .map_err(|e| UpstreamFailure::Connect {
+                name: NetworkErrorName::Connect,
+                written: false,
+                message: format!("invalid upstream request: {e}"),
+            })?;
+        self.client.request(request).await.map_err(classify)
+    }
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        Upstream::new()
+    }
+}
+
+fn classify(err: hyper_util::client::legacy::Error) -> UpstreamFailure {
+    let message = chain_text(&err);
+    if err.is_connect() {
+        let lower = message.to_ascii_lowercase();
+        let name = if lower.contains("dns") || lower.contains("failed to lookup") {
+            NetworkErrorName::Dns
+        } else if lower.contains("tls")
+            || lower.contains("certificate")
+            || lower.contains("handshake")
+        {
+            NetworkErrorName::Tls
+        } else {
+            NetworkErrorName::Connect
+        };
+        return UpstreamFailure::Connect {
+            name,
+            written: false,
+            message,
+        };
+    }
+    UpstreamFailure::Read {
+        message: reset_text(&message),
+    }
+}
+
+/// Maps a body read error to the failure the core expects.
+pub fn body_error(err: &hyper::Error) -> UpstreamFailure {
+    UpstreamFailure::Read {
+        message: reset_text(&chain_text(err)),
+    }
+}
+
+fn reset_text(message: &str) -> String {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("reset")
+        || lower.contains("connection closed")
+        || lower.contains("incomplete")
+        || lower.contains("unexpected eof")
+    {
+        "upstream connection reset".to_owned()
+    } else {
+        message.to_owned()
+    }
+}
+
+fn chain_text(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+impl Upstream {
+    /// A bodiless probe (`/ready`'s `HEAD <url>/health`, `doctor`): the status or the error.
+    pub async fn probe(&self, method: http::Method, url: &str) -> Result<u16, String> {
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(url)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        let resp = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| chain_text(&e))?;
+        Ok(resp.status().as_u16())
+    }
+
+    /// Fetches a document (the pricing source): `file:///abs/path` reads the file; http(s)
+    /// follows at most 5 redirects, carries no credentials and accepts at most 64 MiB
+    /// within 30 s (`accounting.md` §4.1).
+    pub async fn fetch_document(&self, url: &str) -> Result<Bytes, String> {
+        const MAX: usize = 67_108_864;
+        if let Some(path) = url.strip_prefix("file://") {
+            let bytes = tokio::fs::read(path)
+                .await
+                .map_err(|e| format!("{path}: {e}"))?;
+            if bytes.len() > MAX {
+                return Err("pricing document exceeds 64 MiB".to_owned());
+            }
+            return Ok(Bytes::from(bytes));
+        }
+        let fetch = async {
+            let mut target = url.to_owned();
+            for _ in 0..=5 {
+                let request = hyper::Request::builder()
+                    .uri(target.as_str())
+                    .body(Full::new(Bytes::new()))
+                    .map_err(|e| e.to_string())?;
+                let resp = self
+                    .client
+                    .request(request)
+                    .await
+                    .map_err(|e| chain_text(&e))?;
+                if resp.status().is_redirection() {
+                    let Some(loc) = resp.headers().get(http::header::LOCATION) else {
+                        return Err(format!("HTTP {} without location", resp.status()));
+                    };
+                    target = redirect_target(&target, loc.to_str().map_err(|e| e.to_string())?);
+                    continue;
+                }
+                if !resp.status().is_success() {
+                    return Err(format!("HTTP {}", resp.status().as_u16()));
+                }
+                let limited = http_body_util::Limited::new(resp.into_body(), MAX);
+                let body = http_body_util::BodyExt::collect(limited)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                return Ok(body.to_bytes());
+            }
+            Err("too many redirects".to_owned())
+        };
+        tokio::time::timeout(std::time::Duration::from_millis(30_000), fetch)
+            .await
+            .map_err(|_| "pricing fetch timed out after 30000ms".to_owned())?
+    }
+}
+
+fn redirect_target(base: &str, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return location.to_owned();
+    }
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let authority_end = base[scheme_end..]
+        .find('/')
+        .map(|i| scheme_end + i)
+        .unwrap_or(base.len());
+    format!("{}{}", &base[..authority_end], location)
+}
