@@ -102,16 +102,14 @@ pub fn run_child_if_requested() {
 
 /// Runs a shell's daemon entry point with `args` (program name first).
 fn run_shell(shell: Shell, args: Vec<OsString>) -> ExitCode {
-    // WIRE: when the shells land, replace the body with their entry points:
-    //     match shell {
-    //         Shell::Tokio => agent_cli_proxy::child_main(),
-    //         Shell::Smol => agent_cli_proxy_smol::child_main(),
-    //     }
-    // `child_main()` must take its argv from `ACP_TEST_ARGS` (or accept `args`), because
-    // the process argv here is libtest's (`child_entry --exact …`), not the daemon's.
-    let _ = args;
-    eprintln!("shell not built: {shell}");
-    ExitCode::FAILURE
+    match shell {
+        Shell::Tokio => agent_cli_proxy::main_with_args(args),
+        Shell::Smol => {
+            // The smol build is not wired yet (issue 6); its cases fail loudly.
+            eprintln!("shell not built: {shell}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The daemon argv (after the program name) requested by the parent; `serve` by default.
