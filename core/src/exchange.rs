@@ -356,7 +356,6 @@ pub enum ExchangeEvent {
     Finished,
 }
 
-
 /// Where the row of an LLM call stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RowState {

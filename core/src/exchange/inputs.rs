@@ -97,7 +97,10 @@ impl Exchange {
                 ("path", json!(self.path)),
                 ("provider", json!(self.provider)),
                 ("status", json!(status)),
-                ("latency_ms", json!(self.now.millis_since(self.attempt_started))),
+                (
+                    "latency_ms",
+                    json!(self.now.millis_since(self.attempt_started)),
+                ),
             ],
         );
         if head.status.is_redirection() && status != 304 {
@@ -368,7 +371,10 @@ impl Exchange {
                     vec![Downstream::Reply(reply)],
                 );
             }
-            Upstream::Stream | Upstream::Buffer { .. } | Upstream::Pass | Upstream::Probe503 { .. } => {
+            Upstream::Stream
+            | Upstream::Buffer { .. }
+            | Upstream::Pass
+            | Upstream::Probe503 { .. } => {
                 self.cancel_upstream();
                 self.stream_ended();
                 self.absorb_relay_usage();

@@ -4,9 +4,8 @@
 //! operations, feeds scripted upstream heads, chunks, ends and errors, and jumps virtual time
 //! to `min(next scripted input, poll_timeout)`. No sleeps, no sockets, a fixed seed.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
@@ -16,40 +15,17 @@ use super::{
     UpstreamFailure, UpstreamOp,
 };
 use crate::breaker::OutcomeClass;
-use crate::config::{Config, ExternalInputs};
 use crate::head::{Reply, RequestHead, ResponseHead};
-use crate::pricing::PriceTable;
 use crate::proxy::{Core, InboundRequest, KeyLookup, StartAction};
 use crate::time::{Instant, UnixMillis};
-
-/// The price table of `accounting.md` §7 as a models.dev document.
-pub(crate) const PRICES: &str = r#"{
-  "anthropic": {"id": "anthropic", "models": {"claude-sonnet-4-5": {"id": "claude-sonnet-4-5",
-    "cost": {"input": 3, "output": 15, "cache_read": 0.3, "cache_write": 3.75,
-             "context_over_200k": {"input": 6, "output": 22.5, "cache_read": 0.6, "cache_write": 7.5}}}}},
-  "openai": {"id": "openai", "models": {"gpt-5": {"id": "gpt-5",
-    "cost": {"input": 1.25, "output": 10, "cache_read": 0.125}}}}
-}"#;
 
 /// Wall time of the simulated start (2025-01-02T03:04:05.006Z).
 pub(crate) const WALL: UnixMillis = UnixMillis(1_735_787_045_006);
 
 /// A `Core` from a small environment map (plus `HOME` and `CLI_PROXY_API_URL`) and the
-/// price table of §7.
+/// price table of `accounting.md` §7.
 pub(crate) fn core(env: &[(&str, &str)]) -> Core {
-    let mut map: BTreeMap<String, String> = [
-        ("HOME", "/home/sim"),
-        ("CLI_PROXY_API_URL", "http://127.0.0.1:8317"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
-    for (k, v) in env {
-        map.insert((*k).to_owned(), (*v).to_owned());
-    }
-    let (config, _) = Config::from_env(&map, &ExternalInputs::default()).expect("valid env");
-    let table = PriceTable::from_models_dev(PRICES.as_bytes()).expect("valid prices");
-    Core::new(Arc::new(config), Arc::new(table), 7)
+    crate::fuzzing::exchange::core_from_env(env).expect("valid env")
 }
 
 /// Headers from pairs.
@@ -371,6 +347,10 @@ impl Sim {
     /// one finalize; the permit returned exactly once when the exchange held one; the end of
     /// the client output of a row only after a finalize reply.
     pub fn check_invariants(&self) {
+        if self.ex.is_none() {
+            assert!(self.reply.is_some(), "no exchange means an immediate reply");
+            return;
+        }
         let finished: Vec<usize> = self
             .trace
             .iter()
@@ -517,8 +497,14 @@ impl Sim {
         }
         // Draining a later queue never refills an earlier one.
         assert!(ex.poll_storage().is_none(), "storage refilled by the drain");
-        assert!(ex.poll_upstream().is_none(), "upstream refilled by the drain");
-        assert!(ex.poll_downstream().is_none(), "downstream refilled by the drain");
+        assert!(
+            ex.poll_upstream().is_none(),
+            "upstream refilled by the drain"
+        );
+        assert!(
+            ex.poll_downstream().is_none(),
+            "downstream refilled by the drain"
+        );
         self.ex = Some(ex);
     }
 

@@ -66,9 +66,16 @@ fn client_gone_while_the_finalize_is_in_flight_stops_reading_and_finishes() {
     s.at(120, Feed::ClientGone);
     s.run();
     s.check_invariants();
-    assert_eq!(s.cancels(), 1, "no reason to keep reading for a gone client");
+    assert_eq!(
+        s.cancels(),
+        1,
+        "no reason to keep reading for a gone client"
+    );
     let row = s.finalize();
-    assert_eq!(row.lifecycle_status, "completed", "the row was decided at the terminal");
+    assert_eq!(
+        row.lifecycle_status, "completed",
+        "the row was decided at the terminal"
+    );
     silent_after(&s, "client_gone");
 }
 
@@ -81,7 +88,10 @@ fn client_gone_during_the_prelog_finalizes_o11_and_sends_nothing_upstream() {
     s.run();
     s.check_invariants();
     assert!(s.sends().is_empty());
-    assert_eq!(s.finalize().error_message.as_deref(), Some("request aborted"));
+    assert_eq!(
+        s.finalize().error_message.as_deref(),
+        Some("request aborted")
+    );
 }
 
 #[test]
@@ -92,7 +102,10 @@ fn shutdown_during_the_prelog_finalizes_o13_and_sends_nothing_upstream() {
     s.attempt(script(sse_head(), &W2, true));
     s.run();
     s.check_invariants();
-    assert!(s.sends().is_empty(), "shutdown is not forgotten by the pre-log");
+    assert!(
+        s.sends().is_empty(),
+        "shutdown is not forgotten by the pre-log"
+    );
     assert_eq!(s.finalize().error_message.as_deref(), Some("shutdown"));
     assert_eq!(last_down(&s), Some(Downstream::Abort));
 }
@@ -124,7 +137,11 @@ fn shutdown_after_the_terminal_releases_it_then_cuts() {
     s.at(80, Feed::Shutdown);
     s.run();
     s.check_invariants();
-    assert_eq!(s.client_bytes(), W2.concat(), "the client gets the terminal it paid for");
+    assert_eq!(
+        s.client_bytes(),
+        W2.concat(),
+        "the client gets the terminal it paid for"
+    );
     assert_eq!(last_down(&s), Some(Downstream::Abort));
     assert_eq!(s.finalize().lifecycle_status, "completed");
 }

@@ -38,17 +38,29 @@ fn bad_origin_without_keys_is_403_bad_origin() {
         .check_proxy_head(&head, &KeyLookup::NoCredential)
         .expect_err("rejected");
     assert_eq!(err.status.as_u16(), 403);
-    assert_eq!(&err.body[..], br#"{"error":"Forbidden","code":"BAD_ORIGIN"}"#);
+    assert_eq!(
+        &err.body[..],
+        br#"{"error":"Forbidden","code":"BAD_ORIGIN"}"#
+    );
     let local = proxy_head(&[("origin", "http://localhost:5173")]);
-    assert!(core.check_proxy_head(&local, &KeyLookup::NoCredential).is_ok());
+    assert!(
+        core.check_proxy_head(&local, &KeyLookup::NoCredential)
+            .is_ok()
+    );
 }
 
 #[test]
 fn keys_required_answers_401_without_a_valid_key_and_skips_the_origin_check() {
     let core = sim::core(&[("PROXY_REQUIRE_API_KEY", "true")]);
     let head = proxy_head(&[("origin", "http://evil.example")]);
-    assert_eq!(status_of(core.check_proxy_head(&head, &KeyLookup::NoCredential)), 401);
-    assert_eq!(status_of(core.check_proxy_head(&head, &KeyLookup::Unknown)), 401);
+    assert_eq!(
+        status_of(core.check_proxy_head(&head, &KeyLookup::NoCredential)),
+        401
+    );
+    assert_eq!(
+        status_of(core.check_proxy_head(&head, &KeyLookup::Unknown)),
+        401
+    );
     assert!(core.check_proxy_head(&head, &valid_key(&[])).is_ok());
 }
 
@@ -56,7 +68,10 @@ fn keys_required_answers_401_without_a_valid_key_and_skips_the_origin_check() {
 fn request_content_encoding_other_than_identity_is_415() {
     let core = sim::core(&[]);
     let gz = proxy_head(&[("content-encoding", "gzip")]);
-    assert_eq!(status_of(core.check_proxy_head(&gz, &KeyLookup::NoCredential)), 415);
+    assert_eq!(
+        status_of(core.check_proxy_head(&gz, &KeyLookup::NoCredential)),
+        415
+    );
     let id = proxy_head(&[("content-encoding", "Identity")]);
     assert!(core.check_proxy_head(&id, &KeyLookup::NoCredential).is_ok());
 }
@@ -69,9 +84,15 @@ fn declared_body_over_the_limit_is_413_and_the_limit_is_returned() {
         .check_proxy_head(&big, &KeyLookup::NoCredential)
         .expect_err("413");
     assert_eq!(err.status.as_u16(), 413);
-    assert_eq!(&err.body[..], br#"{"error":"request body exceeds 1000 bytes","limit":1000}"#);
+    assert_eq!(
+        &err.body[..],
+        br#"{"error":"request body exceeds 1000 bytes","limit":1000}"#
+    );
     let ok = proxy_head(&[("content-length", "1000")]);
-    assert_eq!(core.check_proxy_head(&ok, &KeyLookup::NoCredential), Ok(1000));
+    assert_eq!(
+        core.check_proxy_head(&ok, &KeyLookup::NoCredential),
+        Ok(1000)
+    );
 }
 
 #[test]
@@ -88,8 +109,14 @@ fn rate_limit_answers_429_with_retry_after() {
         panic!("rate limited");
     };
     assert_eq!(reply.status.as_u16(), 429);
-    assert_eq!(reply.headers.get("retry-after").map(|v| v.as_bytes()), Some(&b"60"[..]));
-    assert_eq!(reply.headers.get("cache-control").map(|v| v.as_bytes()), Some(&b"no-store"[..]));
+    assert_eq!(
+        reply.headers.get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"60"[..])
+    );
+    assert_eq!(
+        reply.headers.get("cache-control").map(|v| v.as_bytes()),
+        Some(&b"no-store"[..])
+    );
     assert!(
         start
             .events
@@ -134,7 +161,10 @@ fn key_restriction_refuses_a_non_llm_call_at_once_but_not_models() {
 
     let mut models = sim::request("GET", "/v1/models", &[("authorization", "Bearer k1")], "");
     models.key = valid_key(&["anthropic"]);
-    assert!(start_reply(&mut core, models).is_none(), "/v1/models is exempt");
+    assert!(
+        start_reply(&mut core, models).is_none(),
+        "/v1/models is exempt"
+    );
 }
 
 #[test]

@@ -23,10 +23,17 @@ fn first_byte_timeout_after_the_head_answers_e18_and_cancels() {
         .expect("timeout");
     assert_eq!(timeout_ms, 1001, "attempt start (1 ms) + 1000 ms");
     let row = s.finalize();
-    assert_eq!((row.status, row.error_code), (504, Some("upstream_timeout")));
+    assert_eq!(
+        (row.status, row.error_code),
+        (504, Some("upstream_timeout"))
+    );
     assert_eq!(row.error_message.as_deref(), Some("upstream_body_timeout"));
     assert_eq!(s.outcomes(), vec![OutcomeClass::Failure]);
-    assert!(!s.downs().iter().any(|d| matches!(d, Downstream::Head { .. })));
+    assert!(
+        !s.downs()
+            .iter()
+            .any(|d| matches!(d, Downstream::Head { .. }))
+    );
 }
 
 #[test]
@@ -41,11 +48,9 @@ fn header_timeout_before_the_head_answers_e17_connect() {
     assert_eq!(s.sends().len(), 1, "a timeout is not retried");
     let row = s.finalize();
     assert_eq!((row.status, row.error_code), (504, Some("upstream_error")));
-    assert!(
-        row.error_message
-            .as_deref()
-            .is_some_and(|m| m.starts_with("upstream HTTP 504: {\"error\":{\"code\":\"aborted-due-to-timeout\""))
-    );
+    assert!(row.error_message.as_deref().is_some_and(|m| {
+        m.starts_with("upstream HTTP 504: {\"error\":{\"code\":\"aborted-due-to-timeout\"")
+    }));
     assert_eq!(s.outcomes(), vec![OutcomeClass::Failure]);
 }
 
@@ -64,7 +69,11 @@ fn total_timeout_before_the_head_is_e17_total() {
 fn total_timeout_while_reading_a_plain_body_is_o8() {
     let core = sim::core(&[("UPSTREAM_TIMEOUT_MS", "700")]);
     let mut s = Sim::start(core, messages_plain());
-    s.attempt(vec![(0, Up::Written), (10, json_head(200)), (20, body("{\"partial"))]);
+    s.attempt(vec![
+        (0, Up::Written),
+        (10, json_head(200)),
+        (20, body("{\"partial")),
+    ]);
     s.run();
     s.check_invariants();
     assert_eq!(reply_status(&s), 504);
@@ -100,7 +109,11 @@ fn connect_refused_post_is_tried_three_times_with_backoff_then_e16() {
 fn get_503_is_retried_and_the_second_answer_relayed() {
     let req = sim::request("GET", "/v1/models", &[], "");
     let mut s = Sim::start(sim::core(&[]), req);
-    s.attempt(script(json_head(503), &["{\"error\":\"overloaded\"}"], true));
+    s.attempt(script(
+        json_head(503),
+        &["{\"error\":\"overloaded\"}"],
+        true,
+    ));
     s.attempt(script(json_head(200), &["{\"data\":[]}"], true));
     s.run();
     s.check_invariants();
@@ -129,7 +142,11 @@ fn get_503_with_retry_after_waits_at_least_that_long() {
     s.attempt(script(json_head(200), &["{}"], true));
     s.run();
     let sends = s.sends();
-    assert!(sends[1] - sends[0] >= 1_020, "waited {} ms", sends[1] - sends[0]);
+    assert!(
+        sends[1] - sends[0] >= 1_020,
+        "waited {} ms",
+        sends[1] - sends[0]
+    );
 }
 
 #[test]
@@ -178,18 +195,27 @@ fn status_429_is_relayed_with_its_headers_not_retried_and_neutral() {
     let req = sim::request("GET", "/v1/models", &[], "");
     let mut s = Sim::start(sim::core(&[]), req);
     s.attempt(script(
-        head_with(429, &[("content-type", "application/json"), ("retry-after", "7")]),
+        head_with(
+            429,
+            &[("content-type", "application/json"), ("retry-after", "7")],
+        ),
         &["{\"error\":\"slow down\"}"],
         true,
     ));
     s.run();
     s.check_invariants();
     assert_eq!(s.sends().len(), 1);
-    let Downstream::Head { status, headers, .. } = &s.downs()[0] else {
+    let Downstream::Head {
+        status, headers, ..
+    } = &s.downs()[0]
+    else {
         panic!("head");
     };
     assert_eq!(status.as_u16(), 429);
-    assert_eq!(headers.get("retry-after").map(|v| v.as_bytes()), Some(&b"7"[..]));
+    assert_eq!(
+        headers.get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"7"[..])
+    );
     assert_eq!(s.outcomes(), vec![OutcomeClass::Neutral]);
 }
 
@@ -203,7 +229,10 @@ fn redirect_is_not_followed_e20_o4() {
     s.run();
     s.check_invariants();
     assert_eq!(reply_status(&s), 502);
-    assert_eq!(reply_body(&s), r#"{"error":"Upstream redirect not followed"}"#);
+    assert_eq!(
+        reply_body(&s),
+        r#"{"error":"Upstream redirect not followed"}"#
+    );
     assert_eq!(s.cancels(), 1);
     let row = s.finalize();
     assert_eq!((row.status, row.error_code), (502, Some("bad_gateway")));
@@ -220,7 +249,13 @@ fn plain_llm_body_over_50_mib_by_content_length_is_e19_o5() {
         (0, Up::Written),
         (
             10,
-            head_with(200, &[("content-type", "application/json"), ("content-length", "52428801")]),
+            head_with(
+                200,
+                &[
+                    ("content-type", "application/json"),
+                    ("content-length", "52428801"),
+                ],
+            ),
         ),
     ]);
     s.run();
@@ -265,7 +300,10 @@ fn upstream_reset_mid_stream_is_o10_with_usage_seen_and_a_cut() {
     assert_eq!(last_down(&s), Some(Downstream::Abort), "body cut, no End");
     let row = s.finalize();
     assert_eq!((row.status, row.error_code), (200, Some("stream_error")));
-    assert_eq!(row.error_message.as_deref(), Some("upstream connection reset"));
+    assert_eq!(
+        row.error_message.as_deref(),
+        Some("upstream connection reset")
+    );
     assert_eq!(row.columns.completion_tokens, 300);
     assert_eq!(row.columns.prompt_tokens, 2_000);
     assert!(row.usage_incomplete);
@@ -284,7 +322,11 @@ fn prelog_failure_answers_e13_and_sends_nothing_upstream() {
     assert!(s.sends().is_empty(), "no upstream request");
     assert_eq!(reply_status(&s), 503);
     assert!(reply_body(&s).contains("ACCOUNTING_UNAVAILABLE"));
-    assert!(!s.storage().iter().any(|op| matches!(op, StorageOp::Finalize(_))));
+    assert!(
+        !s.storage()
+            .iter()
+            .any(|op| matches!(op, StorageOp::Finalize(_)))
+    );
     assert!(s.logged("lifecycle.prelog_failed"));
     assert_eq!(s.outcomes(), vec![OutcomeClass::Neutral]);
 }
@@ -329,9 +371,15 @@ fn provider_not_allowed_for_the_key_is_o14_e14() {
     s.check_invariants();
     assert!(s.sends().is_empty());
     assert_eq!(reply_status(&s), 403);
-    assert_eq!(reply_body(&s), r#"{"error":"provider not allowed for this API key"}"#);
+    assert_eq!(
+        reply_body(&s),
+        r#"{"error":"provider not allowed for this API key"}"#
+    );
     let row = s.finalize();
-    assert_eq!((row.status, row.error_code), (403, Some("provider_not_allowed")));
+    assert_eq!(
+        (row.status, row.error_code),
+        (403, Some("provider_not_allowed"))
+    );
     assert_eq!(row.proxy_api_key_id, Some(3));
 }
 

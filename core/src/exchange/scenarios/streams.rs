@@ -13,7 +13,11 @@ fn happy_sse_stream_holds_the_terminal_until_the_commit_and_costs_w2() {
     s.run();
     s.check_invariants();
 
-    assert_eq!(s.client_bytes(), W2.concat(), "every byte reaches the client");
+    assert_eq!(
+        s.client_bytes(),
+        W2.concat(),
+        "every byte reaches the client"
+    );
     let finalized = s.input_at("finalized").expect("finalize reply");
     let terminal = body_with(&s, "message_stop").expect("terminal released");
     assert!(terminal > finalized, "terminal event only after the commit");
@@ -22,12 +26,21 @@ fn happy_sse_stream_holds_the_terminal_until_the_commit_and_costs_w2() {
         .position(|r| matches!(r, Rec::Down(Downstream::End)))
         .expect("end");
     assert!(end > finalized && end > s.input_at("end").expect("upstream end"));
-    assert!(matches!(s.downs()[0], Downstream::Head { content_length: None, .. }));
+    assert!(matches!(
+        s.downs()[0],
+        Downstream::Head {
+            content_length: None,
+            ..
+        }
+    ));
 
     let row = s.finalize();
     assert_eq!(row.cost_nanousd, 70_680_000);
     assert_eq!((row.lifecycle_status, row.status), ("completed", 200));
-    assert_eq!(row.actual_model.as_deref(), Some("claude-sonnet-4-5-20250929"));
+    assert_eq!(
+        row.actual_model.as_deref(),
+        Some("claude-sonnet-4-5-20250929")
+    );
     assert_eq!(row.columns.prompt_tokens, 2_000);
     assert_eq!(row.columns.cache_read_tokens, 50_000);
     assert_eq!(row.columns.cache_creation_tokens, 10_000);
@@ -58,7 +71,11 @@ fn terminal_only_first_chunk_sends_head_with_the_released_bytes() {
 #[test]
 fn plain_json_is_sent_whole_after_the_commit_with_its_length_and_costs_w1() {
     let mut s = Sim::start(sim::core(&[]), messages_plain());
-    s.attempt(script(json_head(200), &[&W1_BODY[..40], &W1_BODY[40..]], true));
+    s.attempt(script(
+        json_head(200),
+        &[&W1_BODY[..40], &W1_BODY[40..]],
+        true,
+    ));
     s.run();
     s.check_invariants();
 
@@ -97,7 +114,13 @@ fn w5_usage_chunk_is_removed_from_the_client_bytes_but_counted() {
     );
     let mut s = Sim::start(sim::core(&[]), req);
     s.attempt(script(
-        head_with(200, &[("content-type", "text/event-stream"), ("content-length", "999")]),
+        head_with(
+            200,
+            &[
+                ("content-type", "text/event-stream"),
+                ("content-length", "999"),
+            ],
+        ),
         &events,
         true,
     ));
@@ -114,7 +137,12 @@ fn w5_usage_chunk_is_removed_from_the_client_bytes_but_counted() {
         .expect("sent");
     assert!(String::from_utf8_lossy(&sent).contains(r#""include_usage":true"#));
     assert_eq!(s.client_bytes(), [events[0], events[1], events[3]].concat());
-    let Downstream::Head { headers, content_length, .. } = &s.downs()[0] else {
+    let Downstream::Head {
+        headers,
+        content_length,
+        ..
+    } = &s.downs()[0]
+    else {
         panic!("head first");
     };
     assert_eq!(*content_length, None);
@@ -164,7 +192,10 @@ fn clean_close_without_terminal_is_completed_and_usage_incomplete_without_usage(
     let row = s.finalize();
     assert_eq!(row.lifecycle_status, "completed");
     assert!(row.usage_incomplete, "no usage on a generation path");
-    assert!(s.events().contains(&Ev::Metric(MetricEvent::UsageIncomplete)));
+    assert!(
+        s.events()
+            .contains(&Ev::Metric(MetricEvent::UsageIncomplete))
+    );
 }
 
 #[test]
@@ -182,9 +213,10 @@ fn clean_close_after_usage_without_terminal_keeps_the_usage() {
 #[test]
 fn finalize_failure_applies_the_fallback_then_releases() {
     let mut s = Sim::start(sim::core(&[]), messages_stream());
-    s.finalize_replies.push_back(Err(crate::exchange::StorageFailure {
-        message: "disk full".to_owned(),
-    }));
+    s.finalize_replies
+        .push_back(Err(crate::exchange::StorageFailure {
+            message: "disk full".to_owned(),
+        }));
     s.attempt(script(sse_head(), &W2, true));
     s.run();
     s.check_invariants();
@@ -217,9 +249,10 @@ fn finalize_failure_applies_the_fallback_then_releases() {
 fn finalize_and_fallback_failure_still_release() {
     let mut s = Sim::start(sim::core(&[]), messages_plain());
     for _ in 0..2 {
-        s.finalize_replies.push_back(Err(crate::exchange::StorageFailure {
-            message: "gone".to_owned(),
-        }));
+        s.finalize_replies
+            .push_back(Err(crate::exchange::StorageFailure {
+                message: "gone".to_owned(),
+            }));
     }
     s.attempt(script(json_head(200), &[W1_BODY], true));
     s.run();
@@ -246,7 +279,10 @@ fn non_llm_get_passes_through_without_storage() {
 #[test]
 fn drain_order_puts_storage_before_upstream_before_downstream_before_events() {
     // A header timeout: one input produces a cancel, a finalize, a log and the outcome.
-    let mut s = Sim::start(sim::core(&[("UPSTREAM_CONNECT_TIMEOUT_MS", "500")]), messages_plain());
+    let mut s = Sim::start(
+        sim::core(&[("UPSTREAM_CONNECT_TIMEOUT_MS", "500")]),
+        messages_plain(),
+    );
     s.attempt(vec![(0, Up::Written)]);
     s.run();
     s.check_invariants();
@@ -281,7 +317,9 @@ fn drain_order_puts_storage_before_upstream_before_downstream_before_events() {
 #[test]
 fn handle_timeout_early_late_and_twice_is_harmless() {
     let mut s = Sim::start(sim::core(&[]), messages_stream());
-    s.at(0, Feed::Timeout).at(5, Feed::Timeout).at(25, Feed::Timeout);
+    s.at(0, Feed::Timeout)
+        .at(5, Feed::Timeout)
+        .at(25, Feed::Timeout);
     s.at(25, Feed::Timeout).at(500, Feed::Timeout);
     s.attempt(script(sse_head(), &W2, true));
     s.run();
@@ -292,7 +330,10 @@ fn handle_timeout_early_late_and_twice_is_harmless() {
 
 #[test]
 fn a_stale_now_is_clamped() {
-    let mut s = Sim::start(sim::core(&[("UPSTREAM_TIMEOUT_MS", "1000")]), messages_stream());
+    let mut s = Sim::start(
+        sim::core(&[("UPSTREAM_TIMEOUT_MS", "1000")]),
+        messages_stream(),
+    );
     s.at(15, Feed::StaleTimeout).at(35, Feed::StaleTimeout);
     s.attempt(script(sse_head(), &W2, true));
     s.run();
