@@ -356,46 +356,6 @@ pub enum ExchangeEvent {
     Finished,
 }
 
-/// Where the row of an LLM call stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RowState {
-    /// Non-LLM call: no row.
-    None,
-    /// Pre-log sent, waiting for its commit.
-    PreLogging,
-    /// Row committed as pending.
-    Pending(i64),
-    /// Finalize (or its fallback) sent, waiting for the reply.
-    Finalizing { row_id: i64, fallback: bool },
-    /// Row finalized (or given up on), or the pre-log failed.
-    Done,
-}
-
-/// Where the upstream side stands.
-enum Upstream {
-    /// Not started (waiting for the pre-log, or refused before any attempt).
-    Idle,
-    /// Attempt sent, no head yet.
-    AwaitHead { attempt: u32 },
-    /// Waiting for the backoff timer before attempt `attempt`.
-    Backoff { attempt: u32 },
-    /// A `503`: its first 64 KiB decide between short-circuit, retry and relay.
-    Probe503 {
-        attempt: u32,
-        head: ResponseHead,
-        body: BytesMut,
-        retry: bool,
-    },
-    /// Reading an SSE/NDJSON body of an LLM call through [`Exchange::relay`].
-    Stream,
-    /// Reading a plain LLM body into memory.
-    Buffer { body: BytesMut },
-    /// Streaming a body through untouched (non-LLM calls).
-    Pass,
-    /// The upstream is done (ended, failed or cancelled).
-    Done,
-}
-
 /// One proxied request. See the module docs for the driving contract.
 pub struct Exchange {
     request_id: String,
@@ -581,4 +541,44 @@ impl Exchange {
     pub(crate) fn holds_permit(&self) -> bool {
         self.permit.is_some()
     }
+}
+
+/// Where the row of an LLM call stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RowState {
+    /// Non-LLM call: no row.
+    None,
+    /// Pre-log sent, waiting for its commit.
+    PreLogging,
+    /// Row committed as pending.
+    Pending(i64),
+    /// Finalize (or its fallback) sent, waiting for the reply.
+    Finalizing { row_id: i64, fallback: bool },
+    /// Row finalized (or given up on), or the pre-log failed.
+    Done,
+}
+
+/// Where the upstream side stands.
+enum Upstream {
+    /// Not started (waiting for the pre-log, or refused before any attempt).
+    Idle,
+    /// Attempt sent, no head yet.
+    AwaitHead { attempt: u32 },
+    /// Waiting for the backoff timer before attempt `attempt`.
+    Backoff { attempt: u32 },
+    /// A `503`: its first 64 KiB decide between short-circuit, retry and relay.
+    Probe503 {
+        attempt: u32,
+        head: ResponseHead,
+        body: BytesMut,
+        retry: bool,
+    },
+    /// Reading an SSE/NDJSON body of an LLM call through [`Exchange::relay`].
+    Stream,
+    /// Reading a plain LLM body into memory.
+    Buffer { body: BytesMut },
+    /// Streaming a body through untouched (non-LLM calls).
+    Pass,
+    /// The upstream is done (ended, failed or cancelled).
+    Done,
 }

@@ -129,7 +129,10 @@ fn run(data: &[u8]) -> bool {
     };
     let ops = data.get(2..).unwrap_or_default();
     for pair in ops.chunks(2) {
-        let op = OPS[usize::from(pair[0] % 16)];
+        let Some(op) = pair.first().and_then(|b| OPS.get(usize::from(b % 16))) else {
+            continue;
+        };
+        let op = *op;
         let arg = pair.get(1).copied().unwrap_or(0);
         model.apply(op, arg);
         if model.finished {
