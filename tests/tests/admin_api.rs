@@ -3,6 +3,9 @@
 //! are 400 with the documented messages, and the managed-key life cycle works end to end
 //! (create → use → restrict → revoke).
 
+// Test code: unwrap and expect are how a case fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::{Duration, Instant};
 
 use agent_cli_proxy_tests::both_shells;
@@ -20,6 +23,9 @@ agent_cli_proxy_tests::child_entry!();
 const UPSTREAM_KEY: &str = "cpak-admin-5b8e21f0c4";
 const JSON: (&str, &str) = ("content-type", "application/json");
 const ROW_WAIT: Duration = Duration::from_secs(5);
+
+/// Path, body and extra headers of one proxied call.
+type Call<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
 
 fn call(
     proxy: &ProxyProcess,
@@ -112,7 +118,7 @@ both_shells! {
             &[("CLI_PROXY_API_URL", url.as_str()), ("CLI_PROXY_API_KEY", UPSTREAM_KEY)],
         );
         wait_prices_loaded(proxy.addr(), &[]);
-        let calls: [(&str, &str, &[(&str, &str)]); 3] = [
+        let calls: [Call; 3] = [
             ("/v1/messages", r#"{"model":"claude-sonnet-4-5","messages":[]}"#, &[("x-fake-fixture", "anthropic/w1_plain.json")]),
             ("/v1/chat/completions", r#"{"model":"gpt-5","messages":[]}"#, &[("x-fake-fixture", "openai_chat/plain.json"), ("user-agent", "codex_cli_rs/0.101.0 (Linux; x86_64)")]),
             ("/v1/messages", r#"{"model":"claude-sonnet-4-5","messages":[]}"#, &[("x-fake-status", "500")]),

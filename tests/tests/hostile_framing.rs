@@ -5,6 +5,9 @@
 //! one a canary request succeeds and `agent_cli_proxy_panics_total` stays 0, and the fake
 //! upstream's ledger shows no request for rejected framing.
 
+// Test code: unwrap and expect are how a case fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -3,6 +3,9 @@
 //! exactly one finalized row per upstream request (RQ-D3); a second daemon on the same
 //! database exits 1 (`control.md` §1, §3.5, §9).
 
+// Test code: unwrap and expect are how a case fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use agent_cli_proxy_tests::both_shells;

@@ -6,6 +6,9 @@
 //! and the fixture's `.expect.json`), rows are found through `msg_id` = the `x-request-id`
 //! the client sent, and the ledger shows what the upstream received.
 
+// Test code: unwrap and expect are how a case fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 

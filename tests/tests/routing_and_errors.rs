@@ -5,6 +5,9 @@
 //! Each case starts one proxy and sends many requests to it; rejected requests are checked
 //! against the fake upstream's ledger (no upstream traffic) and the database (no row).
 
+// Test code: unwrap and expect are how a case fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
