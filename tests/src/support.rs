@@ -8,12 +8,16 @@
 //! | [`client`] | SSE client, raw-socket client, one-shot requests, slow reader, latency figures |
 //! | [`proc`] | [`proc::ProxyProcess`], the proxy as a child process of the test binary |
 //! | [`shells`] | [`shells::Shell`] and the [`both_shells!`](crate::both_shells) macro |
+//! | [`db`] | rows of the proxy's database as JSON, polling for finalized rows |
+//! | [`checks`] | security headers, `/metrics` samples, the canary request |
 //!
 //! The servers ([`upstream::FakeUpstream`], [`fault::FaultProxy`]) own a small tokio runtime
 //! on background threads, so they work the same from plain `#[test]` functions and from
 //! `#[tokio::test]` ones, and dropping them never blocks the caller's runtime.
 
+pub mod checks;
 pub mod client;
+pub mod db;
 pub mod fault;
 pub mod ledger;
 pub mod proc;

@@ -135,3 +135,40 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
         Err(err) => panic!("cannot build a tokio runtime for the test: {err}"),
     }
 }
+
+/// Whether `shell`'s daemon can run in this build.
+///
+/// Detected once per test process: a probe child is started (outside the proxy slots); a
+/// child that exits reporting `shell not built` means the shell is not wired into the
+/// harness yet. Any other start failure counts as built, so the case itself fails loudly.
+pub fn is_built(shell: Shell) -> bool {
+    static BUILT: [std::sync::OnceLock<bool>; 2] =
+        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    let slot = match shell {
+        Shell::Tokio => &BUILT[0],
+        Shell::Smol => &BUILT[1],
+    };
+    *slot.get_or_init(|| probe_built(shell))
+}
+
+/// For the top of a case: prints `SKIP <shell>: shell not built` and returns `true` when
+/// the case must return early because the shell is not wired yet.
+pub fn skip_unbuilt(shell: Shell) -> bool {
+    if is_built(shell) {
+        return false;
+    }
+    println!("SKIP {shell}: shell not built");
+    true
+}
+
+fn probe_built(shell: Shell) -> bool {
+    use crate::support::proc::{ProxyOptions, ProxyProcess};
+    let options = ProxyOptions {
+        take_slot: false,
+        ..ProxyOptions::new(shell)
+    };
+    match ProxyProcess::try_start(options) {
+        Ok(_probe) => true,
+        Err(err) => !err.to_string().contains("shell not built"),
+    }
+}
