@@ -96,6 +96,7 @@ impl Daemon {
             },
         );
         bootstrap.flush();
+        logger.install_tracing();
         for w in &warnings {
             logger.event(
                 Level::Warn,

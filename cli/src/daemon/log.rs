@@ -2,6 +2,12 @@
 //! handed to a logging thread through a bounded queue so a request never blocks on stdout.
 //! Errors bypass the queue and go to stderr at once. Field names that look like secrets are
 //! redacted before formatting.
+//!
+//! Every record travels through `tracing`: [`Logger::install_tracing`] makes a layer the
+//! process's global subscriber, our own records become `tracing` events (carrying their
+//! already formatted, redacted line), and events of the libraries underneath (hyper, rustls)
+//! are formatted into the same JSON lines with the same redaction. An operator can add layers
+//! (for example an OpenTelemetry exporter) to the same dispatcher.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -33,6 +39,7 @@ struct Queue {
 
 struct Inner {
     min: Level,
+    via_tracing: std::sync::atomic::AtomicBool,
     format: Format,
     queue: Mutex<Queue>,
     ready: Condvar,
@@ -51,6 +58,7 @@ impl Logger {
     pub fn start(min: Level, format: Format) -> Logger {
         let inner = Arc::new(Inner {
             min,
+            via_tracing: std::sync::atomic::AtomicBool::new(false),
             format,
             queue: Mutex::new(Queue {
                 lines: VecDeque::with_capacity(QUEUE_LINES),
@@ -99,6 +107,27 @@ impl Logger {
             return;
         }
         let line = format_line(self.inner.format, now_wall(), level, msg, event, fields);
+        if self.inner.via_tracing.load(Ordering::Relaxed) {
+            emit_through_tracing(level, &line);
+            return;
+        }
+        self.write_line(level, line);
+    }
+
+    /// Makes this logger the sink of the process's `tracing` dispatcher (once per process;
+    /// a second call leaves the first sink in place and keeps logging directly).
+    pub fn install_tracing(&self) {
+        use tracing_subscriber::layer::SubscriberExt;
+        let layer = TracingSink {
+            logger: self.clone(),
+        };
+        let subscriber = tracing_subscriber::registry().with(layer);
+        if tracing::subscriber::set_global_default(subscriber).is_ok() {
+            self.inner.via_tracing.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn write_line(&self, level: Level, line: String) {
         if level == Level::Error {
             let _guard = self.inner.stderr.lock();
             let _ = writeln!(std::io::stderr(), "{line}");
@@ -274,4 +303,168 @@ pub fn is_secret_name(name: &str) -> bool {
         || ["_secret", "_password", "_api_key", "_token"]
             .iter()
             .any(|s| n.ends_with(s))
+}
+
+/// The field that carries one of our own, fully formatted lines through `tracing`.
+const LINE_FIELD: &str = "acp_line";
+
+fn emit_through_tracing(level: Level, line: &str) {
+    match level {
+        Level::Debug => {
+            tracing::event!(target: "agent_cli_proxy", tracing::Level::DEBUG, acp_line = line)
+        }
+        Level::Info => {
+            tracing::event!(target: "agent_cli_proxy", tracing::Level::INFO, acp_line = line)
+        }
+        Level::Warn => {
+            tracing::event!(target: "agent_cli_proxy", tracing::Level::WARN, acp_line = line)
+        }
+        Level::Error => {
+            tracing::event!(target: "agent_cli_proxy", tracing::Level::ERROR, acp_line = line)
+        }
+    }
+}
+
+/// The `tracing` layer writing every event into the logger's queue.
+struct TracingSink {
+    logger: Logger,
+}
+
+fn level_of(level: &tracing::Level) -> Level {
+    match *level {
+        tracing::Level::ERROR => Level::Error,
+        tracing::Level::WARN => Level::Warn,
+        tracing::Level::INFO => Level::Info,
+        _ => Level::Debug,
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TracingSink {
+    fn enabled(
+        &self,
+        metadata: &tracing::Metadata<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        level_of(metadata.level()) >= self.logger.inner.min
+    }
+
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let level = level_of(event.metadata().level());
+        let mut visitor = Fields::default();
+        event.record(&mut visitor);
+        if let Some(line) = visitor.line {
+            self.logger.write_line(level, line);
+            return;
+        }
+        // A library's event: its message and fields, redacted like ours.
+        let target = event.metadata().target();
+        let msg = visitor.message.unwrap_or_default();
+        let mut fields = vec![("component", Value::from(target))];
+        fields.extend(visitor.fields.iter().map(|(k, v)| (k.as_str(), v.clone())));
+        let line = format_line(
+            self.logger.inner.format,
+            now_wall(),
+            level,
+            &msg,
+            None,
+            fields.into_iter(),
+        );
+        self.logger.write_line(level, line);
+    }
+}
+
+#[derive(Default)]
+struct Fields {
+    line: Option<String>,
+    message: Option<String>,
+    fields: Vec<(String, Value)>,
+}
+
+impl tracing::field::Visit for Fields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        match field.name() {
+            LINE_FIELD => self.line = Some(value.to_owned()),
+            "message" => self.message = Some(value.to_owned()),
+            name => self.fields.push((name.to_owned(), Value::from(value))),
+        }
+    }
+
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.fields
+            .push((field.name().to_owned(), Value::from(value)));
+    }
+
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.fields
+            .push((field.name().to_owned(), Value::from(value)));
+    }
+
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.fields
+            .push((field.name().to_owned(), Value::from(value)));
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        let text = format!("{value:?}");
+        match field.name() {
+            "message" => self.message = Some(text),
+            name => self.fields.push((name.to_owned(), Value::from(text))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_field_names_are_redacted_but_token_counts_are_not() {
+        let line = format_line(
+            Format::Json,
+            UnixMillis(0),
+            Level::Info,
+            "m",
+            Some("e.v"),
+            [
+                ("authorization", Value::from("Bearer sk-1")),
+                ("x-api-key", Value::from("k")),
+                ("refresh_token", Value::from("r")),
+                ("total_tokens", Value::from(12)),
+                ("provider_api_key", Value::from("p")),
+            ]
+            .into_iter(),
+        );
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["authorization"], "[REDACTED]");
+        assert_eq!(v["x-api-key"], "[REDACTED]");
+        assert_eq!(v["refresh_token"], "[REDACTED]");
+        assert_eq!(v["provider_api_key"], "[REDACTED]");
+        assert_eq!(v["total_tokens"], 12);
+        assert_eq!(v["event"], "e.v");
+        assert_eq!(v["ts"], "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn pretty_lines_quote_only_values_with_spaces() {
+        let line = format_line(
+            Format::Pretty,
+            UnixMillis(0),
+            Level::Warn,
+            "hello",
+            Some("a.b"),
+            [
+                ("path", Value::from("/v1/x")),
+                ("err", Value::from("two words")),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(
+            line,
+            "1970-01-01T00:00:00.000Z WARN hello event=a.b path=/v1/x err=\"two words\""
+        );
+    }
 }
