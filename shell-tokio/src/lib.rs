@@ -25,11 +25,15 @@ use agent_cli_proxy_cli::daemon::{Daemon, seed};
 pub use server::Limits;
 
 /// The tokio shell for the shared CLI.
-pub struct TokioShell;
+#[derive(Default)]
+pub struct TokioShell {
+    /// Listener limits for `serve` (the defaults of `datapath.md` §1 in production).
+    pub limits: Limits,
+}
 
 impl Shell for TokioShell {
     fn serve(&self, env: BTreeMap<String, String>) -> ExitCode {
-        serve_with(env, Limits::default())
+        serve_with(env, self.limits.clone())
     }
 
     fn probe(&self, method: &str, url: &str, timeout: Duration) -> Result<u16, String> {
@@ -83,7 +87,13 @@ pub fn serve_with(env: BTreeMap<String, String>, limits: Limits) -> ExitCode {
 
 /// The binary's `main`: the shared CLI with this shell.
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    agent_cli_proxy_cli::main_with(args, &TokioShell)
+    agent_cli_proxy_cli::main_with(args, &TokioShell::default())
+}
+
+/// The CLI with shortened listener limits: the black-box tests' entry point, so that
+/// time-dependent cases (body idle, write stall, header timeout) run in seconds.
+pub fn main_with_limits(args: impl IntoIterator<Item = OsString>, limits: Limits) -> ExitCode {
+    agent_cli_proxy_cli::main_with(args, &TokioShell { limits })
 }
 
 /// Entry point for the black-box tests, which re-execute their own binary as the daemon:

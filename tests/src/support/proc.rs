@@ -103,7 +103,11 @@ pub fn run_child_if_requested() {
 /// Runs a shell's daemon entry point with `args` (program name first).
 fn run_shell(shell: Shell, args: Vec<OsString>) -> ExitCode {
     match shell {
-        Shell::Tokio => agent_cli_proxy::main_with_args(args),
+        Shell::Tokio => {
+            let overrides = std::env::var("ACP_TEST_LIMITS").unwrap_or_default();
+            let limits = agent_cli_proxy::Limits::default().with_overrides(&overrides);
+            agent_cli_proxy::main_with_limits(args, limits)
+        }
         Shell::Smol => {
             // The smol build is not wired yet (issue 6); its cases fail loudly.
             eprintln!("shell not built: {shell}");
