@@ -2,6 +2,8 @@
 //! queue, queue 404 → legacy, legacy 404 → disabled (no more calls), slow and malformed
 //! answers, auth failures, matching on a mixed workload, idempotent application, the loop's
 //! health in `/ready`; and the quota endpoints answering from stored snapshots.
+// A test file: its helpers fail the test on any setup error.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 

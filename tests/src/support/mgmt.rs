@@ -56,10 +56,19 @@ pub struct FakeManagement {
 }
 
 impl FakeManagement {
-    /// Starts on a free loopback port, expecting `key`.
+    /// Starts on a free loopback port, expecting `key`; panics (failing the test) when the
+    /// listener cannot be set up.
     pub fn start(key: &str) -> FakeManagement {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
+        match FakeManagement::try_start(key) {
+            Ok(m) => m,
+            Err(err) => panic!("fake management API failed to start: {err}"),
+        }
+    }
+
+    /// Fallible form of [`FakeManagement::start`].
+    pub fn try_start(key: &str) -> std::io::Result<FakeManagement> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State {
             key: key.to_owned(),
             queue_mode: Mode::Serve,
@@ -83,9 +92,8 @@ impl FakeManagement {
                         .name("fake-mgmt-conn".into())
                         .spawn(move || serve(conn, &s));
                 }
-            })
-            .expect("spawn");
-        FakeManagement { addr, state, stop }
+            })?;
+        Ok(FakeManagement { addr, state, stop })
     }
 
     /// `http://127.0.0.1:<port>`, the proxy's `CLI_PROXY_API_URL`.
