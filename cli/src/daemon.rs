@@ -6,8 +6,10 @@
 //! timers and signals.
 
 pub mod admin;
+pub mod correlator;
 pub mod log;
 mod pricing;
+pub mod quota;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -52,6 +54,8 @@ pub struct Daemon {
     metrics: Mutex<MetricsRegistry>,
     /// Prices, their cache file and refresh bookkeeping.
     pub pricing: PricingState,
+    /// Single-flight quota refreshes and the shell's HTTP client for them.
+    pub quota: quota::QuotaService,
     key_cache: Mutex<BTreeMap<String, (Instant, KeyLookup)>>,
     body_budget: AtomicU64,
     active_streams: AtomicI64,
@@ -163,6 +167,7 @@ impl Daemon {
             logger,
             metrics: Mutex::new(MetricsRegistry::new()),
             pricing,
+            quota: quota::QuotaService::default(),
             key_cache: Mutex::new(BTreeMap::new()),
             body_budget: AtomicU64::new(BODY_BUDGET_BYTES),
             active_streams: AtomicI64::new(0),

@@ -45,6 +45,9 @@ pub mod metrics;
 pub mod ready;
 pub mod supervisor;
 
+pub mod correlate;
+pub mod quota;
+
 #[cfg(any(test, feature = "_fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;

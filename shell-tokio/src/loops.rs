@@ -1,5 +1,7 @@
-//! Background loops (`control.md` §8.1) on tokio: pricing refresh, cost backfill and quota
-//! retention, each reporting its health for `/ready`. The schedule (jitter, backoff, disable
+//! Background loops (`control.md` §8.1) on tokio: pricing refresh, cost backfill, the
+//! CLIProxyAPI correlator (when `CLIPROXY_MGMT_KEY` is set), quota refresh (when
+//! `CLIPROXY_AUTH_DIR` holds auth files) and quota retention, each reporting its health for
+//! `/ready`. The loop bodies of the last three live in the CLI crate. The schedule (jitter, backoff, disable
 //! after 100 failures) is the core supervisor's; this module only sleeps and runs ticks.
 
 use std::future::Future;
@@ -7,6 +9,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_cli_proxy_cli::daemon::correlator::CorrelatorLoop;
+use agent_cli_proxy_cli::daemon::quota;
 use agent_cli_proxy_core::exchange::Level;
 use agent_cli_proxy_core::pricing::PriceTable;
 use agent_cli_proxy_core::pricing::refresh::{RefreshAction, refresh_action};
@@ -65,6 +69,11 @@ impl Loops {
                 Box::new(|s| Box::pin(async move { quota_retention(&s).await })),
             ),
         ];
+        shared
+            .daemon
+            .quota
+            .install_http(Arc::new(shared.upstream.clone()));
+        let mut specs = specs;
         if cfg.cliproxy_mgmt_key.is_empty() {
             shared.daemon.logger.event(
                 Level::Warn,
@@ -72,14 +81,33 @@ impl Loops {
                 "CLIPROXY_MGMT_KEY not set, skipping correlator",
                 vec![],
             );
+        } else {
+            let correlator = Arc::new(CorrelatorLoop::new(cfg));
+            specs.push((
+                LoopKind::Correlator,
+                cfg.correlation_interval_ms,
+                Box::new(move |s| {
+                    let c = Arc::clone(&correlator);
+                    Box::pin(async move { c.tick(&s.daemon, &s.upstream).await.map(|_| ()) })
+                }),
+            ));
         }
-        if cfg.cliproxy_auth_dir.is_none() {
-            shared.daemon.logger.event(
-                Level::Info,
-                "quota.refresh_skipped",
-                "quota refresh skipped",
-                vec![("reason", json!("missing_auth_dir"))],
-            );
+        match quota::enablement(cfg) {
+            Ok(_) => specs.push((
+                LoopKind::QuotaRefresh,
+                cfg.quota_refresh_interval_ms,
+                Box::new(|s| {
+                    Box::pin(async move {
+                        s.daemon
+                            .quota
+                            .refresh(&s.daemon, &s.upstream)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    })
+                }),
+            )),
+            Err(reason) => quota::log_skipped(&shared.daemon, reason),
         }
         for (kind, interval, tick) in specs {
             let s = Arc::clone(shared);

@@ -216,3 +216,54 @@ fn redirect_target(base: &str, location: &str) -> String {
         .unwrap_or(base.len());
     format!("{}{}", &base[..authority_end], location)
 }
+
+/// Largest management or quota answer read (the legacy usage snapshot can be large).
+const MAX_LOOP_BODY: usize = 33_554_432;
+
+impl agent_cli_proxy_cli::daemon::correlator::HttpGet for Upstream {
+    fn get(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        timeout: std::time::Duration,
+    ) -> agent_cli_proxy_cli::daemon::correlator::BoxFuture<'_, Result<(u16, Vec<u8>), String>>
+    {
+        let mut builder = hyper::Request::builder().method(http::Method::GET).uri(url);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| format!("invalid request: {e}"));
+        Box::pin(async move {
+            let request = request?;
+            let call = async {
+                let resp = self
+                    .client
+                    .request(request)
+                    .await
+                    .map_err(|e| chain_text(&e))?;
+                let status = resp.status().as_u16();
+                // Error bodies are drained too (and never logged), so the connection is
+                // reusable.
+                let limited = http_body_util::Limited::new(resp.into_body(), MAX_LOOP_BODY);
+                let body = http_body_util::BodyExt::collect(limited)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok((status, body.to_bytes().to_vec()))
+            };
+            tokio::time::timeout(timeout, call)
+                .await
+                .map_err(|_| format!("timed out after {}ms", timeout.as_millis()))?
+        })
+    }
+
+    fn run_blocking(
+        &self,
+        job: Box<dyn FnOnce() + Send + 'static>,
+    ) -> agent_cli_proxy_cli::daemon::correlator::BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let _ = tokio::task::spawn_blocking(job).await;
+        })
+    }
+}

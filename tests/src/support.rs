@@ -4,6 +4,7 @@
 //! |---|---|
 //! | [`upstream`] | [`upstream::FakeUpstream`], a scriptable HTTP/1.1 upstream driven by `x-fake-*` request headers |
 //! | [`ledger`] | what the fake upstream received and how far each response got; RQ-D3 reconciliation with the database |
+//! | [`mgmt`] | [`mgmt::FakeManagement`], a scriptable CLIProxyAPI management API (usage queue and legacy usage) |
 //! | [`fault`] | [`fault::FaultProxy`], a TCP proxy that injects latency, slicing, cuts and resets |
 //! | [`client`] | SSE client, raw-socket client, one-shot requests, slow reader, latency figures |
 //! | [`proc`] | [`proc::ProxyProcess`], the proxy as a child process of the test binary |
@@ -20,6 +21,7 @@ pub mod client;
 pub mod db;
 pub mod fault;
 pub mod ledger;
+pub mod mgmt;
 pub mod proc;
 pub mod shells;
 pub mod upstream;

@@ -109,11 +109,18 @@ fn run(d: &Daemon, req: AdminRequest) -> Result<Reply, StorageError> {
             .to_iso();
             admin::ok(&json!({"snapshots": r.with(|s| s.quotas_latest(&since))?}))
         }
-        AdminRequest::QuotasRefresh => {
-            // Quota probes need CLIPROXY_AUTH_DIR and the CLIProxyAPI integration; without an
-            // auth directory the spec's answer is an empty refresh.
-            admin::ok(&json!({"timestamp": d.wall().to_iso(), "accounts": [], "inserted": 0}))
-        }
+        AdminRequest::QuotasRefresh => match d.quota.refresh_blocking(d) {
+            Ok(report) => admin::ok(&report.to_json()),
+            Err(e) => {
+                d.logger.event(
+                    Level::Error,
+                    "quota.refresh_failed",
+                    "quota refresh failed",
+                    vec![("err", json!(e.to_string()))],
+                );
+                admin::internal_error()
+            }
+        },
         AdminRequest::QuotaProbes => admin::ok(&json!({"probes": ["claude", "codex", "kimi"]})),
         AdminRequest::QuotaHistory {
             span,

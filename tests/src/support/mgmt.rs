@@ -1,0 +1,257 @@
+//! [`FakeManagement`], a scriptable CLIProxyAPI management API: the destructive
+//! `/v0/management/usage-queue` and the cumulative legacy `/v0/management/usage`, each of
+//! which can answer normally, with a status, slowly or with malformed JSON. Requests without
+//! the expected management key get 401. Every request is recorded with its key headers.
+//!
+//! Plain threads and blocking sockets: one request per connection (`connection: close`),
+//! which is all a poller needs.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// How an endpoint answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    /// 200 with the records (the queue pops them; the legacy endpoint keeps them).
+    Serve,
+    /// This status with a small body.
+    Status(u16),
+    /// 200 with a body that is not JSON.
+    Malformed,
+    /// Waits this long, then serves.
+    Slow(Duration),
+}
+
+/// One recorded request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// Request target.
+    pub target: String,
+    /// `authorization` header.
+    pub authorization: Option<String>,
+    /// `x-management-key` header.
+    pub management_key: Option<String>,
+}
+
+#[derive(Debug)]
+struct State {
+    key: String,
+    queue_mode: Mode,
+    legacy_mode: Mode,
+    queue: Vec<Value>,
+    legacy: Vec<Value>,
+    calls: Vec<Call>,
+}
+
+/// The fake management API; stops when dropped.
+pub struct FakeManagement {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FakeManagement {
+    /// Starts on a free loopback port, expecting `key`; panics (failing the test) when the
+    /// listener cannot be set up.
+    pub fn start(key: &str) -> FakeManagement {
+        match FakeManagement::try_start(key) {
+            Ok(m) => m,
+            Err(err) => panic!("fake management API failed to start: {err}"),
+        }
+    }
+
+    /// Fallible form of [`FakeManagement::start`].
+    pub fn try_start(key: &str) -> std::io::Result<FakeManagement> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(State {
+            key: key.to_owned(),
+            queue_mode: Mode::Serve,
+            legacy_mode: Mode::Serve,
+            queue: Vec::new(),
+            legacy: Vec::new(),
+            calls: Vec::new(),
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (Arc::clone(&state), Arc::clone(&stop));
+        std::thread::Builder::new()
+            .name("fake-mgmt".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if st.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let s = Arc::clone(&s);
+                    let _ = std::thread::Builder::new()
+                        .name("fake-mgmt-conn".into())
+                        .spawn(move || serve(conn, &s));
+                }
+            })?;
+        Ok(FakeManagement { addr, state, stop })
+    }
+
+    /// `http://127.0.0.1:<port>`, the proxy's `CLI_PROXY_API_URL`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Sets the queue's mode.
+    pub fn queue_mode(&self, mode: Mode) {
+        self.lock().queue_mode = mode;
+    }
+
+    /// Sets the legacy endpoint's mode.
+    pub fn legacy_mode(&self, mode: Mode) {
+        self.lock().legacy_mode = mode;
+    }
+
+    /// Adds records to the queue (popped by the next served call).
+    pub fn push_queue(&self, records: &[Value]) {
+        self.lock().queue.extend_from_slice(records);
+    }
+
+    /// Adds records to the legacy snapshot (returned on every served call).
+    pub fn push_legacy(&self, records: &[Value]) {
+        self.lock().legacy.extend_from_slice(records);
+    }
+
+    /// Every request so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.lock().calls.clone()
+    }
+
+    /// Requests whose target starts with `prefix`.
+    pub fn count(&self, prefix: &str) -> usize {
+        self.lock()
+            .calls
+            .iter()
+            .filter(|c| c.target.starts_with(prefix))
+            .count()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for FakeManagement {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+/// A queue item / legacy detail in CLIProxyAPI's shape.
+pub fn record(timestamp: &str, source: &str, auth_index: &str, model: &str, total: i64) -> Value {
+    json!({
+        "timestamp": timestamp, "latency_ms": 0, "source": source, "auth_index": auth_index,
+        "provider": "claude", "model": model, "endpoint": "/v1/messages",
+        "api_key": "sk-client-secret", "failed": false,
+        "tokens": {"input_tokens": total, "output_tokens": 0, "reasoning_tokens": 0,
+                   "cached_tokens": 0, "total_tokens": total}
+    })
+}
+
+fn serve(mut conn: TcpStream, state: &Mutex<State>) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        if buf.len() > 65_536 {
+            return;
+        }
+    }
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let mut lines = text.split("\r\n");
+    let target = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .unwrap_or("")
+        .to_owned();
+    let header = |name: &str| {
+        text.split("\r\n").skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    };
+    let call = Call {
+        target: target.clone(),
+        authorization: header("authorization"),
+        management_key: header("x-management-key"),
+    };
+    let (mode, authorized) = {
+        let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+        st.calls.push(call.clone());
+        let authorized = call.authorization.as_deref() == Some(&format!("Bearer {}", st.key))
+            && call.management_key.as_deref() == Some(st.key.as_str());
+        let mode = if target.starts_with("/v0/management/usage-queue") {
+            Some(st.queue_mode.clone())
+        } else if target == "/v0/management/usage" {
+            Some(st.legacy_mode.clone())
+        } else {
+            None
+        };
+        (mode, authorized)
+    };
+    let (status, body) = match mode {
+        None => (404, b"{\"error\":\"not found\"}".to_vec()),
+        Some(_) if !authorized => (401, b"{\"error\":\"invalid management key\"}".to_vec()),
+        Some(Mode::Status(code)) => (code, b"{\"error\":\"scripted\"}".to_vec()),
+        Some(Mode::Malformed) => (200, b"{\"usage\": [not json".to_vec()),
+        Some(Mode::Slow(d)) => {
+            std::thread::sleep(d);
+            (200, body_for(&target, state))
+        }
+        Some(Mode::Serve) => (200, body_for(&target, state)),
+    };
+    let head = format!(
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = conn.write_all(head.as_bytes());
+    let _ = conn.write_all(&body);
+}
+
+fn body_for(target: &str, state: &Mutex<State>) -> Vec<u8> {
+    let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+    if target.starts_with("/v0/management/usage-queue") {
+        // Half the items as JSON strings, the way some CLIProxyAPI versions send them.
+        let items: Vec<Value> = std::mem::take(&mut st.queue)
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                if i % 2 == 1 {
+                    Value::String(v.to_string())
+                } else {
+                    v
+                }
+            })
+            .collect();
+        return Value::Array(items).to_string().into_bytes();
+    }
+    let mut models: serde_json::Map<String, Value> = serde_json::Map::new();
+    for r in &st.legacy {
+        let model = r["model"].as_str().unwrap_or("").to_owned();
+        let entry = models
+            .entry(model)
+            .or_insert_with(|| json!({"details": []}));
+        if let Some(details) = entry["details"].as_array_mut() {
+            details.push(r.clone());
+        }
+    }
+    json!({"usage": {"apis": {"key-1": {"models": models}}}})
+        .to_string()
+        .into_bytes()
+}
