@@ -238,7 +238,7 @@ fn expected_finalize(id: i64) -> FinalizeRow {
         actual_model: Some(format!("actual-{}", n % 4)),
         actual_provider: Some("anthropic".into()),
         proxy_api_key_id: None,
-        streamed: n % 2 == 0,
+        streamed: n.is_multiple_of(2),
         status: Some(if lifecycle == Terminal::Completed {
             200
         } else {
