@@ -212,22 +212,44 @@ impl Readers {
     }
 
     /// Runs `f` on a read-only [`Store`], waiting for a free connection when all are busy.
+    ///
+    /// If `f` panics, the panic propagates and the connection is closed rather than returned
+    /// (it may be mid-statement); its slot is freed, so the pool never shrinks.
     pub fn with<R>(
         &self,
         f: impl FnOnce(&Store) -> Result<R, StorageError>,
     ) -> Result<R, StorageError> {
+        // Declared before the store so that, when `f` unwinds, the connection closes first
+        // and only then is its slot freed.
+        let mut slot = Slot {
+            pool: self,
+            held: false,
+        };
         let store = self.checkout()?;
+        slot.held = true;
         let result = f(&store);
+        slot.held = false;
         self.checkin(store);
         result
     }
 
-    fn checkout(&self) -> Result<Store, StorageError> {
-        let inner = &self.inner;
-        let mut state = inner
+    /// Connections open now (idle or lent), for tests and metrics.
+    pub fn open_connections(&self) -> usize {
+        self.lock_state().open
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        // The pool's own code never panics while holding the lock; a poisoned lock still
+        // holds consistent counts.
+        self.inner
             .state
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn checkout(&self) -> Result<Store, StorageError> {
+        let inner = &self.inner;
+        let mut state = self.lock_state();
         loop {
             if let Some(store) = state.idle.pop() {
                 return Ok(store);
@@ -237,10 +259,7 @@ impl Readers {
                 drop(state);
                 let opened = open_read(&inner.path, inner.opts).map(Store::from_connection);
                 if opened.is_err() {
-                    let mut state = inner
-                        .state
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut state = self.lock_state();
                     state.open -= 1;
                     inner.freed.notify_one();
                 }
@@ -254,12 +273,74 @@ impl Readers {
     }
 
     fn checkin(&self, store: Store) {
-        let mut state = self
-            .inner
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        state.idle.push(store);
+        self.lock_state().idle.push(store);
         self.inner.freed.notify_one();
+    }
+}
+
+/// The slot of a lent connection: if the borrower unwinds, the connection is dropped with
+/// its stack frame and this frees the slot it held.
+struct Slot<'a> {
+    pool: &'a Readers,
+    held: bool,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            let mut state = self.pool.lock_state();
+            state.open = state.open.saturating_sub(1);
+            drop(state);
+            self.pool.inner.freed.notify_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::sync::mpsc;
+
+    #[test]
+    fn a_panicking_reader_does_not_leak_its_slot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = DbPath::File(dir.path().join("acp.db"));
+        drop(open_write(&path, ConnOptions::default()).expect("create"));
+        let readers = Readers::with_capacity(path, ConnOptions::default(), 1);
+        for _ in 0..3 {
+            let panicked = catch_unwind(AssertUnwindSafe(|| {
+                let _ = readers.with(|_| -> Result<(), StorageError> { panic!("boom") });
+            }));
+            assert!(panicked.is_err());
+            assert_eq!(readers.open_connections(), 0);
+        }
+        // With the only slot leaked, this read would wait forever.
+        let (tx, rx) = mpsc::channel();
+        let pool = readers.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(pool.with(|s| s.ping()));
+        });
+        let result = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the pool still lends a connection");
+        assert!(result.is_ok());
+        assert_eq!(readers.open_connections(), 1);
+    }
+
+    #[test]
+    fn connections_are_reused_up_to_the_capacity() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = DbPath::File(dir.path().join("acp.db"));
+        drop(open_write(&path, ConnOptions::default()).expect("create"));
+        let readers = Readers::with_capacity(path, ConnOptions::default(), 2);
+        for _ in 0..5 {
+            readers.with(|s| s.ping()).expect("ping");
+        }
+        assert_eq!(readers.open_connections(), 1);
+        readers
+            .with(|_| readers.with(|s| s.ping()))
+            .expect("nested read");
+        assert_eq!(readers.open_connections(), 2);
     }
 }

@@ -12,7 +12,8 @@
 //! * [`DbLock`]: the `<DB_PATH>.lock` advisory lock.
 //! * [`backup()`]: `db backup`.
 //! * Costing is the caller's: finalize commands carry computed costs; boot recovery,
-//!   shutdown finalize and backfill re-cost rows through a [`Recoster`].
+//!   shutdown finalize and backfill re-cost rows through a [`Recoster`], in production the
+//!   [`CoreRecoster`] over the core's pricer (held in a swappable [`SharedPricer`]).
 //!
 //! Timestamps written into rows are arguments (ISO-8601 strings the caller formats from its
 //! wall clock); only SQLite column defaults (`created_at`, `calc_at`, `applied_at`) come from
@@ -29,6 +30,7 @@ pub mod from_core;
 pub mod lock;
 pub mod op;
 pub mod queries;
+pub mod recost;
 pub mod schema;
 mod store;
 pub mod writer;
@@ -44,6 +46,7 @@ pub use op::{
     FailureOp, FinalizeRow, NewApiKey, Op, PreLogRow, QuotaSnapshotRow, RecostResult, RecostRow,
     Recoster, Reply, SharedRecoster, Terminal,
 };
+pub use recost::{CoreRecoster, SharedPricer};
 pub use schema::{Layout, MigrationReport};
 pub use store::Store;
 pub use writer::{PendingReply, Writer, WriterConfig, WriterHandle, WriterStats};

@@ -164,6 +164,8 @@ pub struct RecostRow {
     pub model: String,
     /// `actual_model`.
     pub actual_model: Option<String>,
+    /// `actual_provider`.
+    pub actual_provider: Option<String>,
     /// Token columns as stored.
     pub tokens: TokenColumns,
     /// `meta_json.usage_convention`, when present and valid. When `None`, the recoster uses

@@ -6,7 +6,9 @@
 //!   `futures-channel` one-shots, so nothing here depends on an async runtime.
 //! * Group commit: block for one command, take up to 255 more already queued (never wait for
 //!   more), run them in one `BEGIN IMMEDIATE … COMMIT`, each in its own savepoint, and reply
-//!   only after `COMMIT` returned. A command that fails rolls back its savepoint alone.
+//!   only after `COMMIT` returned. A command that fails rolls back its savepoint alone (the
+//!   group first runs without savepoints and is re-run with them only when a command fails;
+//!   see `try_group`).
 //! * A busy or locked `BEGIN`/`COMMIT` (after the busy timeout) retries the whole batch
 //!   after 50, 200 and 800 ms, then fails every command of it. Full, read-only and I/O
 //!   errors fail the batch at once.
@@ -321,24 +323,60 @@ fn finish(stats: &WriterStats, env: Envelope, result: Result<Reply, StorageError
 }
 
 /// One transaction over the group. `Err` means the whole batch failed (nothing committed).
+///
+/// The group first runs without savepoints: a savepoint per command makes SQLite copy every
+/// page a command touches into the sub-journal, which costs more than the commands
+/// themselves. Only when a command fails on its own is that attempt rolled back and the
+/// group run again with one savepoint per command, so the failure is isolated exactly as
+/// before. Commands are deterministic over the database state, so the second run gives the
+/// same replies the first would have.
 fn try_group(
     conn: &Connection,
     group: &[Envelope],
 ) -> Result<Vec<Result<Reply, StorageError>>, StorageError> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    match run_savepoints(conn, group) {
-        Ok(results) => match conn.execute_batch("COMMIT") {
-            Ok(()) => Ok(results),
-            Err(e) => {
-                rollback(conn);
-                Err(e.into())
+    let results = match run_plain(conn, group) {
+        Ok(Some(results)) => results,
+        Ok(None) => {
+            rollback(conn);
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            match run_savepoints(conn, group) {
+                Ok(results) => results,
+                Err(e) => {
+                    rollback(conn);
+                    return Err(e);
+                }
             }
-        },
+        }
         Err(e) => {
             rollback(conn);
-            Err(e)
+            return Err(e);
+        }
+    };
+    match conn.execute_batch("COMMIT") {
+        Ok(()) => Ok(results),
+        Err(e) => {
+            rollback(conn);
+            Err(e.into())
         }
     }
+}
+
+/// Runs the group with no savepoint; `None` when one command failed on its own (the caller
+/// rolls back and isolates it).
+fn run_plain(
+    conn: &Connection,
+    group: &[Envelope],
+) -> Result<Option<Vec<Result<Reply, StorageError>>>, StorageError> {
+    let mut results = Vec::with_capacity(group.len());
+    for env in group {
+        match apply(conn, &env.op) {
+            Ok(reply) => results.push(Ok(reply)),
+            Err(e) if fails_batch(&e) || conn.is_autocommit() => return Err(e),
+            Err(_) => return Ok(None),
+        }
+    }
+    Ok(Some(results))
 }
 
 fn run_savepoints(

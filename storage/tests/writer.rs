@@ -316,3 +316,69 @@ fn failing_command_rolls_back_alone_and_wal_checkpoint_truncates() {
     let readers = Readers::new(path.clone(), ConnOptions::default());
     assert_eq!(readers.with(|s| s.api_keys()).unwrap().len(), 1);
 }
+
+/// A group whose middle command fails: the group's first, savepoint-free run is rolled back
+/// and the group re-run with one savepoint per command, so the others commit with the right
+/// replies and the failing one leaves nothing behind.
+#[test]
+fn a_failing_command_inside_one_group_fails_alone() {
+    let (_dir, path) = temp_db();
+    let (handle, join) = Writer::spawn(&path, WriterConfig::default()).unwrap();
+    let key = |name: &str| {
+        Op::CreateApiKey(agent_cli_proxy_storage::NewApiKey {
+            key: agent_cli_proxy_core::secret::Secret::new("b".repeat(64)),
+            name: name.into(),
+            allowed_accounts: None,
+            allowed_providers: None,
+        })
+    };
+    // Hold the write lock so the writer blocks on its first command while the group queues.
+    let other = Connection::open(path.file().unwrap()).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (first, a, b, c) = block_on(async {
+        let first = handle
+            .submit(Op::PreLog(Box::new(prelog(
+                "p",
+                "m",
+                "2026-05-04T09:00:00.000Z",
+            ))))
+            .await
+            .unwrap();
+        // Let the writer take `first` alone and block on BEGIN.
+        std::thread::sleep(Duration::from_millis(100));
+        let a = handle.submit(key("one")).await.unwrap();
+        let b = handle.submit(key("two")).await.unwrap();
+        let c = handle
+            .submit(Op::PreLog(Box::new(prelog(
+                "p",
+                "m",
+                "2026-05-04T10:00:00.000Z",
+            ))))
+            .await
+            .unwrap();
+        (first, a, b, c)
+    });
+    let batches_before = handle.stats().batches();
+    other.execute_batch("COMMIT").unwrap();
+    let first = row_id(block_on(first).unwrap());
+    let a = block_on(a);
+    let b = block_on(b);
+    let c = row_id(block_on(c).unwrap());
+    // `first` was its own group; a, b and c made exactly one more.
+    assert_eq!(handle.stats().batches(), batches_before + 1);
+    assert!(matches!(a, Ok(Reply::ApiKeyCreated(_))), "{a:?}");
+    assert!(matches!(b, Err(StorageError::Sqlite { .. })), "{b:?}");
+    assert_eq!(c, first + 1);
+    assert_eq!(handle.stats().failures(FailureOp::Other), 1);
+    block_on(handle.shutdown()).unwrap();
+    join.join().unwrap();
+    let readers = Readers::new(path.clone(), ConnOptions::default());
+    let keys = readers.with(|s| s.api_keys()).unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].name, "one");
+    let started = readers
+        .with(|s| s.log_by_id(c))
+        .unwrap()
+        .map(|r| r.started_at);
+    assert_eq!(started.as_deref(), Some("2026-05-04T10:00:00.000Z"));
+}

@@ -227,7 +227,7 @@ pub(super) fn abort_pending(
 pub(super) const RECOST_COLUMNS: &str = "id, provider, model, actual_model, prompt_tokens,
     completion_tokens, cache_read_tokens, cache_creation_tokens, cache_write_1h_tokens,
     reasoning_tokens, total_tokens, meta_json, cost_status, cost_nanousd, started_at,
-    cliproxy_account";
+    cliproxy_account, actual_provider";
 
 /// A row as stored, with what a re-cost needs.
 pub(super) struct StoredRow {
@@ -249,6 +249,7 @@ pub(super) fn read_stored(r: &Row<'_>) -> rusqlite::Result<StoredRow> {
             provider: r.get(1)?,
             model: r.get(2)?,
             actual_model: r.get(3)?,
+            actual_provider: r.get(16)?,
             tokens: TokenColumns {
                 prompt_tokens: tok(4)?,
                 completion_tokens: tok(5)?,

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use rusqlite::{Row, params};
 use serde::Serialize;
 
-use super::{TimeSpan, iso_seconds};
+use agent_cli_proxy_core::admin::{HistoryBucket, Span, history_buckets};
+
+use super::{bounded, iso_bound};
+use crate::apply::sql_int;
 use crate::error::StorageError;
 use crate::store::Store;
 
@@ -39,21 +42,12 @@ pub struct QuotaHistoryEntry {
     pub resets_at: Option<String>,
 }
 
-/// One history bucket.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct QuotaHistoryBucket {
-    /// Bucket start, `YYYY-MM-DDTHH:MM:SSZ`.
-    pub timestamp: String,
-    /// Latest snapshot per (provider, account, quota_type, model) inside the bucket, in that
-    /// key order.
-    pub snapshots: Vec<QuotaHistoryEntry>,
-}
-
 /// `{"buckets":[…]}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QuotaHistory {
-    /// Every bucket of the span, empty ones included.
-    pub buckets: Vec<QuotaHistoryBucket>,
+    /// Every bucket of the span, empty ones included; inside a bucket the latest snapshot
+    /// per (provider, account, quota_type, model), in that key order.
+    pub buckets: Vec<HistoryBucket<QuotaHistoryEntry>>,
 }
 
 type Key = (String, String, String, Option<String>);
@@ -85,17 +79,16 @@ impl Store {
     /// key inside it; optional exact `provider` and `account` filters.
     pub fn quota_history(
         &self,
-        span: &TimeSpan,
+        span: &Span,
         provider: Option<&str>,
         account: Option<&str>,
     ) -> Result<QuotaHistory, StorageError> {
-        let starts = span.bucket_starts();
-        let width = span.bucket_width_secs();
-        let (Some(&first), Some(&last)) = (starts.first(), starts.last()) else {
+        let Some(span) = bounded(span) else {
             return Ok(QuotaHistory {
                 buckets: Vec::new(),
             });
         };
+        let width = span.width_secs;
         let mut stmt = self.connection().prepare_cached(
             "SELECT id, timestamp, provider, account, quota_type, model, used_pct, remaining,
                remaining_raw, resets_at, raw_json,
@@ -108,9 +101,9 @@ impl Store {
         let mut per_bucket: BTreeMap<i64, BTreeMap<Key, QuotaHistoryEntry>> = BTreeMap::new();
         let rows = stmt.query_map(
             params![
-                iso_seconds(first),
-                iso_seconds(last + width),
-                width as i64,
+                iso_bound(span.first_bucket_secs()),
+                iso_bound(span.last_bucket_secs().saturating_add(width)),
+                sql_int(width),
                 provider,
                 account
             ],
@@ -118,6 +111,7 @@ impl Store {
         )?;
         for row in rows {
             let (s, bucket) = row?;
+            // A timestamp SQLite cannot read has no bucket and is left out.
             let Some(bucket) = bucket else {
                 continue;
             };
@@ -127,6 +121,7 @@ impl Store {
                 s.quota_type.clone(),
                 s.model.clone(),
             );
+            // Rows come oldest first, so the last insert per key is the latest snapshot.
             per_bucket.entry(bucket).or_default().insert(
                 key,
                 QuotaHistoryEntry {
@@ -140,17 +135,13 @@ impl Store {
                 },
             );
         }
-        let buckets = starts
-            .iter()
-            .map(|&s| QuotaHistoryBucket {
-                timestamp: iso_seconds(s),
-                snapshots: per_bucket
-                    .remove(&i64::try_from(s).unwrap_or(i64::MAX))
-                    .map(|m| m.into_values().collect())
-                    .unwrap_or_default(),
-            })
+        let slotted: Vec<(i64, QuotaHistoryEntry)> = per_bucket
+            .into_iter()
+            .flat_map(|(bucket, latest)| latest.into_values().map(move |e| (bucket, e)))
             .collect();
-        Ok(QuotaHistory { buckets })
+        Ok(QuotaHistory {
+            buckets: history_buckets(&span, &slotted),
+        })
     }
 }
 

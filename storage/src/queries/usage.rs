@@ -1,13 +1,13 @@
 //! Usage queries (`control.md` §6.2), the correlator's candidates (§8.3) and the local usage
 //! windows of quota reports (§8.5).
 
-use std::collections::BTreeMap;
-
 use rusqlite::{Row, params};
 use serde::Serialize;
 
-use super::{TimeSpan, iso_seconds};
-use crate::apply::usd;
+use agent_cli_proxy_core::admin::{Span, TrendBucket, TrendRow, trend_buckets};
+
+use super::{bounded, iso_bound};
+use crate::apply::{count, sql_int, usd};
 use crate::error::StorageError;
 use crate::store::Store;
 
@@ -156,21 +156,6 @@ pub struct TrendFilter {
     pub model: Option<String>,
     /// `tool`.
     pub tool: Option<String>,
-}
-
-/// One trend bucket.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TrendBucket {
-    /// Bucket start, `YYYY-MM-DDTHH:MM:SSZ`.
-    pub timestamp: String,
-    /// Non-pending rows started in the bucket.
-    pub requests: i64,
-    /// Σ total tokens.
-    pub tokens: i64,
-    /// Cost in USD.
-    pub cost_usd: f64,
-    /// Exact cost.
-    pub cost_nanousd: i64,
 }
 
 /// `{"buckets":[…]}`.
@@ -416,18 +401,13 @@ impl Store {
     }
 
     /// `/admin/usage/trend`: non-pending rows by `started_at`, every bucket of the span.
-    pub fn usage_trend(
-        &self,
-        span: &TimeSpan,
-        filter: &TrendFilter,
-    ) -> Result<Trend, StorageError> {
-        let starts = span.bucket_starts();
-        let width = span.bucket_width_secs();
-        let (Some(&first), Some(&last)) = (starts.first(), starts.last()) else {
+    pub fn usage_trend(&self, span: &Span, filter: &TrendFilter) -> Result<Trend, StorageError> {
+        let Some(span) = bounded(span) else {
             return Ok(Trend {
                 buckets: Vec::new(),
             });
         };
+        let width = span.width_secs;
         let mut stmt = self.connection().prepare_cached(
             "SELECT CAST(strftime('%s', started_at) AS INTEGER) / ?3 * ?3 AS bucket,
                COUNT(*), SUM(COALESCE(total_tokens, 0)), SUM(cost_nanousd)
@@ -437,48 +417,41 @@ impl Store {
                AND (?6 IS NULL OR tool = ?6)
              GROUP BY bucket",
         )?;
-        let mut found = BTreeMap::new();
-        let rows = stmt.query_map(
-            params![
-                iso_seconds(first),
-                iso_seconds(last + width),
-                width as i64,
-                filter.provider,
-                filter.model,
-                filter.tool
-            ],
-            |r| {
-                Ok((
-                    r.get::<_, Option<i64>>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            },
-        )?;
-        for row in rows {
-            let (bucket, requests, tokens, nano) = row?;
-            if let Some(b) = bucket {
-                found.insert(b, (requests, tokens, nano));
-            }
-        }
-        let buckets = starts
-            .iter()
-            .map(|&s| {
-                let (requests, tokens, nano) = found
-                    .get(&i64::try_from(s).unwrap_or(i64::MAX))
-                    .copied()
-                    .unwrap_or((0, 0, 0));
-                TrendBucket {
-                    timestamp: iso_seconds(s),
-                    requests,
-                    tokens,
-                    cost_usd: usd(nano),
+        let rows = stmt
+            .query_map(
+                params![
+                    iso_bound(span.first_bucket_secs()),
+                    iso_bound(span.last_bucket_secs().saturating_add(width)),
+                    sql_int(width),
+                    filter.provider,
+                    filter.model,
+                    filter.tool
+                ],
+                |r| {
+                    Ok((
+                        r.get::<_, Option<i64>>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                },
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        // A row whose started_at SQLite cannot read has no bucket and is left out.
+        let rows: Vec<TrendRow> = rows
+            .into_iter()
+            .filter_map(|(bucket, requests, tokens, nano)| {
+                Some(TrendRow {
+                    bucket_start_secs: bucket?,
+                    requests: count(requests),
+                    tokens: count(tokens),
                     cost_nanousd: nano,
-                }
+                })
             })
             .collect();
-        Ok(Trend { buckets })
+        Ok(Trend {
+            buckets: trend_buckets(&span, &rows),
+        })
     }
 
     /// A quota report's local window: rows of `account` and `provider` started at or after
