@@ -31,7 +31,7 @@ pub struct CostInput<'a> {
 }
 
 /// `request_logs.cost_status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CostStatus {
     /// Not costed yet (pending rows only).
     Unresolved,

@@ -3,12 +3,12 @@
 
 use agent_cli_proxy_core::exchange::{self as ex, StorageOp};
 
-use crate::op::{AuditInfo, CostStatus, FinalizeRow, Op, PreLogRow, Terminal};
+use crate::op::{AuditInfo, CostStatus, FinalizeRow, Op, Terminal};
 
 /// The writer command for an exchange's storage operation.
 pub fn op_from_exchange(op: StorageOp) -> Op {
     match op {
-        StorageOp::PreLog(row) => Op::PreLog(Box::new(prelog(*row))),
+        StorageOp::PreLog(row) => Op::PreLog(row),
         StorageOp::CheckpointUsage { row_id, columns } => Op::CheckpointUsage {
             id: row_id,
             tokens: columns,
@@ -23,25 +23,6 @@ pub fn op_from_exchange(op: StorageOp) -> Op {
             message,
             now: at,
         },
-    }
-}
-
-fn prelog(r: ex::PreLogRow) -> PreLogRow {
-    PreLogRow {
-        request_id: r.request_id,
-        provider: r.provider,
-        model: r.model,
-        tool: r.tool,
-        client_id: r.client_id,
-        agent: r.agent,
-        user_agent: r.user_agent,
-        source_ip: r.source_ip,
-        msg_id: r.msg_id,
-        path: r.path,
-        streamed: r.streamed,
-        proxy_api_key_id: r.proxy_api_key_id,
-        started_at: r.started_at,
-        meta_json: r.meta_json,
     }
 }
 

@@ -10,41 +10,8 @@ use std::sync::Arc;
 use agent_cli_proxy_core::secret::Secret;
 use agent_cli_proxy_core::usage::{Convention, TokenColumns};
 
-/// `cost_status` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum CostStatus {
-    /// Not costed yet (only while `pending`).
-    Unresolved,
-    /// Costed, `cost_nanousd > 0`.
-    Ok,
-    /// No price, overflow or a zero cost; the backfill retries it.
-    Pending,
-    /// The model cannot be priced.
-    Unsupported,
-}
-
-impl CostStatus {
-    /// The column value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CostStatus::Unresolved => "unresolved",
-            CostStatus::Ok => "ok",
-            CostStatus::Pending => "pending",
-            CostStatus::Unsupported => "unsupported",
-        }
-    }
-
-    /// Parses a column value.
-    pub fn parse(s: &str) -> Option<CostStatus> {
-        match s {
-            "unresolved" => Some(CostStatus::Unresolved),
-            "ok" => Some(CostStatus::Ok),
-            "pending" => Some(CostStatus::Pending),
-            "unsupported" => Some(CostStatus::Unsupported),
-            _ => None,
-        }
-    }
-}
+/// `cost_status` values: the core's.
+pub use agent_cli_proxy_core::cost::CostStatus;
 
 /// Terminal `lifecycle_status` values a finalize may write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,40 +35,8 @@ impl Terminal {
     }
 }
 
-/// The pre-logged row of an LLM call (`datapath.md` §14.1). Token columns, costs and flags
-/// start at 0, `lifecycle_status`/`cost_status` at `pending`/`unresolved`, `source` at
-/// `proxy`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PreLogRow {
-    /// UUID v4 of the request.
-    pub request_id: String,
-    /// Resolved provider id.
-    pub provider: String,
-    /// Requested model, or `unknown`.
-    pub model: String,
-    /// Detected tool.
-    pub tool: String,
-    /// Client id.
-    pub client_id: String,
-    /// Agent name, if any.
-    pub agent: Option<String>,
-    /// `user-agent` header.
-    pub user_agent: Option<String>,
-    /// Peer address.
-    pub source_ip: Option<String>,
-    /// `x-request-id` of the client.
-    pub msg_id: Option<String>,
-    /// Request path without query.
-    pub path: String,
-    /// The request asked for a stream.
-    pub streamed: bool,
-    /// Managed key id.
-    pub proxy_api_key_id: Option<i64>,
-    /// Entry time, ISO-8601 UTC with milliseconds and `Z`.
-    pub started_at: String,
-    /// `{"method":…,"originator":…,"session_id":…}`.
-    pub meta_json: String,
-}
+/// The pre-logged row of an LLM call (`datapath.md` §14.1): the core's exchange decides it.
+pub use agent_cli_proxy_core::exchange::PreLogRow;
 
 /// Who computed a cost and how, for the `cost_audit` row (`accounting.md` §6.1).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

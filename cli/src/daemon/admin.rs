@@ -6,7 +6,7 @@ use agent_cli_proxy_core::admin::{self, AdminRequest, DayOrRange};
 use agent_cli_proxy_core::exchange::Level;
 use agent_cli_proxy_core::head::{Reply, RequestHead};
 use agent_cli_proxy_core::pricing::cache_file::match_to_json;
-use agent_cli_proxy_storage::queries::{LogFilter, TimeSpan, TrendFilter};
+use agent_cli_proxy_storage::queries::{LogFilter, TrendFilter};
 use agent_cli_proxy_storage::{NewApiKey, Op, Reply as StoreReply, StorageError};
 use serde_json::json;
 
@@ -74,10 +74,6 @@ fn run(d: &Daemon, req: AdminRequest) -> Result<Reply, StorageError> {
                 model,
                 tool,
             };
-            let span = TimeSpan {
-                start: span.start,
-                end: span.end,
-            };
             admin::ok(&r.with(|s| s.usage_trend(&span, &filter))?)
         }
         AdminRequest::Stats => admin::ok(&r.with(|s| s.stats())?),
@@ -127,10 +123,6 @@ fn run(d: &Daemon, req: AdminRequest) -> Result<Reply, StorageError> {
             provider,
             account,
         } => {
-            let span = TimeSpan {
-                start: span.start,
-                end: span.end,
-            };
             admin::ok(&r.with(|s| s.quota_history(&span, provider.as_deref(), account.as_deref()))?)
         }
         AdminRequest::Providers => admin::ok(&d.config.providers.admin_json()),

@@ -5,16 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use agent_cli_proxy_core::config::Config;
-use agent_cli_proxy_core::cost::{self, CostInput};
 use agent_cli_proxy_core::exchange::Level;
 use agent_cli_proxy_core::pricing::cache_file::{from_cache_file, to_cache_file};
 use agent_cli_proxy_core::pricing::{PriceTable, Pricer};
-use agent_cli_proxy_core::provider::ProviderType;
 use agent_cli_proxy_core::time::UnixMillis;
-use agent_cli_proxy_core::usage::{Convention, UsageRecord};
-use agent_cli_proxy_storage::{
-    AuditInfo, CostStatus, RecostResult, RecostRow, Recoster, SharedRecoster,
-};
+use agent_cli_proxy_storage::{CoreRecoster, SharedPricer, SharedRecoster};
 use serde_json::json;
 
 use super::Logger;
@@ -94,17 +89,17 @@ impl PricingState {
         Ok(table)
     }
 
-    /// A recoster over the current prices.
+    /// A recoster over the current prices (storage's, over the core's cost rules).
     pub fn recoster(&self, config: &Arc<Config>) -> SharedRecoster {
         let pricer = Pricer::new(
             self.table(),
             config.pricing_overrides.clone(),
             config.pricing_aliases.clone(),
         );
-        Arc::new(PricerRecoster {
-            pricer,
-            config: Arc::clone(config),
-        })
+        Arc::new(CoreRecoster::new(
+            SharedPricer::new(pricer),
+            &config.providers,
+        ))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Loaded> {
@@ -138,52 +133,4 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
-}
-
-/// Re-costs rows from their columns with the core's cost rules.
-struct PricerRecoster {
-    pricer: Pricer,
-    config: Arc<Config>,
-}
-
-impl Recoster for PricerRecoster {
-    fn recost(&self, row: &RecostRow) -> RecostResult {
-        let convention = row.usage_convention.unwrap_or_else(|| {
-            let anthropic = row.provider == "anthropic"
-                || self
-                    .config
-                    .providers
-                    .get(&row.provider)
-                    .is_some_and(|p| p.kind == ProviderType::Anthropic);
-            if anthropic {
-                Convention::Anthropic
-            } else {
-                Convention::OpenAi
-            }
-        });
-        let usage = UsageRecord::from_columns(convention, &row.tokens);
-        let actual_provider = self
-            .config
-            .providers
-            .actual_provider(row.actual_model.as_deref(), &row.provider);
-        let costed = cost::cost(
-            &self.pricer,
-            &CostInput {
-                usage: &usage,
-                model: &row.model,
-                actual_model: row.actual_model.as_deref(),
-                provider: &row.provider,
-                actual_provider: Some(&actual_provider),
-            },
-        );
-        RecostResult {
-            cost_nanousd: costed.cost_nanousd,
-            cost_status: CostStatus::parse(costed.status.as_str()).unwrap_or(CostStatus::Pending),
-            audit: AuditInfo {
-                model: Some(costed.priced_model),
-                provider: Some(row.provider.clone()),
-                source: costed.source.as_str().to_owned(),
-            },
-        }
-    }
 }

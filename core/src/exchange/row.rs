@@ -12,7 +12,7 @@ use crate::time::UnixMillis;
 use crate::usage::{Convention, TokenColumns, UsageRecord};
 
 /// The columns of a pending row, inserted before any upstream byte is written.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PreLogRow {
     /// `request_id` (UUID v4).
     pub request_id: String,
