@@ -18,6 +18,10 @@ use async_io::{Async, Timer};
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncWriteExt, future};
 
+/// How long [`Client::linger_close`] drains, at most.
+const LINGER: Duration = Duration::from_millis(500);
+/// How many bytes [`Client::linger_close`] drains, at most.
+const LINGER_BYTES: usize = 1_048_576;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
 /// Bytes read ahead (pipelined requests) while a response is pending; past this the shell
@@ -207,6 +211,25 @@ impl Client {
             }
         }
         Ok(body.freeze())
+    }
+
+    /// Closes after a response that ends the connection: the write side first, then unread
+    /// request bytes are drained for a short while, so the kernel does not answer them with
+    /// a reset that could destroy the response before the client reads it (a 413, 414 or
+    /// 431 sent while the client is still sending).
+    pub async fn linger_close(&mut self) {
+        let _ = self.stream.get_ref().shutdown(std::net::Shutdown::Write);
+        let drain = async {
+            let mut drained = 0usize;
+            while drained < LINGER_BYTES {
+                self.buf.clear();
+                match self.fill().await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => drained += n,
+                }
+            }
+        };
+        let _ = crate::server::timeout(LINGER, drain).await;
     }
 
     /// The current response is written: the decoder may release the next request.

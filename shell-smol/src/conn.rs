@@ -44,15 +44,20 @@ pub async fn serve(shared: Arc<Shared>, stream: Async<TcpStream>, peer: SocketAd
     loop {
         match client.decoder.decode(&mut client.buf) {
             Err(e) => {
-                let _ = client
+                if client
                     .send_reply(e.reply(), false, limits.write_stall)
-                    .await;
+                    .await
+                    == After::Close
+                {
+                    client.linger_close().await;
+                }
                 return;
             }
             Ok(Some(RequestEvent::Head(head, _framing))) => {
                 head_deadline = None;
                 served_one = true;
                 if handle(&shared, &mut client, head).await == After::Close {
+                    client.linger_close().await;
                     return;
                 }
                 client.response_done();

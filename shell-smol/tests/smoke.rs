@@ -1,11 +1,15 @@
 //! Smoke test of the smol daemon, in-process: `serve_with_shutdown` on a free port against a
 //! fake upstream on a std `TcpListener` thread, with a `file://` pricing document.
 //!
-//! One daemon serves every case in order (starting one costs a database, a writer thread and
-//! a pricing load): `/health`, a JSON `/v1/messages` call whose row is finalized with the
-//! exact tokens and cost of `accounting.md` §7 W1, an SSE stream relayed byte-exact with
-//! its row completed, 431 for 101 headers, pipelined requests answered in order, and the
-//! stop hook's clean shutdown.
+//! Two daemons, each serving its cases in order (starting one costs a database, a writer
+//! thread and a pricing load). The first: `/health`, a JSON `/v1/messages` call whose row is
+//! finalized with the exact tokens and cost of `accounting.md` §7 W1, an SSE stream relayed
+//! byte-exact (terminal `message_stop` included) with its row completed, 431 for 101
+//! headers, pipelined requests answered in order, and the stop hook's clean shutdown. The
+//! second, with short limits: header read timeout, body idle 408, keep-alive idle, 414,
+//! HTTP/1.0.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -61,6 +65,73 @@ fn smol_daemon_serves_proxies_accounts_and_stops() {
         TcpStream::connect(("127.0.0.1", port)).is_err(),
         "the listener is closed after shutdown"
     );
+}
+
+#[test]
+fn smol_daemon_enforces_its_connection_timers_and_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // Port 1 refuses connections: nothing here may reach an upstream.
+    let env = environment(dir.path(), port, 1);
+    let limits = Limits {
+        header_read_timeout: Duration::from_millis(300),
+        keep_alive_idle: Duration::from_millis(300),
+        body_idle: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let (stop_tx, stop_rx) = async_channel::bounded(1);
+    let server = std::thread::spawn(move || serve_with_shutdown(env, limits, stop_rx));
+    wait_for_health(port);
+
+    // A head that stops half-way: closed after the header read timeout, with no response.
+    let (bytes, waited) = read_until_closed(port, b"GET /hea");
+    assert!(bytes.is_empty(), "no response to a slow head");
+    assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(5));
+
+    // A body that stops: 408 E23 after the body idle time, then close.
+    let (bytes, waited) = read_until_closed(
+        port,
+        b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n{}",
+    );
+    let resp = read_response(&mut BufReader::new(bytes.as_slice()));
+    assert_eq!(resp.status, 408);
+    assert_eq!(resp.body, br#"{"error":"request body timeout"}"#);
+    assert!(waited >= Duration::from_millis(250));
+
+    // Keep-alive idle: the connection closes after a response and the idle time.
+    let (bytes, waited) = read_until_closed(port, b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert!(bytes.starts_with(b"HTTP/1.1 200"));
+    assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(5));
+
+    // A 70 KiB target: 414 and close.
+    let long = format!("GET /{} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(70 * 1024));
+    let (bytes, _) = read_until_closed(port, long.as_bytes());
+    assert_eq!(
+        read_response(&mut BufReader::new(bytes.as_slice())).status,
+        414
+    );
+
+    // An HTTP/1.0 request gets an HTTP/1.0-compatible, closing answer.
+    let (bytes, _) = read_until_closed(port, b"GET /health HTTP/1.0\r\n\r\n");
+    let resp = read_response(&mut BufReader::new(bytes.as_slice()));
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("connection"), Some("close"));
+
+    stop_tx.send_blocking(()).unwrap();
+    assert_eq!(server.join().unwrap(), ExitCode::SUCCESS);
+}
+
+/// Sends `request`, then reads until the server closes; returns the bytes and the time.
+fn read_until_closed(port: u16, request: &[u8]) -> (Vec<u8>, Duration) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    stream.write_all(request).unwrap();
+    let mut all = Vec::new();
+    stream.read_to_end(&mut all).unwrap();
+    (all, started.elapsed())
 }
 
 fn health_answers_with_security_headers(port: u16) {
