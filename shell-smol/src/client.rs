@@ -3,7 +3,7 @@
 //! stall) and the read-side watch that notices a client going away while its response is
 //! pending (`datapath.md` §13.7).
 
-use std::io;
+use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -104,10 +104,26 @@ impl Client {
 
     /// Reads once into the buffer; `Ok(0)` is EOF (reported to the decoder).
     pub async fn fill(&mut self) -> io::Result<usize> {
-        let mut chunk = [0u8; READ_CHUNK];
-        let n = future::poll_fn(|cx| Pin::new(&mut &self.stream).poll_read(cx, &mut chunk)).await?;
-        self.take_read(&chunk[..n]);
-        Ok(n)
+        loop {
+            // The read buffer lives only between awaits, so an idle connection's task does
+            // not carry 16 KiB of stack in its state.
+            let read = {
+                let mut chunk = [0u8; READ_CHUNK];
+                match self.stream.get_ref().read(&mut chunk) {
+                    Ok(n) => {
+                        self.take_read(chunk.get(..n).unwrap_or_default());
+                        Some(Ok(n))
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
+                    Err(e) => Some(Err(e)),
+                }
+            };
+            match read {
+                Some(result) => return result,
+                None => self.stream.readable().await?,
+            }
+        }
     }
 
     /// Watches the read side while a response is pending: bytes that arrive are kept for
