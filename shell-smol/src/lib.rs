@@ -1,1 +1,170 @@
-//! agent-cli-proxy on smol + async-io.
+//! agent-cli-proxy on smol + async-io: the lightweight build.
+//!
+//! The same daemon as `shell-tokio`, without tokio and hyper: the client side of every
+//! connection is framed by the core's sans-IO HTTP/1.1 codec (`agent_cli_proxy_core::http1`)
+//! over `async_io::Async<TcpStream>`, with this shell's own timers for the limits of
+//! `datapath.md` §1, and the upstream client uses the same codec, with a small idle pool
+//! and rustls (ring) through futures-rustls for `https`. Everything runtime-agnostic is
+//! shared with the tokio build (`agent_cli_proxy_cli::daemon`), and every decision is the
+//! core's: the shell moves bytes, sleeps until deadlines and talks to storage.
+//!
+//! Runtime: one `async_executor::Executor` run by the calling thread plus
+//! `available_parallelism − 1` worker threads (each drives the async-io reactor when it is
+//! idle); blocking reads (SQLite readers, files, DNS) run on the `blocking` pool.
+//!
+//! Choices where the spec is silent, beside those of the modules:
+//! * [`serve_with_shutdown`] (the tests' hook) installs no signal handlers: the caller owns
+//!   the shutdown, which logs `shutdown.signal` with `signal: "stop"` and exits with 0.
+
+mod admin;
+mod client;
+mod conn;
+mod drive;
+mod latch;
+mod loops;
+mod proxy;
+mod ready;
+mod server;
+mod upstream;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_cli_proxy_cli::Shell;
+use agent_cli_proxy_cli::daemon::{Daemon, seed};
+use agent_cli_proxy_core::exchange::Level;
+use async_executor::Executor;
+
+pub use server::Limits;
+
+/// The smol shell for the shared CLI.
+pub struct SmolShell;
+
+impl Shell for SmolShell {
+    fn serve(&self, env: BTreeMap<String, String>) -> ExitCode {
+        serve_with(env, Limits::default())
+    }
+
+    fn probe(&self, method: &str, url: &str, timeout: Duration) -> Result<u16, String> {
+        let method = http::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+        async_io::block_on(async {
+            let up = upstream::Upstream::new();
+            server::timeout(timeout, up.probe(method, url))
+                .await
+                .ok_or_else(|| format!("timed out after {}ms", timeout.as_millis()))?
+        })
+    }
+
+    fn binary_name(&self) -> &'static str {
+        "agent-cli-proxy-smol"
+    }
+
+    fn fetch(&self, url: &str, timeout: Duration) -> Result<Vec<u8>, String> {
+        async_io::block_on(async {
+            let up = upstream::Upstream::new();
+            server::timeout(timeout, up.fetch_document(url))
+                .await
+                .ok_or_else(|| format!("timed out after {}ms", timeout.as_millis()))?
+                .map(|b| b.to_vec())
+        })
+    }
+}
+
+/// Runs the daemon with the given environment and limits until a signal (SIGTERM, SIGINT,
+/// SIGHUP), then the shutdown sequence; returns the exit code.
+pub fn serve_with(env: BTreeMap<String, String>, limits: Limits) -> ExitCode {
+    serve_inner(env, limits, server::Trigger::Signals)
+}
+
+/// Same as [`serve_with`], but the shutdown starts when `stop` receives a value or is
+/// closed, and no signal handler is installed (for in-process tests). Exits with 0.
+pub fn serve_with_shutdown(
+    env: BTreeMap<String, String>,
+    limits: Limits,
+    stop: async_channel::Receiver<()>,
+) -> ExitCode {
+    serve_inner(env, limits, server::Trigger::Channel(stop))
+}
+
+/// The binary's `main`: the shared CLI with this shell.
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    agent_cli_proxy_cli::main_with(args, &SmolShell)
+}
+
+/// Entry point for the black-box tests, which re-execute their own binary as the daemon:
+/// the arguments come from `ACP_TEST_ARGS` (separated by U+001F), not from the test
+/// harness's argv.
+pub fn child_main() -> ExitCode {
+    let args = std::env::var("ACP_TEST_ARGS").unwrap_or_else(|_| "serve".to_owned());
+    let argv = std::iter::once(OsString::from("agent-cli-proxy-smol")).chain(
+        args.split('\u{1f}')
+            .filter(|a| !a.is_empty())
+            .map(OsString::from),
+    );
+    main_with_args(argv)
+}
+
+fn serve_inner(
+    env: BTreeMap<String, String>,
+    limits: Limits,
+    trigger: server::Trigger,
+) -> ExitCode {
+    let Ok(daemon) = Daemon::prepare(&env, seed()) else {
+        return ExitCode::from(1);
+    };
+    let ex = Arc::new(Executor::new());
+    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+    let threads = match spawn_workers(&ex, &stop_rx) {
+        Ok(t) => t,
+        Err(e) => {
+            daemon.logger.event(
+                Level::Error,
+                "startup.error",
+                &format!("cannot start the runtime: {e}"),
+                vec![],
+            );
+            daemon.shutdown_storage();
+            daemon.logger.flush();
+            return ExitCode::from(1);
+        }
+    };
+    let code = async_io::block_on(ex.run(server::run(daemon, limits, trigger, Arc::clone(&ex))));
+    drop(stop_tx);
+    for t in threads {
+        let _ = t.join();
+    }
+    code
+}
+
+/// `available_parallelism − 1` threads that run the executor (the caller's thread is the
+/// last one) until `stop` closes.
+fn spawn_workers(
+    ex: &Arc<Executor<'static>>,
+    stop: &async_channel::Receiver<()>,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .saturating_sub(1);
+    let mut threads = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let ex = Arc::clone(ex);
+        let stop = stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("acp-worker".to_owned())
+            .spawn(move || {
+                let _ = async_io::block_on(ex.run(async move { stop.recv().await }));
+            });
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                // The threads already started stop once `stop` closes (dropped by the caller).
+                return Err(e);
+            }
+        }
+    }
+    Ok(threads)
+}

@@ -1,3 +1,5 @@
-fn main() {
-    eprintln!("agent-cli-proxy-smol: serve is not built yet");
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    agent_cli_proxy_smol::main_with_args(std::env::args_os())
 }

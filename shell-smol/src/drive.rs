@@ -1,0 +1,370 @@
+//! The drive loop (`style.md` §4): feeds one exchange its inputs and performs its outputs,
+//! in the order and with the inputs of `shell-tokio/src/drive.rs`. It decides nothing:
+//! every status, header, retry, usage figure and row field comes from the core.
+//!
+//! Unlike the tokio shell, the loop runs on the connection's own task and writes the
+//! response itself with the core's encoder, so "the client can take more" is simply "the
+//! previous write finished": upstream bytes are read only between writes, one chunk (at
+//! most 16 KiB) at a time, and a flush is forced once 64 KiB are queued, which keeps the
+//! relay within the 64 KiB of `datapath.md` §13.4. Writes are bounded by the write-stall
+//! limit (O12). While waiting, the loop watches the client's read side, so a client that
+//! goes away is noticed at once (`datapath.md` §13.7).
+//!
+//! One input the tokio shell cannot give: `handle_upstream_written` once the whole request
+//! is on the wire, so a `POST` body is dropped then (`datapath.md` §5).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+use agent_cli_proxy_core::exchange::{
+    Downstream, Exchange, ExchangeEvent, StorageFailure, StorageOp, UpstreamFailure, UpstreamOp,
+};
+use agent_cli_proxy_core::gate;
+use agent_cli_proxy_core::http1::{
+    BodyFraming, ResponseEvent, encode_body, encode_end, encode_reply,
+};
+use agent_cli_proxy_core::time::Instant;
+use agent_cli_proxy_storage::Reply as StoreReply;
+use agent_cli_proxy_storage::from_core::op_from_exchange;
+use agent_cli_proxy_storage::{PendingReply, StorageError};
+use async_io::Timer;
+use bytes::BytesMut;
+use futures_lite::future;
+
+use crate::client::{After, Client, WriteError};
+use crate::conn::InFlight;
+use crate::server::Shared;
+use crate::upstream::UpConn;
+
+/// Queued response bytes that force a write before the next upstream read.
+const FLUSH_AT: usize = 64 * 1024;
+
+type SendFuture = Pin<Box<dyn Future<Output = Result<UpConn, UpstreamFailure>> + Send>>;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Awaited {
+    PreLog,
+    Finalize,
+}
+
+/// Releases a request's share of the global body budget when dropped.
+pub struct BudgetCharge {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) bytes: u64,
+}
+
+impl Drop for BudgetCharge {
+    fn drop(&mut self) {
+        self.shared.daemon.release_body(self.bytes);
+    }
+}
+
+/// The upstream side of the exchange.
+enum Up {
+    None,
+    /// Connecting and writing the request.
+    Sending(SendFuture),
+    /// Reading the response; `head` once its head was fed.
+    Reading {
+        conn: UpConn,
+        head: bool,
+    },
+}
+
+/// Where the client response stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Resp {
+    NotStarted,
+    Streaming { framing: BodyFraming, close: bool },
+    Done { close: bool },
+    Cut,
+}
+
+enum Input {
+    Shutdown,
+    Storage(Awaited, Result<StoreReply, StorageFailure>),
+    Written(Result<UpConn, UpstreamFailure>),
+    Upstream(Result<ResponseEvent, UpstreamFailure>),
+    ClientGone,
+    Timeout,
+}
+
+/// Runs `ex` to its end, writing its response to `client`. Returns whether the connection
+/// can serve another request.
+pub async fn drive(
+    shared: &Arc<Shared>,
+    mut ex: Box<Exchange>,
+    client: &mut Client,
+    secure: bool,
+    charge: BudgetCharge,
+) -> After {
+    let d = &shared.daemon;
+    let stall = shared.limits.write_stall;
+    // Counted apart from the request, as in the tokio shell's drive loop.
+    let _running = InFlight::new(&shared.in_flight);
+    let mut resp = Resp::NotStarted;
+    let mut client_dead = false;
+    let mut out = BytesMut::new();
+    let mut awaited: Option<(Awaited, PendingReply)> = None;
+    let mut up = Up::None;
+    let mut charge = Some(charge);
+    let mut shutdown = Box::pin(shared.abort_exchanges.wait());
+    let mut shutdown_seen = shared.abort_exchanges.is_fired();
+    let mut timer = Timer::never();
+    if shutdown_seen {
+        ex.handle_shutdown(d.now());
+    }
+    loop {
+        // Drain in the documented order; inputs discovered while draining are fed after.
+        let mut client_gone = false;
+        let mut stalled = false;
+        let mut storage_errors: Vec<(Awaited, StorageFailure)> = Vec::new();
+        while let Some(op) = ex.poll_storage() {
+            let kind = match &op {
+                StorageOp::CheckpointUsage { .. } => {
+                    // Fire-and-forget: a full queue drops it (boot recovery costs from input).
+                    let _ = d.writer.try_send(op_from_exchange(op));
+                    continue;
+                }
+                StorageOp::PreLog(_) => Awaited::PreLog,
+                StorageOp::Finalize(_) | StorageOp::FinalizeFallback { .. } => Awaited::Finalize,
+            };
+            match d.writer.submit(op_from_exchange(op)).await {
+                Ok(pending) => awaited = Some((kind, pending)),
+                Err(e) => storage_errors.push((kind, failure(&e))),
+            }
+        }
+        while let Some(op) = ex.poll_upstream() {
+            match op {
+                UpstreamOp::Send { request, .. } => {
+                    let upstream = shared.upstream.clone();
+                    up = Up::Sending(Box::pin(upstream.send(request)));
+                }
+                UpstreamOp::Cancel => up = Up::None,
+            }
+        }
+        while let Some(output) = ex.poll_downstream() {
+            queue(client, &mut resp, &mut out, output, secure);
+            if out.len() >= FLUSH_AT && !(client_dead || client_gone || stalled) {
+                flush(client, &mut out, stall, &mut client_gone, &mut stalled).await;
+            }
+        }
+        let writable = !(client_dead || client_gone || stalled);
+        if writable && !out.is_empty() {
+            flush(client, &mut out, stall, &mut client_gone, &mut stalled).await;
+        }
+        out.clear();
+        client_dead |= client_gone || stalled;
+        let mut finished = false;
+        while let Some(ev) = ex.poll_event() {
+            match ev {
+                ExchangeEvent::Finished => finished = true,
+                other => d.handle_event(other),
+            }
+        }
+        if finished {
+            return match resp {
+                Resp::Done { close: false } if !client_dead => After::Keep,
+                _ => After::Close,
+            };
+        }
+        let now = d.now();
+        if let Some((kind, f)) = storage_errors.pop() {
+            feed_storage(&mut ex, kind, Err(f), now);
+            continue;
+        }
+        if stalled {
+            ex.handle_client_stalled(now);
+            continue;
+        }
+        if client_gone {
+            ex.handle_client_gone(now);
+            continue;
+        }
+
+        let deadline = ex.poll_timeout().map(|(t, _)| shared.instant(t));
+        match deadline {
+            Some(t) => timer.set_at(t),
+            None => timer = Timer::never(),
+        }
+        let wants_body = ex.wants_upstream_body();
+        let watch_client = !client_dead && !matches!(resp, Resp::Cut);
+        let input = future::poll_fn(|cx| {
+            if !shutdown_seen && shutdown.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Input::Shutdown);
+            }
+            if let Some((kind, pending)) = awaited.as_mut()
+                && let Poll::Ready(res) = Pin::new(pending).poll(cx)
+            {
+                return Poll::Ready(Input::Storage(*kind, res.map_err(|e| failure(&e))));
+            }
+            match &mut up {
+                Up::Sending(fut) => {
+                    if let Poll::Ready(res) = fut.as_mut().poll(cx) {
+                        return Poll::Ready(Input::Written(res));
+                    }
+                }
+                Up::Reading { conn, head } if !*head || wants_body => {
+                    if let Poll::Ready(res) = conn.poll_event(cx) {
+                        return Poll::Ready(Input::Upstream(res));
+                    }
+                }
+                Up::Reading { .. } | Up::None => {}
+            }
+            if watch_client && client.poll_closed(cx).is_ready() {
+                return Poll::Ready(Input::ClientGone);
+            }
+            if deadline.is_some() && Pin::new(&mut timer).poll(cx).is_ready() {
+                return Poll::Ready(Input::Timeout);
+            }
+            Poll::Pending
+        })
+        .await;
+        match input {
+            Input::Shutdown => {
+                shutdown_seen = true;
+                ex.handle_shutdown(d.now());
+            }
+            Input::Storage(kind, res) => {
+                awaited = None;
+                feed_storage(&mut ex, kind, res, d.now());
+            }
+            Input::Written(Ok(conn)) => {
+                up = Up::Reading { conn, head: false };
+                ex.handle_upstream_written(d.now());
+            }
+            Input::Written(Err(f)) => {
+                up = Up::None;
+                ex.handle_upstream_error(f, d.now());
+            }
+            Input::Upstream(Ok(ResponseEvent::Head(head, _))) => {
+                if let Up::Reading { head: seen, .. } = &mut up {
+                    *seen = true;
+                }
+                // The exchange keeps the request body only until a head arrives.
+                charge.take();
+                ex.handle_upstream_head(head, d.now());
+            }
+            Input::Upstream(Ok(ResponseEvent::Body(data))) => {
+                ex.handle_upstream_body(data, d.now());
+            }
+            Input::Upstream(Ok(ResponseEvent::End)) => {
+                if let Up::Reading { conn, .. } = std::mem::replace(&mut up, Up::None) {
+                    conn.finish();
+                }
+                ex.handle_upstream_end(d.now());
+            }
+            Input::Upstream(Err(f)) => {
+                up = Up::None;
+                ex.handle_upstream_error(f, d.now());
+            }
+            Input::ClientGone => {
+                client_dead = true;
+                ex.handle_client_gone(d.now());
+            }
+            Input::Timeout => ex.handle_timeout(d.now()),
+        }
+    }
+}
+
+/// Encodes one downstream output into `out`, tracking where the response stands.
+fn queue(
+    client: &mut Client,
+    resp: &mut Resp,
+    out: &mut BytesMut,
+    output: Downstream,
+    secure: bool,
+) {
+    match output {
+        Downstream::Reply(mut reply) => {
+            if *resp == Resp::NotStarted {
+                gate::apply_security_headers(&mut reply.headers, secure);
+                let encoded = encode_reply(&reply, client.decoder.current());
+                out.extend_from_slice(&encoded.bytes);
+                client.responded = true;
+                *resp = Resp::Done {
+                    close: encoded.close,
+                };
+            }
+        }
+        Downstream::Head {
+            status,
+            mut headers,
+            content_length,
+        } => {
+            if *resp != Resp::NotStarted {
+                return;
+            }
+            gate::apply_security_headers(&mut headers, secure);
+            let Some(info) = client.decoder.current() else {
+                *resp = Resp::Cut;
+                return;
+            };
+            let start = info.start_response(status, &headers, content_length, false);
+            out.extend_from_slice(&start.head);
+            client.responded = true;
+            *resp = Resp::Streaming {
+                framing: start.framing,
+                close: start.close,
+            };
+        }
+        Downstream::Body(bytes) => {
+            if let Resp::Streaming { framing, .. } = *resp {
+                out.extend_from_slice(&encode_body(framing, bytes));
+            }
+        }
+        Downstream::End => {
+            if let Resp::Streaming { framing, close } = *resp {
+                out.extend_from_slice(&encode_end(framing));
+                *resp = Resp::Done { close };
+            }
+        }
+        Downstream::Abort => {
+            // Bytes already released still go out; the end-of-body marker never does.
+            *resp = Resp::Cut;
+        }
+    }
+}
+
+async fn flush(
+    client: &mut Client,
+    out: &mut BytesMut,
+    stall: std::time::Duration,
+    client_gone: &mut bool,
+    stalled: &mut bool,
+) {
+    match client.write_all(out, stall).await {
+        Ok(()) => {}
+        Err(WriteError::Gone) => *client_gone = true,
+        Err(WriteError::Stalled) => *stalled = true,
+    }
+    out.clear();
+}
+
+fn feed_storage(
+    ex: &mut Exchange,
+    kind: Awaited,
+    res: Result<StoreReply, StorageFailure>,
+    now: Instant,
+) {
+    match kind {
+        Awaited::PreLog => {
+            let res = res.and_then(|r| match r {
+                StoreReply::RowId(id) => Ok(id),
+                other => Err(StorageFailure {
+                    message: format!("unexpected reply {other:?}"),
+                }),
+            });
+            ex.handle_prelog(res, now);
+        }
+        Awaited::Finalize => ex.handle_finalized(res.map(|_| ()), now),
+    }
+}
+
+fn failure(e: &StorageError) -> StorageFailure {
+    StorageFailure {
+        message: e.to_string(),
+    }
+}

@@ -1,0 +1,606 @@
+//! The upstream HTTP client: the core's HTTP/1.1 codec (`encode_request`,
+//! `ResponseDecoder`) over `Async<TcpStream>` with TCP_NODELAY, rustls (ring) through
+//! futures-rustls with the platform's root certificates for `https`, and a small idle pool
+//! per authority. Redirects are never followed on the data path (the core turns a 3xx into
+//! E20); the pricing fetch follows at most 5.
+//!
+//! Failure classes follow `shell-tokio/src/upstream.rs` (hyper's): name resolution, TCP
+//! connect and TLS handshake failures are `Connect` with `written: false`; anything after
+//! the connection is up is `Read`, with resets and truncations reported as
+//! `upstream connection reset`.
+//!
+//! Choices where the spec is silent:
+//! * A pooled connection is checked with a non-blocking `peek` before reuse: EOF, an error
+//!   or stray bytes drop it. If writing the request on a reused connection still fails, the
+//!   request is written once more on a fresh connection (nothing was processed, as hyper's
+//!   pool does for a connection closed under it).
+//! * Idle connections live at most 90 s, at most 64 per authority (hyper's settings in the
+//!   tokio build).
+//! * The TLS configuration (and the platform root store) is loaded on the first `https`
+//!   request, which keeps an `http`-only daemon's memory small.
+//! * A TLS peer that closes without `close_notify` ends a close-delimited body like a TCP
+//!   EOF would.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use agent_cli_proxy_core::errors::NetworkErrorName;
+use agent_cli_proxy_core::exchange::{UpstreamFailure, UpstreamRequest};
+use agent_cli_proxy_core::head::ResponseHead;
+use agent_cli_proxy_core::http1::{FramingError, ResponseDecoder, ResponseEvent, encode_request};
+use async_io::Async;
+use bytes::{Bytes, BytesMut};
+use futures_lite::io::{AsyncRead, AsyncWrite};
+use futures_lite::{AsyncWriteExt, future};
+use futures_rustls::TlsConnector;
+use futures_rustls::client::TlsStream;
+use http::header::{HOST, HeaderValue, LOCATION};
+use http::{HeaderMap, Method, Uri};
+
+/// How long an idle pooled connection may be reused.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+/// Most idle connections kept per authority.
+const POOL_MAX_PER_KEY: usize = 64;
+/// Bytes asked of the socket per read: chunks handed to the exchange stay this small.
+const READ_CHUNK: usize = 16 * 1024;
+/// Largest pricing document (`accounting.md` §4.1).
+const MAX_DOCUMENT: usize = 67_108_864;
+/// Bodies up to this size are written together with the head in one write.
+const COALESCE: usize = 64 * 1024;
+
+/// The shared upstream client.
+#[derive(Clone)]
+pub struct Upstream {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tls: OnceLock<TlsConnector>,
+    pool: Mutex<BTreeMap<String, Vec<(std::time::Instant, Io)>>>,
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        Upstream::new()
+    }
+}
+
+/// A plain or TLS connection.
+pub enum Io {
+    /// `http`.
+    Plain(Async<TcpStream>),
+    /// `https`.
+    Tls(Box<TlsStream<Async<TcpStream>>>),
+}
+
+/// An upstream response being read, on the connection that carries it.
+pub struct UpConn {
+    io: Io,
+    decoder: ResponseDecoder,
+    buf: BytesMut,
+    key: String,
+    client: Upstream,
+}
+
+impl Upstream {
+    /// An empty client; TLS is set up on first use.
+    pub fn new() -> Upstream {
+        Upstream {
+            inner: Arc::new(Inner {
+                tls: OnceLock::new(),
+                pool: Mutex::new(BTreeMap::new()),
+            }),
+        }
+    }
+
+    /// Sends one attempt: connects (or reuses a pooled connection) and writes the whole
+    /// request. `Ok` is the connection, ready for the response.
+    pub async fn send(self, req: UpstreamRequest) -> Result<UpConn, UpstreamFailure> {
+        let invalid = |m: String| UpstreamFailure::Connect {
+            name: NetworkErrorName::Connect,
+            written: false,
+            message: format!("invalid upstream request: {m}"),
+        };
+        let target = Target::parse(&req.url).map_err(invalid)?;
+        let headers = with_host(&target, &req.headers).map_err(invalid)?;
+        let head = encode_request(&req.method, &target.path, &headers, req.body.len() as u64)
+            .map_err(|e| invalid(e.to_string()))?;
+        let mut retried = false;
+        loop {
+            let (mut io, reused) = self.connect(&target).await?;
+            match write_request(&mut io, &head, &req.body).await {
+                Ok(()) => {
+                    return Ok(UpConn {
+                        io,
+                        decoder: ResponseDecoder::new(&req.method),
+                        buf: BytesMut::with_capacity(READ_CHUNK),
+                        key: target.key.clone(),
+                        client: self.clone(),
+                    });
+                }
+                Err(_) if reused && !retried => retried = true,
+                Err(e) => {
+                    return Err(UpstreamFailure::Read {
+                        message: reset_text(&e.to_string()),
+                    });
+                }
+            }
+        }
+    }
+
+    /// A bodiless probe (`/ready`'s `HEAD <url>/health`, `doctor`): the status or the error.
+    pub async fn probe(&self, method: Method, url: &str) -> Result<u16, String> {
+        let (_, head) = self.head_of(method, url).await?;
+        Ok(head.status.as_u16())
+    }
+
+    /// Fetches a document (the pricing source): `file:///abs/path` reads the file; http(s)
+    /// follows at most 5 redirects, carries no credentials and accepts at most 64 MiB
+    /// within 30 s (`accounting.md` §4.1).
+    pub async fn fetch_document(&self, url: &str) -> Result<Bytes, String> {
+        if let Some(path) = url.strip_prefix("file://") {
+            let owned = path.to_owned();
+            let bytes = blocking::unblock(move || std::fs::read(&owned))
+                .await
+                .map_err(|e| format!("{path}: {e}"))?;
+            if bytes.len() > MAX_DOCUMENT {
+                return Err("pricing document exceeds 64 MiB".to_owned());
+            }
+            return Ok(Bytes::from(bytes));
+        }
+        let fetch = async {
+            let mut target = url.to_owned();
+            for _ in 0..=5 {
+                let (mut conn, head) = self.head_of(Method::GET, &target).await?;
+                if head.status.is_redirection() {
+                    let Some(loc) = head.headers.get(LOCATION) else {
+                        return Err(format!("HTTP {} without location", head.status));
+                    };
+                    target = redirect_target(&target, loc.to_str().map_err(|e| e.to_string())?);
+                    continue;
+                }
+                if !head.status.is_success() {
+                    return Err(format!("HTTP {}", head.status.as_u16()));
+                }
+                let mut body = BytesMut::new();
+                loop {
+                    match future::poll_fn(|cx| conn.poll_event(cx)).await {
+                        Ok(ResponseEvent::Body(chunk)) => {
+                            if body.len() + chunk.len() > MAX_DOCUMENT {
+                                return Err("length limit exceeded".to_owned());
+                            }
+                            body.extend_from_slice(&chunk);
+                        }
+                        Ok(ResponseEvent::End) => {
+                            conn.finish();
+                            return Ok(body.freeze());
+                        }
+                        Ok(ResponseEvent::Head(..)) => {}
+                        Err(f) => return Err(failure_text(f)),
+                    }
+                }
+            }
+            Err("too many redirects".to_owned())
+        };
+        crate::server::timeout(Duration::from_millis(30_000), fetch)
+            .await
+            .ok_or_else(|| "pricing fetch timed out after 30000ms".to_owned())?
+    }
+
+    /// Sends a bodiless request and reads the response head.
+    async fn head_of(&self, method: Method, url: &str) -> Result<(UpConn, ResponseHead), String> {
+        let req = UpstreamRequest {
+            method,
+            url: url.to_owned(),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        };
+        let mut conn = self.clone().send(req).await.map_err(failure_text)?;
+        loop {
+            match future::poll_fn(|cx| conn.poll_event(cx)).await {
+                Ok(ResponseEvent::Head(head, _)) => return Ok((conn, head)),
+                Ok(_) => continue,
+                Err(f) => return Err(failure_text(f)),
+            }
+        }
+    }
+
+    /// A live pooled connection to `target`, or a new one. `true` when reused.
+    async fn connect(&self, target: &Target) -> Result<(Io, bool), UpstreamFailure> {
+        if let Some(io) = self.checkout(&target.key) {
+            return Ok((io, true));
+        }
+        let failure = |name, message: String| UpstreamFailure::Connect {
+            name,
+            written: false,
+            message,
+        };
+        let host = target.host.clone();
+        let port = target.port;
+        let addrs = blocking::unblock(move || {
+            (host.as_str(), port)
+                .to_socket_addrs()
+                .map(|a| a.collect::<Vec<_>>())
+        })
+        .await
+        .map_err(|e| failure(NetworkErrorName::Dns, format!("dns error: {e}")))?;
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address resolved");
+        let mut tcp = None;
+        for addr in addrs {
+            match Async::<TcpStream>::connect(addr).await {
+                Ok(s) => {
+                    tcp = Some(s);
+                    break;
+                }
+                Err(e) => last = e,
+            }
+        }
+        let Some(tcp) = tcp else {
+            return Err(failure(
+                NetworkErrorName::Connect,
+                format!("tcp connect error: {last}"),
+            ));
+        };
+        let _ = tcp.get_ref().set_nodelay(true);
+        if !target.tls {
+            return Ok((Io::Plain(tcp), false));
+        }
+        let name = rustls::pki_types::ServerName::try_from(target.host.clone())
+            .map_err(|e| failure(NetworkErrorName::Tls, format!("invalid server name: {e}")))?;
+        let tls = self
+            .inner
+            .tls
+            .get_or_init(|| TlsConnector::from(Arc::new(tls_config())))
+            .clone();
+        let stream = tls
+            .connect(name, tcp)
+            .await
+            .map_err(|e| failure(NetworkErrorName::Tls, format!("tls handshake error: {e}")))?;
+        Ok((Io::Tls(Box::new(stream)), false))
+    }
+
+    fn checkout(&self, key: &str) -> Option<Io> {
+        let mut pool = self
+            .inner
+            .pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let idle = pool.get_mut(key)?;
+        while let Some((since, io)) = idle.pop() {
+            if since.elapsed() < POOL_IDLE && io.is_quiet() {
+                return Some(io);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, key: String, io: Io) {
+        let mut pool = self
+            .inner
+            .pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let idle = pool.entry(key).or_default();
+        idle.retain(|(since, _)| since.elapsed() < POOL_IDLE);
+        if idle.len() < POOL_MAX_PER_KEY {
+            idle.push((std::time::Instant::now(), io));
+        }
+    }
+}
+
+impl UpConn {
+    /// The next response event; errors are the failures the core expects.
+    pub fn poll_event(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<ResponseEvent, UpstreamFailure>> {
+        loop {
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Some(ev)) => return Poll::Ready(Ok(ev)),
+                Ok(None) => {}
+                Err(e) => return Poll::Ready(Err(framing_failure(&e))),
+            }
+            if self.decoder.waiting() == agent_cli_proxy_core::http1::Waiting::Closed {
+                return Poll::Ready(Err(UpstreamFailure::Read {
+                    message: "upstream response already complete".to_owned(),
+                }));
+            }
+            let mut chunk = [0u8; READ_CHUNK];
+            match Pin::new(&mut self.io).poll_read(cx, &mut chunk) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => self.decoder.handle_eof(),
+                Poll::Ready(Ok(n)) => self
+                    .buf
+                    .extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    self.decoder.handle_eof();
+                }
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(Err(UpstreamFailure::Read {
+                        message: reset_text(&e.to_string()),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// The response was read to its end: the connection goes back to the pool when it can
+    /// carry another request, and is closed otherwise.
+    pub fn finish(self) {
+        if self.decoder.is_reusable(&self.buf) {
+            let client = self.client.clone();
+            client.checkin(self.key, self.io);
+        }
+    }
+}
+
+impl Io {
+    fn tcp(&self) -> &Async<TcpStream> {
+        match self {
+            Io::Plain(s) => s,
+            Io::Tls(s) => s.get_ref().0,
+        }
+    }
+
+    /// True when the peer has neither closed nor sent anything unasked.
+    fn is_quiet(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.tcp().get_ref().peek(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_close(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
+        }
+    }
+}
+
+/// The parts of an upstream URL the client needs.
+struct Target {
+    tls: bool,
+    /// Host for DNS and SNI (IPv6 without brackets).
+    host: String,
+    port: u16,
+    /// `Host` header value.
+    authority: String,
+    /// Origin-form request target.
+    path: String,
+    /// Pool key: scheme and authority.
+    key: String,
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Target, String> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            Some(other) => return Err(format!("unsupported scheme {other}")),
+            None => return Err("missing scheme".to_owned()),
+        };
+        let Some(authority) = uri.authority() else {
+            return Err("missing host".to_owned());
+        };
+        let raw_host = authority.host();
+        let host = raw_host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let hostport = authority
+            .as_str()
+            .rsplit_once('@')
+            .map_or(authority.as_str(), |(_, h)| h)
+            .to_owned();
+        let path = uri
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .filter(|p| !p.is_empty())
+            .unwrap_or("/")
+            .to_owned();
+        Ok(Target {
+            tls,
+            key: format!("{}://{raw_host}:{port}", if tls { "https" } else { "http" }),
+            host,
+            port,
+            authority: hostport,
+            path,
+        })
+    }
+}
+
+/// The request headers with `Host` first (the core removes the client's; hyper adds it in
+/// the tokio build).
+fn with_host(target: &Target, headers: &HeaderMap) -> Result<HeaderMap, String> {
+    let mut out = HeaderMap::with_capacity(headers.len() + 1);
+    let host = HeaderValue::from_str(&target.authority).map_err(|e| e.to_string())?;
+    out.insert(HOST, host);
+    for (name, value) in headers {
+        if name != HOST {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    Ok(out)
+}
+
+async fn write_request(io: &mut Io, head: &[u8], body: &[u8]) -> io::Result<()> {
+    if body.len() <= COALESCE {
+        let mut all = Vec::with_capacity(head.len() + body.len());
+        all.extend_from_slice(head);
+        all.extend_from_slice(body);
+        io.write_all(&all).await?;
+    } else {
+        io.write_all(head).await?;
+        io.write_all(body).await?;
+    }
+    io.flush().await
+}
+
+fn tls_config() -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    let _ = roots.add_parsable_certificates(native.certs);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = match rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+    {
+        Ok(b) => b.with_root_certificates(roots).with_no_client_auth(),
+        Err(_) => rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
+}
+
+fn framing_failure(e: &FramingError) -> UpstreamFailure {
+    let message = match e {
+        FramingError::UnexpectedEof => "upstream connection reset".to_owned(),
+        other => format!("invalid upstream response: {other}"),
+    };
+    UpstreamFailure::Read { message }
+}
+
+fn failure_text(f: UpstreamFailure) -> String {
+    match f {
+        UpstreamFailure::Connect { message, .. } | UpstreamFailure::Read { message } => message,
+    }
+}
+
+fn reset_text(message: &str) -> String {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("reset")
+        || lower.contains("connection closed")
+        || lower.contains("broken pipe")
+        || lower.contains("incomplete")
+        || lower.contains("unexpected eof")
+    {
+        "upstream connection reset".to_owned()
+    } else {
+        message.to_owned()
+    }
+}
+
+fn redirect_target(base: &str, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return location.to_owned();
+    }
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let authority_end = base
+        .get(scheme_end..)
+        .and_then(|rest| rest.find('/'))
+        .map(|i| scheme_end + i)
+        .unwrap_or(base.len());
+    format!("{}{}", base.get(..authority_end).unwrap_or(base), location)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_splits_url_into_dns_host_port_host_header_and_origin_form() {
+        let t = Target::parse("https://api.example.com/v1/messages?beta=true").unwrap();
+        assert!(t.tls);
+        assert_eq!(t.host, "api.example.com");
+        assert_eq!(t.port, 443);
+        assert_eq!(t.authority, "api.example.com");
+        assert_eq!(t.path, "/v1/messages?beta=true");
+        assert_eq!(t.key, "https://api.example.com:443");
+        let t = Target::parse("http://[::1]:8317").unwrap();
+        assert!(!t.tls);
+        assert_eq!(t.host, "::1");
+        assert_eq!(t.port, 8317);
+        assert_eq!(t.authority, "[::1]:8317");
+        assert_eq!(t.path, "/");
+        assert!(Target::parse("ftp://x/").is_err());
+    }
+
+    #[test]
+    fn host_header_goes_first_and_replaces_any_given_one() {
+        let t = Target::parse("http://127.0.0.1:9/x").unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("x-a", HeaderValue::from_static("1"));
+        h.insert(HOST, HeaderValue::from_static("evil"));
+        let out = with_host(&t, &h).unwrap();
+        let names: Vec<_> = out.keys().map(|k| k.as_str().to_owned()).collect();
+        assert_eq!(names, ["host", "x-a"]);
+        assert_eq!(out.get(HOST).unwrap(), "127.0.0.1:9");
+    }
+
+    #[test]
+    fn relative_redirects_keep_scheme_and_authority() {
+        assert_eq!(
+            redirect_target("https://a.b/x/y", "/z"),
+            "https://a.b/z".to_owned()
+        );
+        assert_eq!(redirect_target("http://a.b", "/z"), "http://a.b/z");
+        assert_eq!(
+            redirect_target("http://a.b/x", "https://c.d/"),
+            "https://c.d/"
+        );
+    }
+
+    #[test]
+    fn connect_failures_are_not_written_and_named() {
+        // Port 9 on loopback is closed on any sane test machine.
+        let up = Upstream::new();
+        let req = UpstreamRequest {
+            method: Method::POST,
+            url: "http://127.0.0.1:9/v1/messages".to_owned(),
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(b"{}"),
+        };
+        let Err(err) = async_io::block_on(up.send(req)) else {
+            panic!("connected to a closed port");
+        };
+        match err {
+            UpstreamFailure::Connect { name, written, .. } => {
+                assert_eq!(name, NetworkErrorName::Connect);
+                assert!(!written);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
