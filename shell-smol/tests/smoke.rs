@@ -72,7 +72,6 @@ fn smol_daemon_serves_proxies_accounts_and_stops() {
 /// `message_stop` event and the response ends without it. The shell side passes every other
 /// step (relay, chunked framing, completed row).
 #[test]
-#[ignore = "core: held terminal bytes are not released after the finalize commit"]
 fn smol_daemon_relays_sse_byte_exact_with_its_terminal_event() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Arc::new(Mutex::new(Vec::new()));
