@@ -1,5 +1,8 @@
 //! The mock answers real HTTP/1.1 on a socket: JSON with a length, SSE chunked, keep-alive.
 
+// A test file: a failed unwrap is a failed test, with the value in the message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use agent_cli_proxy_bench::{MESSAGE_JSON, SSE_EVENTS, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
