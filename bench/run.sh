@@ -380,7 +380,7 @@ for t in tokio smol; do
 done
 
 # ---------------------------------------------------------------- output
-HEADER="Run $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, $(uname -sr); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2);"
+HEADER="Run $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, $(uname -sr); $( (wrk -v 2>&1 || true) | head -1 | cut -d' ' -f1-2);"
 HEADER+=" commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?');"
 HEADER+=" wrk -t2 -c16 -d$DURATION (throughput) and -t1 -c1 -d$DURATION --latency (latency),"
 HEADER+=" $WARMUP warm-up per body; mock-upstream with $MOCK_THREADS threads; proxies with LOG_LEVEL=info to a file."
