@@ -84,8 +84,8 @@ for port in "$MOCK_PORT" "$NGINX_PORT" "$TOKIO_PORT" "$SMOL_PORT"; do
 done
 
 wait_health() { # wait_health PORT PID -> 0 when /health answers 200 within 10 s
-    local i
-    for i in $(seq 1 100); do
+    local _
+    for _ in $(seq 1 100); do
         kill -0 "$2" 2>/dev/null || return 1
         curl -sf -o /dev/null "http://127.0.0.1:$1/health" && return 0
         sleep 0.1
@@ -204,7 +204,10 @@ sleep 2
 for t in "${TARGETS[@]}"; do
     case $t in
     direct) ;;
-    nginx) RSS_OF[nginx]=$(rss_kib "${PID_OF[nginx]}" $(pgrep -P "${PID_OF[nginx]}" || true)) ;;
+    nginx)
+        mapfile -t workers < <(pgrep -P "${PID_OF[nginx]}" || true)
+        RSS_OF[nginx]=$(rss_kib "${PID_OF[nginx]}" "${workers[@]}")
+        ;;
     *) RSS_OF[$t]=$(rss_kib "${PID_OF[$t]}") ;;
     esac
 done
@@ -230,6 +233,29 @@ to_us() { # wrk latency text (850.00us, 1.23ms, 1.00s, 2.00m) -> microseconds
 
 declare -A RPS P50 P90 P99 REQS ERRS
 declare -A SENT # wrk-counted responses per target, warm-ups included
+declare -A CPU THREADS # CPU µs per request at c=16: total, and per thread name (proxies)
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+PID_OF[direct]=$MOCK_PID
+
+thread_ticks() { # thread_ticks PID -> "name ticks" per thread name, summed
+    local task
+    for task in /proc/"$1"/task/*; do
+        printf '%s %s\n' "$(tr ' ' _ <"$task/comm" 2>/dev/null)" \
+            "$(awk '{print $14 + $15}' "$task/stat" 2>/dev/null || echo 0)"
+    done | awk '{a[$1] += $2} END {for (k in a) print k, a[k]}' | sort
+}
+target_ticks() { # target_ticks TARGET -> CPU ticks of its processes (nginx: master + workers)
+    local pid total=0 t
+    local pids=("${PID_OF[$1]}")
+    if [ "$1" = nginx ]; then
+        mapfile -t -O 1 pids < <(pgrep -P "${PID_OF[nginx]}" || true)
+    fi
+    for pid in "${pids[@]}"; do
+        t=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
+        total=$((total + t))
+    done
+    echo "$total"
+}
 
 run_wrk() { # run_wrk OUT THREADS CONNS DURATION LUA URL
     wrk -t"$2" -c"$3" -d"$4" --latency -s "$5" "$6" >"$1" 2>&1 || true
@@ -249,7 +275,11 @@ for t in "${TARGETS[@]}"; do
         out="$WORK/wrk-$t-$body"
         log "$t $body: warm-up $WARMUP, c=16 $DURATION, c=1 $DURATION"
         run_wrk "$out-warm.txt" 2 16 "$WARMUP" "$WORK/$body.lua" "$url"
+        ticks0=$(target_ticks "$t")
+        thread_ticks "${PID_OF[$t]}" >"$out-threads0.txt"
         run_wrk "$out-c16.txt" 2 16 "$DURATION" "$WORK/$body.lua" "$url"
+        ticks1=$(target_ticks "$t")
+        thread_ticks "${PID_OF[$t]}" >"$out-threads1.txt"
         run_wrk "$out-c1.txt" 1 1 "$DURATION" "$WORK/$body.lua" "$url"
         k="$t/$body"
         RPS[$k]=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out-c16.txt")
@@ -265,6 +295,18 @@ for t in "${TARGETS[@]}"; do
             ERRS[$k]=$((ERRS[$k] + ${e:-0}))
         done
         SENT[$t]=$((SENT[$t] + REQS[$k]))
+        n16=$(wrk_requests "$out-c16.txt")
+        n16=${n16:-0}
+        CPU[$k]=$(awk -v d=$((ticks1 - ticks0)) -v n="$n16" -v hz="$CLK_TCK" \
+            'BEGIN {if (n > 0) printf "%.0f", d * 1e6 / hz / n; else print "?"}')
+        case $t in
+        tokio | smol)
+            THREADS[$k]=$(join "$out-threads0.txt" "$out-threads1.txt" |
+                awk -v n="$n16" -v hz="$CLK_TCK" '$3 > $2 && n > 0 {
+                    printf "%s%s %.0f", sep, $1, ($3 - $2) * 1e6 / hz / n; sep = ", " }')
+            ;;
+        *) THREADS[$k]="" ;;
+        esac
         [ -n "${RPS[$k]}" ] || { RPS[$k]=0; log "$t $body: wrk printed no figures: $(head -c 300 "$out-c16.txt")"; }
     done
 done
@@ -297,12 +339,14 @@ TABLE="$WORK/table.md"
 
 RAW="$WORK/raw.md"
 {
-    echo "| target | body | p50 / p90 / p99 c=1 (µs) | responses counted by wrk | non-2xx + socket errors |"
-    echo "|---|---|---:|---:|---:|"
+    echo "| target | body | p50 / p90 / p99 c=1 (µs) | responses counted by wrk | non-2xx + socket errors | CPU µs/request at c=16 (by thread) |"
+    echo "|---|---|---:|---:|---:|---|"
     for t in "${TARGETS[@]}"; do
         for body in json sse; do
             k="$t/$body"
-            echo "| $t | ${body^^} | ${P50[$k]} / ${P90[$k]} / ${P99[$k]} | ${REQS[$k]} | ${ERRS[$k]} |"
+            detail=""
+            [ -n "${THREADS[$k]}" ] && detail=" (${THREADS[$k]})"
+            echo "| $t | ${body^^} | ${P50[$k]} / ${P90[$k]} / ${P99[$k]} | ${REQS[$k]} | ${ERRS[$k]} | ${CPU[$k]}$detail |"
         done
     done
 } >"$RAW"
