@@ -41,11 +41,15 @@ use async_executor::Executor;
 pub use server::Limits;
 
 /// The smol shell for the shared CLI.
-pub struct SmolShell;
+#[derive(Default)]
+pub struct SmolShell {
+    /// Listener limits for `serve` (the defaults of `datapath.md` §1 in production).
+    pub limits: Limits,
+}
 
 impl Shell for SmolShell {
     fn serve(&self, env: BTreeMap<String, String>) -> ExitCode {
-        serve_with(env, Limits::default())
+        serve_with(env, self.limits.clone())
     }
 
     fn probe(&self, method: &str, url: &str, timeout: Duration) -> Result<u16, String> {
@@ -91,7 +95,12 @@ pub fn serve_with_shutdown(
 
 /// The binary's `main`: the shared CLI with this shell.
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    agent_cli_proxy_cli::main_with(args, &SmolShell)
+    agent_cli_proxy_cli::main_with(args, &SmolShell::default())
+}
+
+/// The CLI with shortened listener limits: the black-box tests' entry point.
+pub fn main_with_limits(args: impl IntoIterator<Item = OsString>, limits: Limits) -> ExitCode {
+    agent_cli_proxy_cli::main_with(args, &SmolShell { limits })
 }
 
 /// Entry point for the black-box tests, which re-execute their own binary as the daemon:

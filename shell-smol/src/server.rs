@@ -47,6 +47,30 @@ pub struct Limits {
     pub hard_stop: Duration,
 }
 
+impl Limits {
+    /// Applies `key=ms` overrides separated by commas (`header_read_timeout_ms`,
+    /// `keep_alive_idle_ms`, `body_idle_ms`, `write_stall_ms`, `drain_ms`, `hard_stop_ms`);
+    /// unknown keys and bad numbers are ignored. Used by the test harness only.
+    pub fn with_overrides(mut self, spec: &str) -> Limits {
+        for (key, value) in spec.split(',').filter_map(|kv| kv.split_once('=')) {
+            let Ok(ms) = value.trim().parse::<u64>() else {
+                continue;
+            };
+            let d = Duration::from_millis(ms);
+            match key.trim() {
+                "header_read_timeout_ms" => self.header_read_timeout = d,
+                "keep_alive_idle_ms" => self.keep_alive_idle = d,
+                "body_idle_ms" => self.body_idle = d,
+                "write_stall_ms" => self.write_stall = d,
+                "drain_ms" => self.drain = d,
+                "hard_stop_ms" => self.hard_stop = d,
+                _ => {}
+            }
+        }
+        self
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {

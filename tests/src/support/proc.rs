@@ -109,9 +109,9 @@ fn run_shell(shell: Shell, args: Vec<OsString>) -> ExitCode {
             agent_cli_proxy::main_with_limits(args, limits)
         }
         Shell::Smol => {
-            // The smol build is not wired yet (issue 6); its cases fail loudly.
-            eprintln!("shell not built: {shell}");
-            ExitCode::FAILURE
+            let overrides = std::env::var("ACP_TEST_LIMITS").unwrap_or_default();
+            let limits = agent_cli_proxy_smol::Limits::default().with_overrides(&overrides);
+            agent_cli_proxy_smol::main_with_limits(args, limits)
         }
     }
 }

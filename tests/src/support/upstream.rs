@@ -335,6 +335,9 @@ impl Responder<'_> {
         let chunked = framing == Some(Framing::Chunked);
         for (i, event) in body.events.iter().enumerate() {
             if script.reset_after == Some(i) {
+                // Let the peer read what was sent: an RST discards unread bytes in its
+                // receive buffer, which would make "events before the reset" racy.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 return self.reset();
             }
             if script.stall == Some(Stall::AfterEvents(i)) {
