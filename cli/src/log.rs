@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use agent_cli_proxy_core::time::UnixMillis;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 /// Emits an info record unless `LOG_LEVEL` is `warn` or `error`.
 pub(crate) fn info(vars: &BTreeMap<String, String>, event: &str, msg: &str, fields: Value) {
@@ -15,34 +15,27 @@ pub(crate) fn info(vars: &BTreeMap<String, String>, event: &str, msg: &str, fiel
     if level == "warn" || level == "error" {
         return;
     }
-    let ts = now_ms().to_iso();
-    let pretty = vars
+    let format = if vars
         .get("LOG_FORMAT")
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("pretty"));
-    let fields = match fields {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    };
-    if pretty {
-        let mut line = format!("{ts} INFO {msg} event={event}");
-        for (k, v) in &fields {
-            let shown = match v {
-                Value::String(s) if !s.contains(' ') => s.clone(),
-                other => other.to_string(),
-            };
-            line.push_str(&format!(" {k}={shown}"));
-        }
-        crate::out_line!("{line}");
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("pretty"))
+    {
+        crate::daemon::log::Format::Pretty
     } else {
-        let mut record = Map::new();
-        record.insert("ts".into(), json!(ts));
-        record.insert("level".into(), json!("info"));
-        record.insert("msg".into(), json!(msg));
-        record.insert("event".into(), json!(event));
-        record.insert("component".into(), json!("cli"));
-        record.extend(fields);
-        crate::out_line!("{}", Value::Object(record));
+        crate::daemon::log::Format::Json
+    };
+    let mut pairs: Vec<(String, Value)> = vec![("component".to_owned(), json!("cli"))];
+    if let Value::Object(m) = fields {
+        pairs.extend(m);
     }
+    let line = crate::daemon::log::format_line(
+        format,
+        now_ms(),
+        agent_cli_proxy_core::exchange::Level::Info,
+        msg,
+        Some(event),
+        pairs.iter().map(|(k, v)| (k.as_str(), v.clone())),
+    );
+    crate::out_line!("{line}");
 }
 
 /// The wall clock in Unix milliseconds.

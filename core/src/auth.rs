@@ -1,15 +1,13 @@
 //! Proxy credentials (`datapath.md` §4): extraction, hashing, constant-time comparison, the
 //! managed key's provider restriction, and rendering a fresh key from random bytes.
 //!
-//! Key generation needs the operating system's random source, so the shell draws the 32
-//! bytes and [`render_key`] turns them into what is shown and stored.
+//! A new key's material (shown once, hashed, prefixed) is `admin::ApiKeyMaterial`.
 
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
 
 use crate::errors;
 use crate::head::{Reply, header_str};
-use crate::secret::Secret;
 
 /// The header that carried the proxy credential; it is removed before forwarding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -125,16 +123,6 @@ pub fn check_provider_allowed(
 /// Number of characters of a key kept as `key_prefix`.
 pub const KEY_PREFIX_LEN: usize = 8;
 
-/// Renders 32 random bytes as a managed key: `(key, key_hash, key_prefix)`, the key being
-/// 64 lower-case hex characters (shown once), the hash its SHA-256 hex, the prefix its first
-/// 8 characters.
-pub fn render_key(bytes: [u8; 32]) -> (Secret, String, String) {
-    let key = hex::encode(bytes);
-    let hash = sha256_hex(&key);
-    let prefix = key[..KEY_PREFIX_LEN].to_owned();
-    (Secret::new(key), hash, prefix)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,19 +218,5 @@ mod tests {
         );
         // Exactly `/v1/models`, not its sub-paths.
         assert!(check_provider_allowed("/v1/models/x", &allowed, "gemini").is_err());
-    }
-
-    #[test]
-    fn render_key_shapes() {
-        let mut bytes = [0u8; 32];
-        bytes[0] = 0xab;
-        bytes[31] = 0x01;
-        let (key, hash, prefix) = render_key(bytes);
-        assert_eq!(key.expose().len(), 64);
-        assert!(key.expose().starts_with("ab000000"));
-        assert!(key.expose().ends_with("01"));
-        assert_eq!(prefix, "ab000000");
-        assert_eq!(hash, sha256_hex(key.expose()));
-        assert_eq!(hash.len(), 64);
     }
 }

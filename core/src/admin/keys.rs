@@ -95,7 +95,7 @@ impl ApiKeyMaterial {
     pub fn from_random(bytes: [u8; 32]) -> ApiKeyMaterial {
         let key = hex::encode(bytes);
         let key_hash = hex::encode(Sha256::digest(key.as_bytes()));
-        let key_prefix = key.chars().take(8).collect();
+        let key_prefix = key.chars().take(crate::auth::KEY_PREFIX_LEN).collect();
         ApiKeyMaterial {
             key: Secret::new(key),
             key_hash,
