@@ -8,6 +8,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_cli_proxy_cli::daemon::correlator::CorrelatorLoop;
+use agent_cli_proxy_cli::daemon::quota;
 use agent_cli_proxy_core::exchange::Level;
 use agent_cli_proxy_core::pricing::PriceTable;
 use agent_cli_proxy_core::pricing::refresh::{RefreshAction, refresh_action};
@@ -68,6 +70,11 @@ impl Loops {
                 Box::new(|s| Box::pin(async move { quota_retention(&s).await })),
             ),
         ];
+        shared
+            .daemon
+            .quota
+            .install_http(Arc::new(shared.upstream.clone()));
+        let mut specs = specs;
         if cfg.cliproxy_mgmt_key.is_empty() {
             shared.daemon.logger.event(
                 Level::Warn,
@@ -75,14 +82,33 @@ impl Loops {
                 "CLIPROXY_MGMT_KEY not set, skipping correlator",
                 vec![],
             );
+        } else {
+            let correlator = Arc::new(CorrelatorLoop::new(cfg));
+            specs.push((
+                LoopKind::Correlator,
+                cfg.correlation_interval_ms,
+                Box::new(move |s| {
+                    let c = Arc::clone(&correlator);
+                    Box::pin(async move { c.tick(&s.daemon, &s.upstream).await.map(|_| ()) })
+                }),
+            ));
         }
-        if cfg.cliproxy_auth_dir.is_none() {
-            shared.daemon.logger.event(
-                Level::Info,
-                "quota.refresh_skipped",
-                "quota refresh skipped",
-                vec![("reason", json!("missing_auth_dir"))],
-            );
+        match quota::enablement(cfg) {
+            Ok(_) => specs.push((
+                LoopKind::QuotaRefresh,
+                cfg.quota_refresh_interval_ms,
+                Box::new(|s| {
+                    Box::pin(async move {
+                        s.daemon
+                            .quota
+                            .refresh(&s.daemon, &s.upstream)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    })
+                }),
+            )),
+            Err(reason) => quota::log_skipped(&shared.daemon, reason),
         }
         for (kind, interval, tick) in specs {
             let s = Arc::clone(shared);

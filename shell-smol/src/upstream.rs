@@ -192,12 +192,49 @@ impl Upstream {
             .ok_or_else(|| "pricing fetch timed out after 30000ms".to_owned())?
     }
 
+    /// `GET url` with `headers`, reading the whole answer (at most `max` bytes): the
+    /// correlator's and the quota probes' calls.
+    pub async fn get_all(
+        &self,
+        url: &str,
+        headers: HeaderMap,
+        max: usize,
+    ) -> Result<(u16, Vec<u8>), String> {
+        let (mut conn, head) = self.head_with(Method::GET, url, headers).await?;
+        let mut body = Vec::new();
+        loop {
+            match future::poll_fn(|cx| conn.poll_event(cx)).await {
+                Ok(ResponseEvent::Body(chunk)) => {
+                    if body.len() + chunk.len() > max {
+                        return Err("length limit exceeded".to_owned());
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(ResponseEvent::End) => {
+                    conn.finish();
+                    return Ok((head.status.as_u16(), body));
+                }
+                Ok(ResponseEvent::Head(..)) => {}
+                Err(f) => return Err(failure_text(f)),
+            }
+        }
+    }
+
     /// Sends a bodiless request and reads the response head.
     async fn head_of(&self, method: Method, url: &str) -> Result<(UpConn, ResponseHead), String> {
+        self.head_with(method, url, HeaderMap::new()).await
+    }
+
+    async fn head_with(
+        &self,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+    ) -> Result<(UpConn, ResponseHead), String> {
         let req = UpstreamRequest {
             method,
             url: url.to_owned(),
-            headers: HeaderMap::new(),
+            headers,
             body: Bytes::new(),
         };
         let mut conn = self.clone().send(req).await.map_err(failure_text)?;
@@ -602,5 +639,48 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+}
+
+/// Largest management or quota answer read (the legacy usage snapshot can be large).
+const MAX_LOOP_BODY: usize = 33_554_432;
+
+impl agent_cli_proxy_cli::daemon::correlator::HttpGet for Upstream {
+    fn get(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> agent_cli_proxy_cli::daemon::correlator::BoxFuture<'_, Result<(u16, Vec<u8>), String>>
+    {
+        let mut map = HeaderMap::new();
+        let mut bad = None;
+        for (name, value) in headers {
+            match (
+                http::header::HeaderName::from_bytes(name.as_bytes()),
+                http::header::HeaderValue::from_str(value),
+            ) {
+                (Ok(n), Ok(v)) => {
+                    map.append(n, v);
+                }
+                _ => bad = Some(format!("invalid header {name}")),
+            }
+        }
+        let url = url.to_owned();
+        Box::pin(async move {
+            if let Some(e) = bad {
+                return Err(e);
+            }
+            crate::server::timeout(timeout, self.get_all(&url, map, MAX_LOOP_BODY))
+                .await
+                .ok_or_else(|| format!("timed out after {}ms", timeout.as_millis()))?
+        })
+    }
+
+    fn run_blocking(
+        &self,
+        job: Box<dyn FnOnce() + Send + 'static>,
+    ) -> agent_cli_proxy_cli::daemon::correlator::BoxFuture<'static, ()> {
+        Box::pin(blocking::unblock(job))
     }
 }

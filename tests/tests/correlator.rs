@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use agent_cli_proxy_core::time::UnixMillis;
+use agent_cli_proxy_tests::both_shells;
 use agent_cli_proxy_tests::support::client::request_blocking;
 use agent_cli_proxy_tests::support::mgmt::{FakeManagement, Mode, record};
 use agent_cli_proxy_tests::support::proc::ProxyProcess;
@@ -20,7 +21,7 @@ agent_cli_proxy_tests::child_entry!();
 const KEY: &str = "mgmt-key-7f3a91";
 const MODEL: &str = "claude-sonnet-4-5";
 
-fn start(mgmt: &FakeManagement, extra: &[(&str, &str)]) -> ProxyProcess {
+fn start(shell: Shell, mgmt: &FakeManagement, extra: &[(&str, &str)]) -> ProxyProcess {
     let url = mgmt.url();
     let mut env = vec![
         ("CLI_PROXY_API_URL", url.as_str()),
@@ -28,7 +29,7 @@ fn start(mgmt: &FakeManagement, extra: &[(&str, &str)]) -> ProxyProcess {
         ("CLIPROXY_CORRELATION_INTERVAL_MS", "1000"),
     ];
     env.extend_from_slice(extra);
-    ProxyProcess::start(Shell::Tokio, &env)
+    ProxyProcess::start(shell, &env)
 }
 
 fn wall_ms() -> u64 {
@@ -103,303 +104,309 @@ fn has_log(p: &ProxyProcess, msg: &str) -> bool {
     p.log_events().iter().any(|e| e["msg"] == msg)
 }
 
-#[test]
-fn queue_mixed_workload_matches_each_account_once() {
-    let mgmt = FakeManagement::start(KEY);
-    let p = start(&mgmt, &[]);
-    let t = wall_ms() - 20_000;
-    let rows = [
-        insert_row(&p, MODEL, t, 1000),
-        insert_row(&p, MODEL, t + 200, 2000),
-        insert_row(&p, MODEL, t + 400, 3000),
-    ];
-    mgmt.push_queue(&[
-        record(&iso(t + 30), "a@example.com", "0", MODEL, 1000),
-        record(&iso(t + 250), "b@example.com", "1", MODEL, 2000),
-        record(&iso(t + 380), "c@example.com", "2", MODEL, 3000),
-        record(&iso(t + 200), "d@example.com", "3", "gpt-5", 2000),
-    ]);
-    wait_for("three correlated rows", Duration::from_secs(20), || {
-        rows.iter().all(|id| account(&p, *id).0.is_some())
-    });
-    let got: Vec<_> = rows.iter().map(|id| account(&p, *id)).collect();
-    let expect = |a: &str, i: &str| (Some(a.to_owned()), Some(i.to_owned()), Some(a.to_owned()));
-    assert_eq!(
-        got,
-        vec![
-            expect("a@example.com", "0"),
-            expect("b@example.com", "1"),
-            expect("c@example.com", "2")
-        ]
-    );
-    let daily: Vec<(String, i64, i64, i64)> = db(&p)
-        .prepare(
-            "SELECT cliproxy_account, request_count, total_tokens, cost_nanousd
-             FROM daily_account_usage ORDER BY cliproxy_account",
-        )
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(
-        daily,
-        vec![
-            ("a@example.com".into(), 1, 1000, 1_000_000),
-            ("b@example.com".into(), 1, 2000, 2_000_000),
-            ("c@example.com".into(), 1, 3000, 3_000_000),
-        ]
-    );
-    let calls: Vec<_> = mgmt
-        .calls()
-        .into_iter()
-        .filter(|c| c.target.starts_with("/v0/"))
-        .collect();
-    assert!(calls.iter().all(
-        |c| c.authorization.as_deref() == Some(&format!("Bearer {KEY}"))
-            && c.management_key.as_deref() == Some(KEY)
-    ));
-    assert!(
-        calls
-            .iter()
-            .any(|c| c.target == "/v0/management/usage-queue?count=500")
-    );
-    assert_eq!(
-        mgmt.count("/v0/management/usage-queue"),
-        calls.len(),
-        "no legacy call"
-    );
-    let logs = p.logs();
-    assert!(has_log(&p, "correlated logs"));
-    assert!(!logs.contains(KEY) && !logs.contains("sk-client-secret"));
-    let health = loop_health(&p, "correlator").expect("correlator in /ready");
-    assert_eq!(health["status"], "pass");
-    assert_eq!(health["consecutiveFailures"], 0);
-}
-
-#[test]
-fn queue_404_falls_back_to_legacy_and_never_reuses_a_record() {
-    let mgmt = FakeManagement::start(KEY);
-    mgmt.queue_mode(Mode::Status(404));
-    let t = wall_ms() - 30_000;
-    mgmt.push_legacy(&[
-        record(&iso(t), "a@example.com", "0", MODEL, 500),
-        record(&iso(t + 5_000), "b@example.com", "1", MODEL, 700),
-    ]);
-    let p = start(&mgmt, &[]);
-    let first = insert_row(&p, MODEL, t + 100, 500);
-    let second = insert_row(&p, MODEL, t + 5_050, 700);
-    wait_for("both rows correlated", Duration::from_secs(20), || {
-        account(&p, first).0.is_some() && account(&p, second).0.is_some()
-    });
-    assert_eq!(account(&p, first).0.as_deref(), Some("a@example.com"));
-    assert_eq!(account(&p, second).0.as_deref(), Some("b@example.com"));
-    // A new row that fits record a better than any other: the snapshot still holds a, but
-    // it was applied in an earlier tick, so the row stays uncorrelated.
-    let late = insert_row(&p, MODEL, t, 500);
-    let legacy_before = mgmt.count("/v0/management/usage");
-    wait_for("three more legacy calls", Duration::from_secs(15), || {
-        mgmt.count("/v0/management/usage") >= legacy_before + 3
-    });
-    assert_eq!(account(&p, late), (None, None, None));
-    assert_eq!(
-        mgmt.count("/v0/management/usage-queue"),
-        1,
-        "queue marked unsupported"
-    );
-    assert!(has_log(
-        &p,
-        "usage queue endpoint unavailable, falling back to legacy usage endpoint"
-    ));
-    let n: i64 = db(&p)
-        .query_row(
-            "SELECT SUM(request_count) FROM daily_account_usage",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(n, 2, "each record counted once");
-}
-
-#[test]
-fn legacy_404_disables_correlation_and_stops_calling() {
-    let mgmt = FakeManagement::start(KEY);
-    mgmt.queue_mode(Mode::Status(404));
-    mgmt.legacy_mode(Mode::Status(404));
-    let p = start(&mgmt, &[]);
-    let id = insert_row(&p, MODEL, wall_ms() - 1_000, 10);
-    wait_for("disable warning", Duration::from_secs(20), || {
-        has_log(
-            &p,
-            "usage fetch endpoint unavailable, disabling correlation",
-        )
-    });
-    let calls = mgmt.count("/v0/");
-    assert_eq!(calls, 2, "one queue call and one legacy call");
-    std::thread::sleep(Duration::from_millis(3_500));
-    assert_eq!(mgmt.count("/v0/"), calls, "no call after both answered 404");
-    assert_eq!(account(&p, id).0, None);
-    let health = loop_health(&p, "correlator").expect("loop keeps ticking");
-    assert_eq!(health["status"], "pass");
-}
-
-#[test]
-fn slow_queue_falls_back_within_the_tick() {
-    let mgmt = FakeManagement::start(KEY);
-    mgmt.queue_mode(Mode::Slow(Duration::from_millis(3_000)));
-    let t = wall_ms() - 10_000;
-    mgmt.push_legacy(&[record(&iso(t), "slow@example.com", "5", MODEL, 42)]);
-    let p = start(&mgmt, &[]);
-    let id = insert_row(&p, MODEL, t + 10, 42);
-    wait_for("row correlated via legacy", Duration::from_secs(20), || {
-        account(&p, id).0.is_some()
-    });
-    assert_eq!(account(&p, id).0.as_deref(), Some("slow@example.com"));
-    assert!(has_log(&p, "usage queue fetch failed"));
-}
-
-#[test]
-fn malformed_answers_and_auth_failures_show_as_loop_failures() {
-    let mgmt = FakeManagement::start("some-other-key");
-    mgmt.legacy_mode(Mode::Malformed);
-    let p = start(&mgmt, &[]);
-    let id = insert_row(&p, MODEL, wall_ms() - 1_000, 10);
-    wait_for(
-        "a failing correlator in /ready",
-        Duration::from_secs(20),
-        || loop_health(&p, "correlator").is_some_and(|h| h["status"] == "warn"),
-    );
-    let health = loop_health(&p, "correlator").unwrap();
-    assert!(health["consecutiveFailures"].as_u64().unwrap() >= 1);
-    assert!(
-        mgmt.calls()
-            .iter()
-            .filter(|c| c.target.starts_with("/v0/"))
-            .all(|c| c.management_key.as_deref() == Some(KEY))
-    );
-    assert_eq!(account(&p, id).0, None);
-    // 401 from the queue is not a 404: the queue stays in use.
-    wait_for(
-        "a second tick that tries the queue again",
-        Duration::from_secs(15),
-        || mgmt.count("/v0/management/usage-queue") >= 2,
-    );
-    let logs = p.logs();
-    assert!(
-        !logs.contains("invalid management key"),
-        "error bodies are never logged"
-    );
-}
-
-#[test]
-fn quota_endpoints_answer_from_stored_snapshots() {
-    let mgmt = FakeManagement::start(KEY);
-    let auth = tempfile::tempdir().unwrap();
-    let write = |name: &str, text: &str| std::fs::write(auth.path().join(name), text).unwrap();
-    write(
-        "a-gemini.json",
-        r#"{"type":"gemini","email":"g@example.com","access_token":"tok-gem-SECRET"}"#,
-    );
-    write(
-        "b-claude.json",
-        r#"{"type":"claude","email":"c@example.com"}"#,
-    );
-    write(
-        "c-broken.json",
-        r#"{"type":"codex","access_token":"tok-broken-SECRET""#,
-    );
-    write(
-        "d-codex.json",
-        r#"{"type":"codex","email":"x@example.com","access_token":"tok-cx-SECRET","disabled":true}"#,
-    );
-    write("notes.txt", "ignored");
-    let dir = auth.path().to_str().unwrap().to_owned();
-    let p = start(&mgmt, &[("CLIPROXY_AUTH_DIR", dir.as_str())]);
-
-    let now = wall_ms();
-    {
-        let c = db(&p);
-        let mut ins = c
+both_shells! {
+    fn queue_mixed_workload_matches_each_account_once(shell: Shell) {
+        let mgmt = FakeManagement::start(KEY);
+        let p = start(shell, &mgmt, &[]);
+        let t = wall_ms() - 20_000;
+        let rows = [
+            insert_row(&p, MODEL, t, 1000),
+            insert_row(&p, MODEL, t + 200, 2000),
+            insert_row(&p, MODEL, t + 400, 3000),
+        ];
+        mgmt.push_queue(&[
+            record(&iso(t + 30), "a@example.com", "0", MODEL, 1000),
+            record(&iso(t + 250), "b@example.com", "1", MODEL, 2000),
+            record(&iso(t + 380), "c@example.com", "2", MODEL, 3000),
+            record(&iso(t + 200), "d@example.com", "3", "gpt-5", 2000),
+        ]);
+        wait_for("three correlated rows", Duration::from_secs(20), || {
+            rows.iter().all(|id| account(&p, *id).0.is_some())
+        });
+        let got: Vec<_> = rows.iter().map(|id| account(&p, *id)).collect();
+        let expect = |a: &str, i: &str| (Some(a.to_owned()), Some(i.to_owned()), Some(a.to_owned()));
+        assert_eq!(
+            got,
+            vec![
+                expect("a@example.com", "0"),
+                expect("b@example.com", "1"),
+                expect("c@example.com", "2")
+            ]
+        );
+        let daily: Vec<(String, i64, i64, i64)> = db(&p)
             .prepare(
-                "INSERT INTO quota_snapshots (timestamp, provider, account, quota_type, model,
-                   used_pct, remaining, remaining_raw, resets_at, raw_json)
-                 VALUES (?1, 'claude', 'c@example.com', ?2, NULL, ?3, 100 - ?3, NULL, NULL, '{}')",
+                "SELECT cliproxy_account, request_count, total_tokens, cost_nanousd
+                 FROM daily_account_usage ORDER BY cliproxy_account",
             )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
             .unwrap();
-        ins.execute(params![iso(now - 20 * 60_000), "5h", 10.0])
-            .unwrap();
-        ins.execute(params![iso(now - 10 * 60_000), "5h", 30.0])
-            .unwrap();
-        ins.execute(params![iso(now - 10 * 60_000), "week", 5.0])
-            .unwrap();
-        ins.execute(params![iso(now - 9 * 86_400_000), "5h", 99.0])
-            .unwrap();
+        assert_eq!(
+            daily,
+            vec![
+                ("a@example.com".into(), 1, 1000, 1_000_000),
+                ("b@example.com".into(), 1, 2000, 2_000_000),
+                ("c@example.com".into(), 1, 3000, 3_000_000),
+            ]
+        );
+        let calls: Vec<_> = mgmt
+            .calls()
+            .into_iter()
+            .filter(|c| c.target.starts_with("/v0/"))
+            .collect();
+        assert!(calls.iter().all(
+            |c| c.authorization.as_deref() == Some(&format!("Bearer {KEY}"))
+                && c.management_key.as_deref() == Some(KEY)
+        ));
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.target == "/v0/management/usage-queue?count=500")
+        );
+        assert_eq!(
+            mgmt.count("/v0/management/usage-queue"),
+            calls.len(),
+            "no legacy call"
+        );
+        let logs = p.logs();
+        assert!(has_log(&p, "correlated logs"));
+        assert!(!logs.contains(KEY) && !logs.contains("sk-client-secret"));
+        let health = loop_health(&p, "correlator").expect("correlator in /ready");
+        assert_eq!(health["status"], "pass");
+        assert_eq!(health["consecutiveFailures"], 0);
     }
-    let (status, latest) = get_json(&p, "/admin/quotas");
-    assert_eq!(status, 200);
-    let snaps: Vec<(String, f64)> = latest["snapshots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["quota_type"].as_str().unwrap().to_owned(),
-                s["used_pct"].as_f64().unwrap(),
+}
+
+both_shells! {
+    fn queue_404_falls_back_to_legacy_and_never_reuses_a_record(shell: Shell) {
+        let mgmt = FakeManagement::start(KEY);
+        mgmt.queue_mode(Mode::Status(404));
+        let t = wall_ms() - 30_000;
+        mgmt.push_legacy(&[
+            record(&iso(t), "a@example.com", "0", MODEL, 500),
+            record(&iso(t + 5_000), "b@example.com", "1", MODEL, 700),
+        ]);
+        let p = start(shell, &mgmt, &[]);
+        let first = insert_row(&p, MODEL, t + 100, 500);
+        let second = insert_row(&p, MODEL, t + 5_050, 700);
+        wait_for("both rows correlated", Duration::from_secs(20), || {
+            account(&p, first).0.is_some() && account(&p, second).0.is_some()
+        });
+        assert_eq!(account(&p, first).0.as_deref(), Some("a@example.com"));
+        assert_eq!(account(&p, second).0.as_deref(), Some("b@example.com"));
+        // A new row that fits record a better than any other: the snapshot still holds a, but
+        // it was applied in an earlier tick, so the row stays uncorrelated.
+        let late = insert_row(&p, MODEL, t, 500);
+        let legacy_before = mgmt.count("/v0/management/usage");
+        wait_for("three more legacy calls", Duration::from_secs(15), || {
+            mgmt.count("/v0/management/usage") >= legacy_before + 3
+        });
+        assert_eq!(account(&p, late), (None, None, None));
+        assert_eq!(
+            mgmt.count("/v0/management/usage-queue"),
+            1,
+            "queue marked unsupported"
+        );
+        assert!(has_log(
+            &p,
+            "usage queue endpoint unavailable, falling back to legacy usage endpoint"
+        ));
+        let n: i64 = db(&p)
+            .query_row(
+                "SELECT SUM(request_count) FROM daily_account_usage",
+                [],
+                |r| r.get(0),
             )
-        })
-        .collect();
-    assert_eq!(snaps, vec![("5h".into(), 30.0), ("week".into(), 5.0)]);
+            .unwrap();
+        assert_eq!(n, 2, "each record counted once");
+    }
+}
 
-    let (_, history) = get_json(&p, "/admin/quotas/history?hours=1&provider=claude");
-    let buckets = history["buckets"].as_array().unwrap();
-    assert_eq!(buckets.len(), 13, "1 h in 300 s buckets");
-    let filled: usize = buckets
-        .iter()
-        .map(|b| b["snapshots"].as_array().unwrap().len())
-        .sum();
-    assert_eq!(filled, 3);
-
-    let (_, probes) = get_json(&p, "/admin/quotas/probes");
-    assert_eq!(
-        probes,
-        serde_json::json!({"probes": ["claude", "codex", "kimi"]})
-    );
-
-    let (status, refresh) = get_json(&p, "/admin/quotas/refresh");
-    assert_eq!(status, 200, "{refresh}");
-    assert_eq!(refresh["inserted"], 0);
-    let accounts = refresh["accounts"].as_array().unwrap();
-    let summary: Vec<(&str, &str, &str)> = accounts
-        .iter()
-        .map(|a| {
-            (
-                a["provider"].as_str().unwrap(),
-                a["account"].as_str().unwrap(),
-                a["status"].as_str().unwrap(),
+both_shells! {
+    fn legacy_404_disables_correlation_and_stops_calling(shell: Shell) {
+        let mgmt = FakeManagement::start(KEY);
+        mgmt.queue_mode(Mode::Status(404));
+        mgmt.legacy_mode(Mode::Status(404));
+        let p = start(shell, &mgmt, &[]);
+        let id = insert_row(&p, MODEL, wall_ms() - 1_000, 10);
+        wait_for("disable warning", Duration::from_secs(20), || {
+            has_log(
+                &p,
+                "usage fetch endpoint unavailable, disabling correlation",
             )
-        })
-        .collect();
-    assert_eq!(
-        summary,
-        vec![
-            ("gemini", "g@example.com", "unsupported"),
-            ("claude", "c@example.com", "error"),
-            ("codex", "x@example.com", "disabled"),
-        ]
-    );
-    assert_eq!(accounts[1]["error"], "missing access_token");
-    assert_eq!(accounts[1]["local_usage"]["five_hour"]["requests"], 0);
-    assert!(has_log(&p, "failed to read auth file"));
-    assert!(
-        p.log_events()
+        });
+        let calls = mgmt.count("/v0/");
+        assert_eq!(calls, 2, "one queue call and one legacy call");
+        std::thread::sleep(Duration::from_millis(3_500));
+        assert_eq!(mgmt.count("/v0/"), calls, "no call after both answered 404");
+        assert_eq!(account(&p, id).0, None);
+        let health = loop_health(&p, "correlator").expect("loop keeps ticking");
+        assert_eq!(health["status"], "pass");
+    }
+}
+
+both_shells! {
+    fn slow_queue_falls_back_within_the_tick(shell: Shell) {
+        let mgmt = FakeManagement::start(KEY);
+        mgmt.queue_mode(Mode::Slow(Duration::from_millis(3_000)));
+        let t = wall_ms() - 10_000;
+        mgmt.push_legacy(&[record(&iso(t), "slow@example.com", "5", MODEL, 42)]);
+        let p = start(shell, &mgmt, &[]);
+        let id = insert_row(&p, MODEL, t + 10, 42);
+        wait_for("row correlated via legacy", Duration::from_secs(20), || {
+            account(&p, id).0.is_some()
+        });
+        assert_eq!(account(&p, id).0.as_deref(), Some("slow@example.com"));
+        assert!(has_log(&p, "usage queue fetch failed"));
+    }
+}
+
+both_shells! {
+    fn malformed_answers_and_auth_failures_show_as_loop_failures(shell: Shell) {
+        let mgmt = FakeManagement::start("some-other-key");
+        mgmt.legacy_mode(Mode::Malformed);
+        let p = start(shell, &mgmt, &[]);
+        let id = insert_row(&p, MODEL, wall_ms() - 1_000, 10);
+        wait_for(
+            "a failing correlator in /ready",
+            Duration::from_secs(20),
+            || loop_health(&p, "correlator").is_some_and(|h| h["status"] == "warn"),
+        );
+        let health = loop_health(&p, "correlator").unwrap();
+        assert!(health["consecutiveFailures"].as_u64().unwrap() >= 1);
+        assert!(
+            mgmt.calls()
+                .iter()
+                .filter(|c| c.target.starts_with("/v0/"))
+                .all(|c| c.management_key.as_deref() == Some(KEY))
+        );
+        assert_eq!(account(&p, id).0, None);
+        // 401 from the queue is not a 404: the queue stays in use.
+        wait_for(
+            "a second tick that tries the queue again",
+            Duration::from_secs(15),
+            || mgmt.count("/v0/management/usage-queue") >= 2,
+        );
+        let logs = p.logs();
+        assert!(
+            !logs.contains("invalid management key"),
+            "error bodies are never logged"
+        );
+    }
+}
+
+both_shells! {
+    fn quota_endpoints_answer_from_stored_snapshots(shell: Shell) {
+        let mgmt = FakeManagement::start(KEY);
+        let auth = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| std::fs::write(auth.path().join(name), text).unwrap();
+        write(
+            "a-gemini.json",
+            r#"{"type":"gemini","email":"g@example.com","access_token":"tok-gem-SECRET"}"#,
+        );
+        write(
+            "b-claude.json",
+            r#"{"type":"claude","email":"c@example.com"}"#,
+        );
+        write(
+            "c-broken.json",
+            r#"{"type":"codex","access_token":"tok-broken-SECRET""#,
+        );
+        write(
+            "d-codex.json",
+            r#"{"type":"codex","email":"x@example.com","access_token":"tok-cx-SECRET","disabled":true}"#,
+        );
+        write("notes.txt", "ignored");
+        let dir = auth.path().to_str().unwrap().to_owned();
+        let p = start(shell, &mgmt, &[("CLIPROXY_AUTH_DIR", dir.as_str())]);
+
+        let now = wall_ms();
+        {
+            let c = db(&p);
+            let mut ins = c
+                .prepare(
+                    "INSERT INTO quota_snapshots (timestamp, provider, account, quota_type, model,
+                       used_pct, remaining, remaining_raw, resets_at, raw_json)
+                     VALUES (?1, 'claude', 'c@example.com', ?2, NULL, ?3, 100 - ?3, NULL, NULL, '{}')",
+                )
+                .unwrap();
+            ins.execute(params![iso(now - 20 * 60_000), "5h", 10.0])
+                .unwrap();
+            ins.execute(params![iso(now - 10 * 60_000), "5h", 30.0])
+                .unwrap();
+            ins.execute(params![iso(now - 10 * 60_000), "week", 5.0])
+                .unwrap();
+            ins.execute(params![iso(now - 9 * 86_400_000), "5h", 99.0])
+                .unwrap();
+        }
+        let (status, latest) = get_json(&p, "/admin/quotas");
+        assert_eq!(status, 200);
+        let snaps: Vec<(String, f64)> = latest["snapshots"]
+            .as_array()
+            .unwrap()
             .iter()
-            .any(|e| e["msg"] == "failed to read auth file" && e["name"] == "c-broken.json")
-    );
-    let (_, again) = get_json(&p, "/admin/quotas?refresh=true");
-    assert_eq!(again["accounts"].as_array().unwrap().len(), 3);
-    assert!(
-        loop_health(&p, "quota-refresh").is_some(),
-        "quota-refresh runs with auth files"
-    );
-    assert!(!p.logs().contains("SECRET"), "tokens are never logged");
+            .map(|s| {
+                (
+                    s["quota_type"].as_str().unwrap().to_owned(),
+                    s["used_pct"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(snaps, vec![("5h".into(), 30.0), ("week".into(), 5.0)]);
+
+        let (_, history) = get_json(&p, "/admin/quotas/history?hours=1&provider=claude");
+        let buckets = history["buckets"].as_array().unwrap();
+        assert_eq!(buckets.len(), 13, "1 h in 300 s buckets");
+        let filled: usize = buckets
+            .iter()
+            .map(|b| b["snapshots"].as_array().unwrap().len())
+            .sum();
+        assert_eq!(filled, 3);
+
+        let (_, probes) = get_json(&p, "/admin/quotas/probes");
+        assert_eq!(
+            probes,
+            serde_json::json!({"probes": ["claude", "codex", "kimi"]})
+        );
+
+        let (status, refresh) = get_json(&p, "/admin/quotas/refresh");
+        assert_eq!(status, 200, "{refresh}");
+        assert_eq!(refresh["inserted"], 0);
+        let accounts = refresh["accounts"].as_array().unwrap();
+        let summary: Vec<(&str, &str, &str)> = accounts
+            .iter()
+            .map(|a| {
+                (
+                    a["provider"].as_str().unwrap(),
+                    a["account"].as_str().unwrap(),
+                    a["status"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("gemini", "g@example.com", "unsupported"),
+                ("claude", "c@example.com", "error"),
+                ("codex", "x@example.com", "disabled"),
+            ]
+        );
+        assert_eq!(accounts[1]["error"], "missing access_token");
+        assert_eq!(accounts[1]["local_usage"]["five_hour"]["requests"], 0);
+        assert!(has_log(&p, "failed to read auth file"));
+        assert!(
+            p.log_events()
+                .iter()
+                .any(|e| e["msg"] == "failed to read auth file" && e["name"] == "c-broken.json")
+        );
+        let (_, again) = get_json(&p, "/admin/quotas?refresh=true");
+        assert_eq!(again["accounts"].as_array().unwrap().len(), 3);
+        assert!(
+            loop_health(&p, "quota-refresh").is_some(),
+            "quota-refresh runs with auth files"
+        );
+        assert!(!p.logs().contains("SECRET"), "tokens are never logged");
+    }
 }
