@@ -572,6 +572,49 @@ fn redirect_target(base: &str, location: &str) -> String {
     format!("{}{}", base.get(..authority_end).unwrap_or(base), location)
 }
 
+/// Largest management or quota answer read (the legacy usage snapshot can be large).
+const MAX_LOOP_BODY: usize = 33_554_432;
+
+impl agent_cli_proxy_cli::daemon::correlator::HttpGet for Upstream {
+    fn get(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> agent_cli_proxy_cli::daemon::correlator::BoxFuture<'_, Result<(u16, Vec<u8>), String>>
+    {
+        let mut map = HeaderMap::new();
+        let mut bad = None;
+        for (name, value) in headers {
+            match (
+                http::header::HeaderName::from_bytes(name.as_bytes()),
+                http::header::HeaderValue::from_str(value),
+            ) {
+                (Ok(n), Ok(v)) => {
+                    map.append(n, v);
+                }
+                _ => bad = Some(format!("invalid header {name}")),
+            }
+        }
+        let url = url.to_owned();
+        Box::pin(async move {
+            if let Some(e) = bad {
+                return Err(e);
+            }
+            crate::server::timeout(timeout, self.get_all(&url, map, MAX_LOOP_BODY))
+                .await
+                .ok_or_else(|| format!("timed out after {}ms", timeout.as_millis()))?
+        })
+    }
+
+    fn run_blocking(
+        &self,
+        job: Box<dyn FnOnce() + Send + 'static>,
+    ) -> agent_cli_proxy_cli::daemon::correlator::BoxFuture<'static, ()> {
+        Box::pin(blocking::unblock(job))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -639,48 +682,5 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-    }
-}
-
-/// Largest management or quota answer read (the legacy usage snapshot can be large).
-const MAX_LOOP_BODY: usize = 33_554_432;
-
-impl agent_cli_proxy_cli::daemon::correlator::HttpGet for Upstream {
-    fn get(
-        &self,
-        url: &str,
-        headers: &[(&str, &str)],
-        timeout: Duration,
-    ) -> agent_cli_proxy_cli::daemon::correlator::BoxFuture<'_, Result<(u16, Vec<u8>), String>>
-    {
-        let mut map = HeaderMap::new();
-        let mut bad = None;
-        for (name, value) in headers {
-            match (
-                http::header::HeaderName::from_bytes(name.as_bytes()),
-                http::header::HeaderValue::from_str(value),
-            ) {
-                (Ok(n), Ok(v)) => {
-                    map.append(n, v);
-                }
-                _ => bad = Some(format!("invalid header {name}")),
-            }
-        }
-        let url = url.to_owned();
-        Box::pin(async move {
-            if let Some(e) = bad {
-                return Err(e);
-            }
-            crate::server::timeout(timeout, self.get_all(&url, map, MAX_LOOP_BODY))
-                .await
-                .ok_or_else(|| format!("timed out after {}ms", timeout.as_millis()))?
-        })
-    }
-
-    fn run_blocking(
-        &self,
-        job: Box<dyn FnOnce() + Send + 'static>,
-    ) -> agent_cli_proxy_cli::daemon::correlator::BoxFuture<'static, ()> {
-        Box::pin(blocking::unblock(job))
     }
 }
