@@ -99,9 +99,7 @@ both_shells! {
         let fixtures = tempfile::tempdir().expect("tempdir");
         let long = long_line_stream(16 * 1024 * 1024);
         std::fs::write(fixtures.path().join("long_line.sse"), &long).expect("fixture");
-        let message = format!(
-            r#"{{"id":"msg_gz","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{{"type":"text","text":"hi"}}],"usage":{{"input_tokens":100,"output_tokens":50}}}}"#
-        );
+        let message = r#"{"id":"msg_gz","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":100,"output_tokens":50}}"#;
         let gzipped = gzip_stored(message.as_bytes());
         std::fs::write(fixtures.path().join("gzipped.json"), &gzipped).expect("fixture");
         let (_upstream, proxy) = start(shell, fixtures.path());
