@@ -11,6 +11,7 @@
 //! | [`shells`] | [`shells::Shell`] and the [`both_shells!`](crate::both_shells) macro |
 //! | [`db`] | rows of the proxy's database as JSON, polling for finalized rows |
 //! | [`checks`] | security headers, `/metrics` samples, the canary request |
+//! | [`memory`] | RSS, peak RSS and open fds of a process, from `/proc` |
 //!
 //! The servers ([`upstream::FakeUpstream`], [`fault::FaultProxy`]) own a small tokio runtime
 //! on background threads, so they work the same from plain `#[test]` functions and from
@@ -21,6 +22,7 @@ pub mod client;
 pub mod db;
 pub mod fault;
 pub mod ledger;
+pub mod memory;
 pub mod mgmt;
 pub mod proc;
 pub mod shells;

@@ -22,6 +22,7 @@
 //! | `x-fake-chunk: <n>` | every socket write is split into `<n>`-byte pieces |
 //! | `x-fake-pad: <n>` | `<n>` filler bytes in each content event's text (in the text of a JSON body) |
 //! | `x-fake-framing: length\|chunked\|close` | body framing (default: `length` for JSON, `chunked` for streams) |
+//! | `x-fake-fail-first: <status>[:<n>]` | the first `<n>` (default 1) requests with the same `x-request-id` get `<status>` with the API's error body; later ones follow the other headers (a failure a retry gets past) |
 //! | `x-fake-expect-header`, `x-fake-forbid-header` | comma-separated header names that must be present / absent |
 //!
 //! "Events" are everything written as a unit: SSE events, NDJSON lines, or the one JSON
@@ -175,6 +176,16 @@ async fn serve_connection(mut conn: Conn, conn_id: u64, shared: Arc<Shared>) {
             &shared.options.expect_headers,
             &shared.options.forbid_headers,
         );
+        if let Some((status, n)) = script.fail_first {
+            let earlier = req
+                .header("x-request-id")
+                .map_or(0, |id| shared.ledger.by_request_id(id).len());
+            if earlier < n {
+                script.status = Some(status);
+                script.fixture = None;
+                script.kind = None;
+            }
+        }
         let (status, body) = choose(&req, &script, &shared, shared.ledger.len());
         let seq = shared.ledger.push(LedgerEntry {
             seq: 0,

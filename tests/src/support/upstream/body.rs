@@ -68,13 +68,42 @@ pub(crate) fn default_usage(api: Api, kind: Kind) -> Value {
 
 /// Generates the body for `p`.
 pub(crate) fn generate(p: &Params<'_>) -> Body {
-    match (p.kind, p.api) {
+    let mut body = match (p.kind, p.api) {
         (Kind::Ndjson, _) => ollama_ndjson(p),
         (Kind::Sse, Api::Anthropic) => anthropic_sse(p),
         (Kind::Sse, Api::Responses) => responses_sse(p),
         (Kind::Sse, _) => chat_sse(p),
         (Kind::Json, _) => json_body(p),
+    };
+    if p.pad > 0 {
+        for event in &mut body.events {
+            expand_pad(event, p.pad);
+        }
     }
+    body
+}
+
+/// Stands for `x-fake-pad` filler while a body is serialized: the filler (plain `x`
+/// bytes, which JSON never escapes) is spliced in afterwards, because serializing 100 MiB of
+/// filler through `serde_json` in a debug build takes tens of seconds.
+const PAD_MARKER: &str = "~~fake-pad~~";
+
+/// Replaces every [`PAD_MARKER`] in `event` with `pad` `x` bytes.
+fn expand_pad(event: &mut Vec<u8>, pad: usize) {
+    let marker = PAD_MARKER.as_bytes();
+    let mut out = Vec::new();
+    let mut rest: &[u8] = event;
+    while let Some(at) = rest.windows(marker.len()).position(|w| w == marker) {
+        out.reserve(at + pad);
+        out.extend_from_slice(&rest[..at]);
+        out.resize(out.len() + pad, b'x');
+        rest = &rest[at + marker.len()..];
+    }
+    if out.is_empty() && rest.len() == event.len() {
+        return;
+    }
+    out.extend_from_slice(rest);
+    *event = out;
 }
 
 /// A JSON error body in the shape of the API.
@@ -329,7 +358,7 @@ fn ollama_ndjson(p: &Params<'_>) -> Body {
 
 fn json_body(p: &Params<'_>) -> Body {
     let content: String =
-        (0..p.events.max(1)).map(|i| text(i, 0)).collect::<String>() + &"x".repeat(p.pad);
+        (0..p.events.max(1)).map(|i| text(i, 0)).collect::<String>() + pad_marker(p.pad);
     let usage = p
         .usage
         .clone()
@@ -369,7 +398,7 @@ fn json_body(p: &Params<'_>) -> Body {
         }
         Api::Health => json!({"status": "ok"}),
         Api::Other => {
-            return small_json(&json!({"ok": true, "path": p.path, "padding": "x".repeat(p.pad)}));
+            return small_json(&json!({"ok": true, "path": p.path, "padding": pad_marker(p.pad)}));
         }
     };
     let reports_usage = !matches!(p.api, Api::Health);
@@ -382,7 +411,12 @@ fn json_body(p: &Params<'_>) -> Body {
 }
 
 fn text(i: usize, pad: usize) -> String {
-    format!("word{i} {}", "x".repeat(pad))
+    format!("word{i} {}", pad_marker(pad))
+}
+
+/// The placeholder of `pad` filler bytes (empty without padding).
+fn pad_marker(pad: usize) -> &'static str {
+    if pad > 0 { PAD_MARKER } else { "" }
 }
 
 fn sse_event(event: Option<&str>, data: &Value) -> Vec<u8> {
@@ -470,6 +504,29 @@ fn split_lines(bytes: &[u8]) -> Vec<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn padding_is_spliced_into_every_text_of_the_serialized_body() {
+        let params = Params {
+            api: Api::Anthropic,
+            kind: Kind::Sse,
+            path: "/v1/messages",
+            model: "m",
+            usage: None,
+            events: 2,
+            pad: 5,
+            include_usage: false,
+            id: 0,
+        };
+        let body = generate(&params);
+        let all = String::from_utf8(body.events.concat()).expect("utf-8");
+        assert_eq!(all.matches("\"text\":\"word0 xxxxx\"").count(), 1, "{all}");
+        assert_eq!(all.matches("\"text\":\"word1 xxxxx\"").count(), 1, "{all}");
+        assert!(!all.contains(PAD_MARKER));
+        let plain = generate(&Params { pad: 0, ..params });
+        let text = String::from_utf8(plain.events.concat()).expect("utf-8");
+        assert!(text.contains("\"text\":\"word0 \""), "{text}");
+    }
 
     #[test]
     fn split_sse_keeps_every_byte_and_cuts_after_blank_lines() {

@@ -44,6 +44,9 @@ pub(crate) struct Script {
     pub piece: Option<usize>,
     pub pad: usize,
     pub framing: Option<Framing>,
+    /// `x-fake-fail-first: <status>[:<n>]`: the first `n` (default 1) requests carrying the
+    /// same `x-request-id` get `status` instead (a failure that a retry gets past).
+    pub fail_first: Option<(u16, usize)>,
     pub expect_headers: Vec<String>,
     pub forbid_headers: Vec<String>,
     pub violations: Vec<String>,
@@ -75,6 +78,7 @@ impl Script {
             piece: None,
             pad: 0,
             framing: None,
+            fail_first: None,
             expect_headers: split_names(req.header_all("x-fake-expect-header")),
             forbid_headers: split_names(req.header_all("x-fake-forbid-header")),
             violations: Vec::new(),
@@ -103,6 +107,10 @@ impl Script {
                 "close" => Some(Framing::Close),
                 other => script.violation(format!("x-fake-framing: unknown framing {other:?}")),
             };
+        }
+        if let Some(fail) = req.header("x-fake-fail-first") {
+            script.fail_first = parse_fail_first(fail.trim())
+                .or_else(|| script.violation(format!("x-fake-fail-first: bad value {fail:?}")));
         }
         if let Some(stall) = req.header("x-fake-stall") {
             script.stall = parse_stall(stall.trim())
@@ -187,6 +195,12 @@ fn parse_stall(value: &str) -> Option<Stall> {
             .and_then(|n| n.trim().parse().ok())
             .map(Stall::AfterEvents),
     }
+}
+
+/// `<status>` or `<status>:<n>`.
+fn parse_fail_first(value: &str) -> Option<(u16, usize)> {
+    let (status, n) = value.split_once(':').unwrap_or((value, "1"));
+    Some((status.trim().parse().ok()?, n.trim().parse().ok()?))
 }
 
 fn split_names<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
