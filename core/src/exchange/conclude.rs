@@ -287,6 +287,11 @@ impl Exchange {
                 ("lifecycle_status", json!(row.lifecycle_status)),
                 ("status", json!(row.status)),
                 ("path", json!(self.path)),
+                // Token counts are not secrets (`control.md` §10.3): operators grep for them.
+                ("prompt_tokens", json!(row.columns.prompt_tokens)),
+                ("completion_tokens", json!(row.columns.completion_tokens)),
+                ("total_tokens", json!(row.columns.total_tokens)),
+                ("cost_nanousd", json!(row.cost_nanousd)),
             ],
         );
     }
