@@ -595,7 +595,8 @@ mod tests {
 
     #[test]
     fn the_direct_json_writer_matches_the_map_byte_for_byte() {
-        let cases: Vec<(&str, Option<&str>, Vec<(&str, Value)>)> = vec![
+        type Case<'a> = (&'a str, Option<&'a str>, Vec<(&'a str, Value)>);
+        let cases: Vec<Case<'_>> = vec![
             (
                 "request finalized",
                 Some("lifecycle.finalized"),
