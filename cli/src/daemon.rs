@@ -10,6 +10,7 @@ pub mod correlator;
 pub mod log;
 mod pricing;
 pub mod quota;
+pub mod ticks;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -53,7 +54,7 @@ pub struct Daemon {
     pub logger: Logger,
     metrics: Mutex<MetricsRegistry>,
     /// Prices, their cache file and refresh bookkeeping.
-    pub pricing: PricingState,
+    pub pricing: Arc<PricingState>,
     /// Single-flight quota refreshes and the shell's HTTP client for them.
     pub quota: quota::QuotaService,
     key_cache: Mutex<BTreeMap<String, (Instant, KeyLookup)>>,
@@ -156,7 +157,7 @@ impl Daemon {
                     ));
                 }
             };
-        let pricing = PricingState::load(&config, &logger);
+        let pricing = Arc::new(PricingState::load(&config, &logger));
         let core = Core::new(Arc::clone(&config), pricing.table(), seed);
         let daemon = Daemon {
             readers: Readers::new(db.clone(), Default::default()),

@@ -11,11 +11,10 @@ use std::time::Duration;
 
 use agent_cli_proxy_cli::daemon::correlator::CorrelatorLoop;
 use agent_cli_proxy_cli::daemon::quota;
+use agent_cli_proxy_cli::daemon::ticks;
 use agent_cli_proxy_core::exchange::Level;
-use agent_cli_proxy_core::pricing::PriceTable;
-use agent_cli_proxy_core::pricing::refresh::{RefreshAction, refresh_action};
 use agent_cli_proxy_core::supervisor::{AfterFailure, LoopKind, LoopState};
-use agent_cli_proxy_storage::{BackfillFlight, BackfillOptions, Op, Reply as StoreReply};
+use agent_cli_proxy_storage::BackfillFlight;
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -40,7 +39,7 @@ impl Loops {
         let flight = Arc::new(BackfillFlight::new());
         let s = Arc::clone(shared);
         tasks.spawn(async move {
-            if let Err(e) = refresh_prices(&s, false).await {
+            if let Err(e) = ticks::refresh_prices(&s.daemon, &s.upstream, false).await {
                 s.daemon.logger.event(
                     Level::Warn,
                     "pricing.fetch_failed",
@@ -53,20 +52,24 @@ impl Loops {
             (
                 LoopKind::PricingRefresh,
                 cfg.pricing_refresh_interval_ms,
-                Box::new(|s| Box::pin(async move { refresh_prices(&s, true).await })),
+                Box::new(|s| {
+                    Box::pin(
+                        async move { ticks::refresh_prices(&s.daemon, &s.upstream, true).await },
+                    )
+                }),
             ),
             (
                 LoopKind::CostBackfill,
                 cfg.cost_backfill_interval_ms,
                 Box::new(move |s| {
                     let flight = Arc::clone(&flight);
-                    Box::pin(async move { backfill(&s, &flight).await })
+                    Box::pin(async move { ticks::backfill(&s.daemon, &s.upstream, &flight).await })
                 }),
             ),
             (
                 LoopKind::QuotaRetention,
                 86_400_000,
-                Box::new(|s| Box::pin(async move { quota_retention(&s).await })),
+                Box::new(|s| Box::pin(async move { ticks::quota_retention(&s.daemon).await })),
             ),
         ];
         shared
@@ -224,104 +227,4 @@ async fn run_loop(
         "loop stopped",
         vec![("name", json!(name))],
     );
-}
-
-/// `refresh(force)` of `accounting.md` §4.5.
-async fn refresh_prices(shared: &Arc<Shared>, force: bool) -> Result<(), String> {
-    let d = &shared.daemon;
-    let cfg = &d.config;
-    let file_fetched_at = {
-        let path = d.pricing.cache_path().to_path_buf();
-        tokio::task::spawn_blocking(move || {
-            std::fs::read(&path)
-                .ok()
-                .and_then(|b| agent_cli_proxy_core::pricing::cache_file::from_cache_file(&b).ok())
-                .map(|f| f.fetched_at)
-        })
-        .await
-        .ok()
-        .flatten()
-    };
-    match refresh_action(
-        force,
-        d.wall(),
-        cfg.pricing_cache_ttl_ms,
-        d.pricing.fetched_at(),
-        file_fetched_at,
-    ) {
-        RefreshAction::KeepMemory | RefreshAction::LoadFile => return Ok(()),
-        RefreshAction::Fetch => {}
-    }
-    let bytes = shared.upstream.fetch_document(&cfg.pricing_url).await?;
-    let table = PriceTable::from_models_dev(&bytes).map_err(|e| e.to_string())?;
-    let url = cfg.pricing_url.clone();
-    let s = Arc::clone(shared);
-    let installed =
-        tokio::task::spawn_blocking(move || s.daemon.pricing.install(table, s.daemon.wall(), &url))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-    d.core().set_prices(installed);
-    Ok(())
-}
-
-/// One `cost-backfill` run (`accounting.md` §6.2).
-async fn backfill(shared: &Arc<Shared>, flight: &BackfillFlight) -> Result<(), String> {
-    let d = &shared.daemon;
-    if let Err(e) = refresh_prices(shared, true).await {
-        d.logger.event(
-            Level::Warn,
-            "cost.backfill_pricing_failed",
-            "pricing refresh before backfill failed",
-            vec![("err", json!(e))],
-        );
-    }
-    let since_ms = d
-        .wall()
-        .0
-        .saturating_sub(d.config.cost_backfill_lookback_ms);
-    let opts = BackfillOptions {
-        since: Some(agent_cli_proxy_core::time::UnixMillis(since_ms).to_iso()),
-        chunk_size: d.config.cost_backfill_chunk_size,
-        limit: None,
-    };
-    let counts = agent_cli_proxy_storage::run_backfill(&d.writer, flight, opts, d.recoster())
-        .await
-        .map_err(|e| e.to_string())?;
-    d.logger.event(
-        Level::Info,
-        "cost.backfill",
-        "cost backfill finished",
-        vec![
-            ("scanned", json!(counts.scanned)),
-            ("updated", json!(counts.updated)),
-            ("ok", json!(counts.ok)),
-            ("pending", json!(counts.pending)),
-            ("unsupported", json!(counts.unsupported)),
-        ],
-    );
-    Ok(())
-}
-
-/// Deletes quota snapshots older than the retention.
-async fn quota_retention(shared: &Arc<Shared>) -> Result<(), String> {
-    let d = &shared.daemon;
-    let days = u64::from(d.config.quota_snapshot_retention_days);
-    let before = agent_cli_proxy_core::time::UnixMillis(
-        d.wall().0.saturating_sub(days.saturating_mul(86_400_000)),
-    )
-    .to_iso();
-    match d.writer.send(Op::PruneQuotaSnapshots { before }).await {
-        Ok(StoreReply::Count(n)) => {
-            d.logger.event(
-                Level::Info,
-                "quota.retention_cleanup",
-                "old quota snapshots deleted",
-                vec![("deleted_count", json!(n))],
-            );
-            Ok(())
-        }
-        Ok(_) => Ok(()),
-        Err(e) => Err(e.to_string()),
-    }
 }

@@ -258,6 +258,17 @@ impl agent_cli_proxy_cli::daemon::correlator::HttpGet for Upstream {
         })
     }
 
+    fn fetch_document<'a>(
+        &'a self,
+        url: &'a str,
+    ) -> agent_cli_proxy_cli::daemon::correlator::BoxFuture<'a, Result<Vec<u8>, String>> {
+        Box::pin(async move {
+            Upstream::fetch_document(self, url)
+                .await
+                .map(|b| b.to_vec())
+        })
+    }
+
     fn run_blocking(
         &self,
         job: Box<dyn FnOnce() + Send + 'static>,

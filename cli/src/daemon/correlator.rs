@@ -43,6 +43,10 @@ pub trait HttpGet: Send + Sync {
     /// Runs `job` where blocking is allowed (`spawn_blocking`, `blocking::unblock`, or
     /// inline when the caller is already on a blocking thread); resolves when it is done.
     fn run_blocking(&self, job: Box<dyn FnOnce() + Send + 'static>) -> BoxFuture<'static, ()>;
+
+    /// The pricing document at `url` (`file:///abs/path`, or http(s) with at most 5
+    /// redirects, 64 MiB and 30 s, `accounting.md` §4.1).
+    fn fetch_document<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Vec<u8>, String>>;
 }
 
 /// Runs `f` through [`HttpGet::run_blocking`] and returns its value.

@@ -407,4 +407,8 @@ impl HttpGet for Inline {
         job();
         Box::pin(std::future::ready(()))
     }
+
+    fn fetch_document<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Vec<u8>, String>> {
+        self.0.fetch_document(url)
+    }
 }

@@ -1,0 +1,108 @@
+//! The bodies of the background loops that both shells run the same way (`control.md`
+//! §8.1, `accounting.md` §4.5, §6.2): pricing refresh, cost backfill and quota retention. The
+//! shells own the schedule (sleeps, stop signals); the IO they need — a document fetch and a
+//! blocking pool — comes through [`HttpGet`].
+
+use std::sync::Arc;
+
+use agent_cli_proxy_core::exchange::Level;
+use agent_cli_proxy_core::pricing::PriceTable;
+use agent_cli_proxy_core::pricing::cache_file::from_cache_file;
+use agent_cli_proxy_core::pricing::refresh::{RefreshAction, refresh_action};
+use agent_cli_proxy_core::time::UnixMillis;
+use agent_cli_proxy_storage::{BackfillFlight, BackfillOptions, Op, Reply as StoreReply};
+use serde_json::json;
+
+use super::Daemon;
+use super::correlator::{HttpGet, blocking};
+
+/// `refresh(force)`: keep the fresh in-memory table, or fetch `PRICING_URL`, write the cache
+/// file and hand the new table to the core.
+pub async fn refresh_prices(d: &Daemon, io: &dyn HttpGet, force: bool) -> Result<(), String> {
+    let cfg = &d.config;
+    let path = d.pricing.cache_path().to_path_buf();
+    let file_fetched_at = blocking(io, move || {
+        std::fs::read(&path)
+            .ok()
+            .and_then(|b| from_cache_file(&b).ok())
+            .map(|f| f.fetched_at)
+    })
+    .await?;
+    match refresh_action(
+        force,
+        d.wall(),
+        cfg.pricing_cache_ttl_ms,
+        d.pricing.fetched_at(),
+        file_fetched_at,
+    ) {
+        RefreshAction::KeepMemory | RefreshAction::LoadFile => return Ok(()),
+        RefreshAction::Fetch => {}
+    }
+    let bytes = io.fetch_document(&cfg.pricing_url).await?;
+    let table = PriceTable::from_models_dev(&bytes).map_err(|e| e.to_string())?;
+    let url = cfg.pricing_url.clone();
+    let pricing = Arc::clone(&d.pricing);
+    let wall = d.wall();
+    let installed = blocking(io, move || pricing.install(table, wall, &url))
+        .await?
+        .map_err(|e| e.to_string())?;
+    d.core().set_prices(installed);
+    Ok(())
+}
+
+/// One `cost-backfill` run: a forced pricing refresh (a failure only warns), then the chunked
+/// backfill over the lookback window.
+pub async fn backfill(d: &Daemon, io: &dyn HttpGet, flight: &BackfillFlight) -> Result<(), String> {
+    if let Err(e) = refresh_prices(d, io, true).await {
+        d.logger.event(
+            Level::Warn,
+            "cost.backfill_pricing_failed",
+            "pricing refresh before backfill failed",
+            vec![("err", json!(e))],
+        );
+    }
+    let since_ms = d
+        .wall()
+        .0
+        .saturating_sub(d.config.cost_backfill_lookback_ms);
+    let opts = BackfillOptions {
+        since: Some(UnixMillis(since_ms).to_iso()),
+        chunk_size: d.config.cost_backfill_chunk_size,
+        limit: None,
+    };
+    let counts = agent_cli_proxy_storage::run_backfill(&d.writer, flight, opts, d.recoster())
+        .await
+        .map_err(|e| e.to_string())?;
+    d.logger.event(
+        Level::Info,
+        "cost.backfill",
+        "cost backfill finished",
+        vec![
+            ("scanned", json!(counts.scanned)),
+            ("updated", json!(counts.updated)),
+            ("ok", json!(counts.ok)),
+            ("pending", json!(counts.pending)),
+            ("unsupported", json!(counts.unsupported)),
+        ],
+    );
+    Ok(())
+}
+
+/// Deletes quota snapshots older than `QUOTA_SNAPSHOT_RETENTION_DAYS`.
+pub async fn quota_retention(d: &Daemon) -> Result<(), String> {
+    let days = u64::from(d.config.quota_snapshot_retention_days);
+    let before = UnixMillis(d.wall().0.saturating_sub(days.saturating_mul(86_400_000))).to_iso();
+    match d.writer.send(Op::PruneQuotaSnapshots { before }).await {
+        Ok(StoreReply::Count(n)) => {
+            d.logger.event(
+                Level::Info,
+                "quota.retention_cleanup",
+                "old quota snapshots deleted",
+                vec![("deleted_count", json!(n))],
+            );
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
