@@ -1,28 +1,19 @@
-//! Background loops (`control.md` §8.1) on tokio: pricing refresh, cost backfill, the
-//! CLIProxyAPI correlator (when `CLIPROXY_MGMT_KEY` is set), quota refresh (when
-//! `CLIPROXY_AUTH_DIR` holds auth files) and quota retention, each reporting its health for
-//! `/ready`. The loop bodies of the last three live in the CLI crate. The schedule (jitter, backoff, disable
-//! after 100 failures) is the core supervisor's; this module only sleeps and runs ticks.
+//! Background loops (`control.md` §8.1) on tokio: the schedule only. Which loops run and
+//! what each tick does is shared (`agent_cli_proxy_cli::daemon::ticks`); the timing (jitter,
+//! backoff, disable after 100 failures) is the core supervisor's; this module sleeps, runs
+//! ticks, records each loop's health for `/ready` and stops on shutdown.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_cli_proxy_cli::daemon::correlator::CorrelatorLoop;
-use agent_cli_proxy_cli::daemon::quota;
-use agent_cli_proxy_cli::daemon::ticks;
+use agent_cli_proxy_cli::daemon::ticks::{self, Tick};
 use agent_cli_proxy_core::exchange::Level;
 use agent_cli_proxy_core::supervisor::{AfterFailure, LoopKind, LoopState};
-use agent_cli_proxy_storage::BackfillFlight;
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::server::Shared;
-
-type Tick = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
-type TickFn = Box<dyn Fn(Arc<Shared>) -> Tick + Send + Sync>;
 
 /// The running loops.
 pub struct Loops {
@@ -35,83 +26,9 @@ impl Loops {
     pub fn start(shared: &Arc<Shared>) -> Loops {
         let (stop, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        let cfg = &shared.daemon.config;
-        let flight = Arc::new(BackfillFlight::new());
         let s = Arc::clone(shared);
-        tasks.spawn(async move {
-            if let Err(e) = ticks::refresh_prices(&s.daemon, &s.upstream, false).await {
-                s.daemon.logger.event(
-                    Level::Warn,
-                    "pricing.fetch_failed",
-                    "pricing fetch failed, using cached data",
-                    vec![("err", json!(e))],
-                );
-            }
-        });
-        let specs: Vec<(LoopKind, u64, TickFn)> = vec![
-            (
-                LoopKind::PricingRefresh,
-                cfg.pricing_refresh_interval_ms,
-                Box::new(|s| {
-                    Box::pin(
-                        async move { ticks::refresh_prices(&s.daemon, &s.upstream, true).await },
-                    )
-                }),
-            ),
-            (
-                LoopKind::CostBackfill,
-                cfg.cost_backfill_interval_ms,
-                Box::new(move |s| {
-                    let flight = Arc::clone(&flight);
-                    Box::pin(async move { ticks::backfill(&s.daemon, &s.upstream, &flight).await })
-                }),
-            ),
-            (
-                LoopKind::QuotaRetention,
-                86_400_000,
-                Box::new(|s| Box::pin(async move { ticks::quota_retention(&s.daemon).await })),
-            ),
-        ];
-        shared
-            .daemon
-            .quota
-            .install_http(Arc::new(shared.upstream.clone()));
-        let mut specs = specs;
-        if cfg.cliproxy_mgmt_key.is_empty() {
-            shared.daemon.logger.event(
-                Level::Warn,
-                "correlator.skipped",
-                "CLIPROXY_MGMT_KEY not set, skipping correlator",
-                vec![],
-            );
-        } else {
-            let correlator = Arc::new(CorrelatorLoop::new(cfg));
-            specs.push((
-                LoopKind::Correlator,
-                cfg.correlation_interval_ms,
-                Box::new(move |s| {
-                    let c = Arc::clone(&correlator);
-                    Box::pin(async move { c.tick(&s.daemon, &s.upstream).await.map(|_| ()) })
-                }),
-            ));
-        }
-        match quota::enablement(cfg) {
-            Ok(_) => specs.push((
-                LoopKind::QuotaRefresh,
-                cfg.quota_refresh_interval_ms,
-                Box::new(|s| {
-                    Box::pin(async move {
-                        s.daemon
-                            .quota
-                            .refresh(&s.daemon, &s.upstream)
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| e.to_string())
-                    })
-                }),
-            )),
-            Err(reason) => quota::log_skipped(&shared.daemon, reason),
-        }
+        tasks.spawn(async move { ticks::startup_refresh(&s.daemon, &s.upstream).await });
+        let specs = ticks::enabled_loops(&shared.daemon, Arc::new(shared.upstream.clone()));
         for (kind, interval, tick) in specs {
             let s = Arc::clone(shared);
             let stop_rx = stop.subscribe();
@@ -149,7 +66,7 @@ async fn run_loop(
     shared: Arc<Shared>,
     kind: LoopKind,
     interval: u64,
-    tick: TickFn,
+    tick: Tick,
     mut stop: watch::Receiver<bool>,
 ) {
     let d = &shared.daemon;
@@ -172,7 +89,7 @@ async fn run_loop(
             _ = tokio::time::sleep(Duration::from_millis(delay)) => {}
         }
         let started = std::time::Instant::now();
-        let result = tick(Arc::clone(&shared)).await;
+        let result = ticks::run_tick(&tick, &shared.daemon, &shared.upstream).await;
         let now = d.now();
         let mut loops = shared.ready.loops.lock().unwrap_or_else(|p| p.into_inner());
         let Some(state) = loops.iter_mut().find(|l| l.name == name) else {

@@ -106,3 +106,93 @@ pub async fn quota_retention(d: &Daemon) -> Result<(), String> {
         Err(e) => Err(e.to_string()),
     }
 }
+
+/// One enabled loop's work.
+pub enum Tick {
+    /// `pricing-refresh`: a forced refresh.
+    PricingRefresh,
+    /// `cost-backfill`, single-flight through its gate.
+    CostBackfill(Arc<BackfillFlight>),
+    /// `quota-retention`.
+    QuotaRetention,
+    /// `correlator` (only with `CLIPROXY_MGMT_KEY`).
+    Correlator(Arc<super::correlator::CorrelatorLoop>),
+    /// `quota-refresh` (only with a readable `CLIPROXY_AUTH_DIR` holding auth files).
+    QuotaRefresh,
+}
+
+/// The loops to run with their intervals (`control.md` §8.1), in start order; logs why the
+/// correlator and the quota refresh are skipped when they are. `io` becomes the client of
+/// admin-triggered quota refreshes.
+pub fn enabled_loops(
+    d: &Daemon,
+    io: Arc<dyn HttpGet>,
+) -> Vec<(agent_cli_proxy_core::supervisor::LoopKind, u64, Tick)> {
+    use agent_cli_proxy_core::supervisor::LoopKind;
+    let cfg = &d.config;
+    let mut loops = vec![
+        (
+            LoopKind::PricingRefresh,
+            cfg.pricing_refresh_interval_ms,
+            Tick::PricingRefresh,
+        ),
+        (
+            LoopKind::CostBackfill,
+            cfg.cost_backfill_interval_ms,
+            Tick::CostBackfill(Arc::new(BackfillFlight::new())),
+        ),
+        (LoopKind::QuotaRetention, 86_400_000, Tick::QuotaRetention),
+    ];
+    d.quota.install_http(io);
+    if cfg.cliproxy_mgmt_key.is_empty() {
+        d.logger.event(
+            Level::Warn,
+            "correlator.skipped",
+            "CLIPROXY_MGMT_KEY not set, skipping correlator",
+            vec![],
+        );
+    } else {
+        loops.push((
+            LoopKind::Correlator,
+            cfg.correlation_interval_ms,
+            Tick::Correlator(Arc::new(super::correlator::CorrelatorLoop::new(cfg))),
+        ));
+    }
+    match super::quota::enablement(cfg) {
+        Ok(_) => loops.push((
+            LoopKind::QuotaRefresh,
+            cfg.quota_refresh_interval_ms,
+            Tick::QuotaRefresh,
+        )),
+        Err(reason) => super::quota::log_skipped(d, reason),
+    }
+    loops
+}
+
+/// Runs one tick of `tick`.
+pub async fn run_tick(tick: &Tick, d: &Daemon, io: &dyn HttpGet) -> Result<(), String> {
+    match tick {
+        Tick::PricingRefresh => refresh_prices(d, io, true).await,
+        Tick::CostBackfill(flight) => backfill(d, io, flight).await,
+        Tick::QuotaRetention => quota_retention(d).await,
+        Tick::Correlator(c) => c.tick(d, io).await.map(|_| ()),
+        Tick::QuotaRefresh => d
+            .quota
+            .refresh(d, io)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// The one non-forced refresh of startup (step 9 of `control.md` §1), run in the background.
+pub async fn startup_refresh(d: &Daemon, io: &dyn HttpGet) {
+    if let Err(e) = refresh_prices(d, io, false).await {
+        d.logger.event(
+            Level::Warn,
+            "pricing.fetch_failed",
+            "pricing fetch failed, using cached data",
+            vec![("err", json!(e))],
+        );
+    }
+}
