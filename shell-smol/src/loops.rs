@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_cli_proxy_cli::daemon::ticks::{self, Tick};
+use agent_cli_proxy_cli::daemon::ticks::{self, LoopRun, Tick};
 use agent_cli_proxy_core::exchange::Level;
-use agent_cli_proxy_core::supervisor::{AfterFailure, LoopKind, LoopState};
+use agent_cli_proxy_core::supervisor::LoopKind;
 use async_executor::Task;
 use async_io::Timer;
 use futures_lite::future;
@@ -80,19 +80,8 @@ async fn run_loop(
     stop: Arc<Latch>,
 ) {
     let d = &shared.daemon;
-    let name = kind.name();
-    let mut rng = fastrand::Rng::with_seed(agent_cli_proxy_cli::daemon::seed());
-    {
-        let mut loops = shared.ready.loops.lock().unwrap_or_else(|p| p.into_inner());
-        loops.push(LoopState::new(name, interval));
-    }
-    d.logger.event(
-        Level::Info,
-        "loop.started",
-        "loop started",
-        vec![("name", json!(name)), ("interval_ms", json!(interval))],
-    );
-    let mut delay = kind.first_run_delay_ms(interval);
+    let health = &shared.ready.loops;
+    let (mut run, mut delay) = LoopRun::start(d, health, kind, interval);
     loop {
         let stopped = future::or(
             async {
@@ -109,59 +98,11 @@ async fn run_loop(
             break;
         }
         let started = std::time::Instant::now();
-        let result = ticks::run_tick(&tick, &shared.daemon, &shared.upstream).await;
-        let now = d.now();
-        let mut loops = shared.ready.loops.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(state) = loops.iter_mut().find(|l| l.name == name) else {
-            break;
-        };
-        match result {
-            Ok(()) => {
-                delay = state.handle_success(now, &mut rng);
-                d.logger.event(
-                    Level::Debug,
-                    "loop.tick",
-                    "loop tick",
-                    vec![
-                        ("name", json!(name)),
-                        ("duration_ms", json!(started.elapsed().as_millis() as u64)),
-                    ],
-                );
-            }
-            Err(err) => match state.handle_failure(err.clone(), now, &mut rng) {
-                AfterFailure::Retry { attempt, delay_ms } => {
-                    delay = delay_ms;
-                    d.logger.event(
-                        Level::Error,
-                        "loop.error",
-                        "loop tick failed",
-                        vec![
-                            ("name", json!(name)),
-                            ("err", json!(err)),
-                            ("attempt", json!(attempt)),
-                            ("next_delay_ms", json!(delay_ms)),
-                        ],
-                    );
-                }
-                AfterFailure::Disabled { total_failures } => {
-                    d.logger.event(
-                        Level::Error,
-                        "loop.disabled",
-                        "loop disabled after repeated failures",
-                        vec![
-                            ("name", json!(name)),
-                            ("total_failures", json!(total_failures)),
-                        ],
-                    );
-                    break;
-                }
-            },
+        let result = ticks::run_tick(&tick, d, &shared.upstream).await;
+        match run.record(d, health, result, started.elapsed()) {
+            Some(next) => delay = next,
+            None => break,
         }
     }
-    d.logger.event(
-        Level::Info,
-        "loop.stopped",
-        "loop stopped",
-        vec![("name", json!(name))],
-    );
+    run.stopped(d);
 }

@@ -196,3 +196,111 @@ pub async fn startup_refresh(d: &Daemon, io: &dyn HttpGet) {
         );
     }
 }
+
+/// One loop's bookkeeping, shared by both shells' schedulers: its health entry for `/ready`,
+/// the supervisor's delays (jitter, backoff, disable) and the `loop.*` events.
+pub struct LoopRun {
+    name: &'static str,
+    rng: fastrand::Rng,
+}
+
+impl LoopRun {
+    /// Registers the loop's health entry, logs `loop.started`, and returns the runner with
+    /// the delay before its first tick.
+    pub fn start(
+        d: &Daemon,
+        health: &std::sync::Mutex<Vec<agent_cli_proxy_core::supervisor::LoopState>>,
+        kind: agent_cli_proxy_core::supervisor::LoopKind,
+        interval: u64,
+    ) -> (LoopRun, u64) {
+        let name = kind.name();
+        health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(agent_cli_proxy_core::supervisor::LoopState::new(
+                name, interval,
+            ));
+        d.logger.event(
+            Level::Info,
+            "loop.started",
+            "loop started",
+            vec![("name", json!(name)), ("interval_ms", json!(interval))],
+        );
+        let run = LoopRun {
+            name,
+            rng: fastrand::Rng::with_seed(super::seed()),
+        };
+        (run, kind.first_run_delay_ms(interval))
+    }
+
+    /// Records a tick's result; the delay before the next tick, or `None` when the loop is
+    /// disabled (or its entry is gone) and must stop.
+    pub fn record(
+        &mut self,
+        d: &Daemon,
+        health: &std::sync::Mutex<Vec<agent_cli_proxy_core::supervisor::LoopState>>,
+        result: Result<(), String>,
+        took: std::time::Duration,
+    ) -> Option<u64> {
+        use agent_cli_proxy_core::supervisor::AfterFailure;
+        let name = self.name;
+        let now = d.now();
+        let mut loops = health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = loops.iter_mut().find(|l| l.name == name)?;
+        match result {
+            Ok(()) => {
+                let delay = state.handle_success(now, &mut self.rng);
+                d.logger.event(
+                    Level::Debug,
+                    "loop.tick",
+                    "loop tick",
+                    vec![
+                        ("name", json!(name)),
+                        ("duration_ms", json!(took.as_millis() as u64)),
+                    ],
+                );
+                Some(delay)
+            }
+            Err(err) => match state.handle_failure(err.clone(), now, &mut self.rng) {
+                AfterFailure::Retry { attempt, delay_ms } => {
+                    d.logger.event(
+                        Level::Error,
+                        "loop.error",
+                        "loop tick failed",
+                        vec![
+                            ("name", json!(name)),
+                            ("err", json!(err)),
+                            ("attempt", json!(attempt)),
+                            ("next_delay_ms", json!(delay_ms)),
+                        ],
+                    );
+                    Some(delay_ms)
+                }
+                AfterFailure::Disabled { total_failures } => {
+                    d.logger.event(
+                        Level::Error,
+                        "loop.disabled",
+                        "loop disabled after repeated failures",
+                        vec![
+                            ("name", json!(name)),
+                            ("total_failures", json!(total_failures)),
+                        ],
+                    );
+                    None
+                }
+            },
+        }
+    }
+
+    /// Logs `loop.stopped`.
+    pub fn stopped(&self, d: &Daemon) {
+        d.logger.event(
+            Level::Info,
+            "loop.stopped",
+            "loop stopped",
+            vec![("name", json!(self.name))],
+        );
+    }
+}
