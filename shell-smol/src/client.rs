@@ -93,7 +93,10 @@ impl Client {
     pub fn new(stream: Async<TcpStream>, peer: SocketAddr, limits: http1::Limits) -> Client {
         Client {
             stream,
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            // Empty until the first read: reads land in a stack chunk and only what arrived
+            // is kept, so each of thousands of open streams holds its request's bytes, not
+            // a preallocated 16 KiB (SK-1 measured the difference in RSS per stream).
+            buf: BytesMut::new(),
             decoder: RequestDecoder::new(limits),
             peer,
             eof: false,

@@ -118,7 +118,9 @@ impl Upstream {
                     return Ok(UpConn {
                         io,
                         decoder: ResponseDecoder::new(&req.method),
-                        buf: BytesMut::with_capacity(READ_CHUNK),
+                        // Grows to what one read brings (reads go through a stack chunk),
+                        // so a slow stream does not pin 16 KiB for its lifetime.
+                        buf: BytesMut::new(),
                         key: target.key.clone(),
                         client: self.clone(),
                     });

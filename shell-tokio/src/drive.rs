@@ -254,7 +254,7 @@ enum Delivery {
 }
 
 async fn send_frame(tx: &mpsc::Sender<Item>, bytes: Bytes, stall: Duration) -> Delivery {
-    match tokio::time::timeout(stall, tx.send(Ok(Frame::data(bytes)))).await {
+    match tokio::time::timeout(stall, tx.send(Ok(bytes))).await {
         Ok(Ok(())) => Delivery::Sent,
         Ok(Err(_)) => Delivery::Gone,
         Err(_) => Delivery::Stalled,

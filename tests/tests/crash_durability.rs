@@ -22,7 +22,7 @@ use agent_cli_proxy_tests::support::checks::wait_prices_loaded;
 use agent_cli_proxy_tests::support::client::SseRequest;
 use agent_cli_proxy_tests::support::client::{SseOutcome, print_duration_figure, print_figure};
 use agent_cli_proxy_tests::support::db;
-use agent_cli_proxy_tests::support::ledger::check_rows_against_ledger;
+use agent_cli_proxy_tests::support::ledger::{Ledger, check_rows_against_ledger_from};
 use agent_cli_proxy_tests::support::proc::ProxyProcess;
 use agent_cli_proxy_tests::support::seed;
 use agent_cli_proxy_tests::support::shells::{Shell, skip_unbuilt};
@@ -124,6 +124,8 @@ async fn kill_loop(shell: Shell, id: &str, iterations: usize, in_flight: RangeIn
             })
             .collect();
         let kill_at = Duration::from_millis(rng.u64(0..=KILL_WINDOW_MS));
+        // Earlier iterations' requests were checked after their own restart.
+        let ledger_start = upstream.ledger().len();
         let live = proxy.take().expect("proxy");
         let clients: Vec<_> = plans
             .iter()
@@ -152,7 +154,14 @@ async fn kill_loop(shell: Shell, id: &str, iterations: usize, in_flight: RangeIn
         killed = restarted;
         totals.slowest_recovery = totals.slowest_recovery.max(recovery);
 
-        let problems = check_iteration(&killed, upstream.ledger(), &plans, &outcomes, &mut totals);
+        let problems = check_iteration(
+            &killed,
+            upstream.ledger(),
+            ledger_start,
+            &plans,
+            &outcomes,
+            &mut totals,
+        );
         assert!(
             problems.is_empty(),
             "iteration {iteration} (kill at {kill_at:?}, seed {seed}):\n{}\nlogs:\n{}",
@@ -188,12 +197,19 @@ async fn kill_loop(shell: Shell, id: &str, iterations: usize, in_flight: RangeIn
         totals.rows_checked as f64,
         totals.rows_checked as f64,
     );
-    let within = print_duration_figure(
+    let within_gate = print_duration_figure(
         &format!("{id}-recovery-to-health"),
         shell,
         totals.slowest_recovery,
         HEALTH_TARGET,
     );
+    // The CI tier gates timings at 10 × their target (shared machines); the soak tier
+    // holds RQ-D4 itself.
+    let within = if id.starts_with("SK") {
+        totals.slowest_recovery <= HEALTH_TARGET
+    } else {
+        within_gate
+    };
     assert!(
         within,
         "restart to /health took {:?}",
@@ -204,12 +220,14 @@ async fn kill_loop(shell: Shell, id: &str, iterations: usize, in_flight: RangeIn
 /// RQ-D3 after one restart: returns every broken invariant.
 fn check_iteration(
     proxy: &ProxyProcess,
-    ledger: &agent_cli_proxy_tests::support::ledger::Ledger,
+    ledger: &Ledger,
+    ledger_start: usize,
     plans: &[Plan],
     outcomes: &[Option<SseOutcome>],
     totals: &mut Totals,
 ) -> Vec<String> {
-    let mut problems = check_rows_against_ledger(&proxy.open_db_readonly(), ledger);
+    let mut problems =
+        check_rows_against_ledger_from(&proxy.open_db_readonly(), ledger, ledger_start);
     let prefix = plans
         .first()
         .map(|p| {
@@ -219,7 +237,7 @@ fn check_iteration(
         })
         .unwrap_or_default();
     let received = ledger
-        .entries()
+        .entries_from(ledger_start)
         .iter()
         .filter(|e| {
             e.request_id

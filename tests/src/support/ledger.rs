@@ -147,6 +147,17 @@ impl Ledger {
         self.lock().entries.clone()
     }
 
+    /// A snapshot of the entries from arrival number `start` on; a long loop checks only
+    /// what arrived since its last check instead of copying the whole history each time.
+    pub fn entries_from(&self, start: usize) -> Vec<LedgerEntry> {
+        let inner = self.lock();
+        inner
+            .entries
+            .get(start..)
+            .map(<[_]>::to_vec)
+            .unwrap_or_default()
+    }
+
     /// Number of requests received.
     pub fn len(&self) -> usize {
         self.lock().entries.len()
@@ -269,6 +280,16 @@ impl Ledger {
 /// every distinct `x-request-id` the upstream received (retries share one) has exactly one
 /// row with that `msg_id`. Returns one line per broken invariant; empty means all hold.
 pub fn check_rows_against_ledger(db: &rusqlite::Connection, ledger: &Ledger) -> Vec<String> {
+    check_rows_against_ledger_from(db, ledger, 0)
+}
+
+/// [`check_rows_against_ledger`] for the requests from arrival number `start` on (the
+/// database-wide checks still cover every row).
+pub fn check_rows_against_ledger_from(
+    db: &rusqlite::Connection,
+    ledger: &Ledger,
+    start: usize,
+) -> Vec<String> {
     let mut problems = Vec::new();
     match db.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)) {
         Ok(result) if result == "ok" => {}
@@ -286,7 +307,7 @@ pub fn check_rows_against_ledger(db: &rusqlite::Connection, ledger: &Ledger) -> 
         Err(err) => problems.push(format!("counting pending rows failed: {err}")),
     }
     let ids: std::collections::BTreeSet<String> = ledger
-        .entries()
+        .entries_from(start)
         .into_iter()
         .filter(|e| !matches!(e.api, Api::Health | Api::Other))
         .filter_map(|e| e.request_id)

@@ -142,6 +142,17 @@ fn exit(code: i32) -> ! {
     std::process::exit(code)
 }
 
+/// For a re-executed child of another kind (the soak tier's load generator): exits it when
+/// the test process that started it goes away, like a proxy child.
+pub fn watch_parent() {
+    start_parent_watchdog();
+}
+
+/// Ends a re-executed child of another kind with `code`, so libtest prints no summary.
+pub fn exit_child(code: i32) -> ! {
+    exit(code)
+}
+
 /// Exits the child when its parent test process is gone (the child was re-parented).
 fn start_parent_watchdog() {
     let Some(parent) = std::env::var(PARENT_ENV)
@@ -444,7 +455,16 @@ impl ProxyProcess {
             .create(true)
             .append(true)
             .open(dir.join("stderr.log"))?;
-        let mut command = Command::new(exe);
+        // `ACP_TEST_WRAPPER` (e.g. `heaptrack`) runs the daemon under a profiler; the pid
+        // the harness samples is then the wrapper's.
+        let mut command = match std::env::var_os("ACP_TEST_WRAPPER") {
+            Some(wrapper) if !wrapper.is_empty() => {
+                let mut c = Command::new(wrapper);
+                c.arg(exe);
+                c
+            }
+            _ => Command::new(exe),
+        };
         command
             .args([
                 "child_entry",
@@ -459,6 +479,10 @@ impl ProxyProcess {
             .stderr(stderr);
         for (key, value) in self.child_env() {
             command.env(key, value);
+        }
+        if std::env::var_os("ACP_TEST_WRAPPER").is_some_and(|w| !w.is_empty()) {
+            // The wrapper is the daemon's parent, so the parent watchdog would fire at once.
+            command.env_remove(PARENT_ENV);
         }
         self.child = Some(command.spawn()?);
         self.status = None;
