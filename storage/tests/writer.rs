@@ -182,9 +182,31 @@ fn eight_concurrent_producers_lose_nothing_and_batches_group() {
 
 #[test]
 fn finalize_racing_finalize_has_exactly_one_winner() {
+    finalize_race(20);
+}
+
+/// SK-3 (soak tier): the same race `ACP_RACE_ROUNDS` times (default 10 000).
+#[test]
+#[ignore = "soak tier: 10 000 finalize races (ACP_RACE_ROUNDS)"]
+fn soak_finalize_race() {
+    let rounds = std::env::var("ACP_RACE_ROUNDS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(10_000);
+    let started = std::time::Instant::now();
+    finalize_race(rounds);
+    println!(
+        "SK-3: {rounds} rounds of 4 racing finalizes, exactly one winner each, in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// RQ-D2: four finalizes of one row race `rounds` times; exactly one wins each round and the
+/// aggregate counts each row once.
+fn finalize_race(rounds: usize) {
     let (_dir, path) = temp_db();
     let (handle, join) = Writer::spawn(&path, WriterConfig::default()).unwrap();
-    for round in 0..20 {
+    for round in 0..rounds {
         let id = row_id(
             block_on(handle.send(Op::PreLog(Box::new(prelog(
                 "anthropic",
@@ -213,8 +235,14 @@ fn finalize_racing_finalize_has_exactly_one_winner() {
     block_on(handle.shutdown()).unwrap();
     join.join().unwrap();
     let store = migrated(&path);
-    assert_eq!(count(&store, "SELECT COUNT(*) FROM cost_audit"), 20);
-    assert_eq!(count(&store, "SELECT request_count FROM daily_usage"), 20);
+    assert_eq!(
+        count(&store, "SELECT COUNT(*) FROM cost_audit"),
+        rounds as i64
+    );
+    assert_eq!(
+        count(&store, "SELECT request_count FROM daily_usage"),
+        rounds as i64
+    );
     assert_aggregate(&store);
 }
 
