@@ -88,16 +88,16 @@ pub fn run_child_if_requested() {
     };
     let Some(shell) = Shell::parse(&value) else {
         eprintln!("{CHILD_ENV}={value:?}: expected tokio or smol");
-        exit(2);
+        exit_child(2);
     };
-    start_parent_watchdog();
+    watch_parent();
     let mut args: Vec<OsString> = vec![OsString::from(match shell {
         Shell::Tokio => "agent-cli-proxy",
         Shell::Smol => "agent-cli-proxy-smol",
     })];
     args.extend(child_args().into_iter().map(OsString::from));
     let code = run_shell(shell, args);
-    exit(exit_code_number(code));
+    exit_child(exit_code_number(code));
 }
 
 /// Runs a shell's daemon entry point with `args` (program name first).
@@ -135,26 +135,18 @@ pub fn exit_code_number(code: ExitCode) -> i32 {
         .map_or(1, i32::from)
 }
 
-/// Exits the child process. Only a re-executed child gets here: it plays the role of a
-/// binary's `main`, which the workspace ban on `process::exit` leaves to `main`.
+/// Exits the child process (a proxy child, or a child of another kind such as the soak
+/// tier's load generator), so libtest prints no summary. Only a re-executed child gets here:
+/// it plays the role of a binary's `main`, which the workspace ban on `process::exit` leaves
+/// to `main`.
 #[allow(clippy::disallowed_methods)]
-fn exit(code: i32) -> ! {
+pub fn exit_child(code: i32) -> ! {
     std::process::exit(code)
 }
 
-/// For a re-executed child of another kind (the soak tier's load generator): exits it when
-/// the test process that started it goes away, like a proxy child.
+/// Exits the child when its parent test process is gone (the child was re-parented); every
+/// kind of re-executed child starts it.
 pub fn watch_parent() {
-    start_parent_watchdog();
-}
-
-/// Ends a re-executed child of another kind with `code`, so libtest prints no summary.
-pub fn exit_child(code: i32) -> ! {
-    exit(code)
-}
-
-/// Exits the child when its parent test process is gone (the child was re-parented).
-fn start_parent_watchdog() {
     let Some(parent) = std::env::var(PARENT_ENV)
         .ok()
         .and_then(|p| p.trim().parse::<u32>().ok())
@@ -166,7 +158,7 @@ fn start_parent_watchdog() {
         .spawn(move || {
             loop {
                 if std::os::unix::process::parent_id() != parent {
-                    exit(137);
+                    exit_child(137);
                 }
                 std::thread::sleep(Duration::from_millis(250));
             }
