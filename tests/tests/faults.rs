@@ -16,7 +16,9 @@
 use std::time::{Duration, Instant};
 
 use agent_cli_proxy_tests::both_shells;
-use agent_cli_proxy_tests::support::checks::{canary, metric_sample, metrics_text, panics_total};
+use agent_cli_proxy_tests::support::checks::{
+    canary, finish_with_canary, metric_sample, metrics_text,
+};
 use agent_cli_proxy_tests::support::client::{
     BodyEnd, Latency, SlowReader, SseOutcome, SseRequest, build_request, print_duration_figure,
     print_figure, request_blocking,
@@ -94,7 +96,7 @@ both_shells! {
         assert!(out.closed, "the client side is closed too");
         let row = final_row_async(&proxy.db_path(), "slow-reader", ROW_WAIT).await;
         assert_row(&row, "aborted", 499, "aborted", "client write stalled");
-        finish_with_canary(&proxy).await;
+        finish_with_canary(proxy.addr()).await;
     }
 
     /// RQ-F8 and RQ-F7 on the `anthropic` breaker with a 1 500 ms half-open window.
@@ -207,7 +209,7 @@ both_shells! {
         let counted = metric_sample(&rejections, r#"agent_cli_proxy_breaker_rejections_total{provider="anthropic"}"#);
         assert_eq!(counted, Some(20.0 + 49.0 + 2.0), "{rejections}");
         assert_eq!(ledger.violations(), Vec::<String>::new());
-        finish_with_canary(&proxy).await;
+        finish_with_canary(proxy.addr()).await;
     }
 
     /// RQ-F6, RQ-F5 (GET) and RQ-F3 (connect timeout).
@@ -291,7 +293,7 @@ both_shells! {
         let failures = breaker(&proxy).await["failures"].as_i64().expect("failures");
         assert_eq!(failures, failures_before + 1, "a timeout is a breaker failure");
         assert_upstream_closed(ledger, "connect-timeout").await;
-        finish_with_canary(&proxy).await;
+        finish_with_canary(proxy.addr()).await;
     }
 
     /// RQ-F10 and the disconnect before the pre-log commit: every row ends `aborted`, no
@@ -391,7 +393,7 @@ both_shells! {
 
         let state = breaker(&proxy).await;
         assert_eq!((state["state"].clone(), state["failures"].clone()), (json!("closed"), json!(0)), "{state}");
-        finish_with_canary(&proxy).await;
+        finish_with_canary(proxy.addr()).await;
     }
 }
 
@@ -499,15 +501,4 @@ async fn assert_upstream_closed(ledger: &Ledger, id: &str) {
         "{id}: upstream request closed: {:?}",
         ledger.by_request_id(id)
     );
-}
-
-async fn finish_with_canary(proxy: &ProxyProcess) {
-    let addr = proxy.addr();
-    let panics = tokio::task::spawn_blocking(move || {
-        canary(addr);
-        panics_total(addr, &[])
-    })
-    .await
-    .expect("join");
-    assert_eq!(panics, 0.0);
 }

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use agent_cli_proxy_tests::both_shells;
-use agent_cli_proxy_tests::support::checks::{canary, panics_total, wait_prices_loaded};
+use agent_cli_proxy_tests::support::checks::{finish_with_canary, wait_prices_loaded};
 use agent_cli_proxy_tests::support::client::{BodyEnd, SseOutcome, SseRequest, print_figure};
 use agent_cli_proxy_tests::support::db::final_row_async;
 use agent_cli_proxy_tests::support::memory::{kib_to_mib, peak_rss_kib};
@@ -88,7 +88,7 @@ both_shells! {
         }
         assert!(problems.is_empty(), "{}", problems.join("\n"));
         assert_eq!(upstream.ledger().violations(), Vec::<String>::new());
-        finish_with_canary(&proxy).await;
+        finish_with_canary(proxy.addr()).await;
     }
 
     /// RQ-F12, RQ-F14 and RQ-F15 on one proxy, with the peak-RSS growth of each printed.
@@ -174,7 +174,7 @@ both_shells! {
         }
         assert!(problems.is_empty(), "{}", problems.join("\n"));
         assert!(print_figure("CI-12-RQ-F15-rss-growth-MiB", shell, kib_to_mib(growth), 64.0));
-        finish_with_canary(&proxy).await;
+        finish_with_canary(proxy.addr()).await;
     }
 }
 
@@ -338,15 +338,4 @@ fn check_columns(row: &Value, want: &[(&str, Value)], id: &str) -> Vec<String> {
         .filter(|(column, value)| row[*column] != *value)
         .map(|(column, value)| format!("{id}: {column} = {}, want {value}", row[*column]))
         .collect()
-}
-
-async fn finish_with_canary(proxy: &ProxyProcess) {
-    let addr = proxy.addr();
-    let panics = tokio::task::spawn_blocking(move || {
-        canary(addr);
-        panics_total(addr, &[])
-    })
-    .await
-    .expect("join");
-    assert_eq!(panics, 0.0);
 }

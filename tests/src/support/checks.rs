@@ -94,6 +94,20 @@ pub fn canary(proxy: SocketAddr) -> Response {
     }
 }
 
+/// The end of a fault case: the proxy still serves the [`canary`] and has caught no panic
+/// (its panic counter is 0). Runs the blocking calls off the test's runtime thread.
+pub async fn finish_with_canary(proxy: SocketAddr) {
+    let checked = tokio::task::spawn_blocking(move || {
+        canary(proxy);
+        panics_total(proxy, &[])
+    })
+    .await;
+    match checked {
+        Ok(panics) => assert_eq!(panics, 0.0, "panics caught by the proxy"),
+        Err(err) => panic!("canary check failed: {err}"),
+    }
+}
+
 /// Waits until the proxy's in-memory price table knows `gpt-5` (the background pricing
 /// refresh after startup has finished), polling `/admin/pricing` every 20 ms; panics after
 /// 10 s. Cases that assert costs call it first, since the first refresh runs after `/health`
