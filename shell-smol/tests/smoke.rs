@@ -48,9 +48,7 @@ fn smol_daemon_serves_proxies_accounts_and_stops() {
     let (stop_tx, stop_rx) = async_channel::bounded(1);
     let server = std::thread::spawn(move || serve_with_shutdown(env, Limits::default(), stop_rx));
     wait_for_health(port);
-    // The startup pricing refresh runs in the background; wait for its cache file.
-    let cache = dir.path().join("pricing-cache.json");
-    wait_until(Duration::from_secs(10), || cache.exists());
+    wait_prices_loaded(port);
 
     health_answers_with_security_headers(port);
     json_call_is_proxied_and_row_finalized_with_w1_cost(port, dir.path(), &ledger);
@@ -66,11 +64,8 @@ fn smol_daemon_serves_proxies_accounts_and_stops() {
     );
 }
 
-/// Ignored until the core releases a stream's held terminal event after the finalize
-/// commit: with the core of this branch (and of main at 19972d2), when the commit arrives
-/// before the upstream end, `handle_finalized(Ok)` emits no `Body` for the held
-/// `message_stop` event and the response ends without it. The shell side passes every other
-/// step (relay, chunked framing, completed row).
+/// The held terminal event (`message_stop`) reaches the client after the finalize commit,
+/// and the stream's row carries the prices of the startup refresh.
 #[test]
 fn smol_daemon_relays_sse_byte_exact_with_its_terminal_event() {
     let dir = tempfile::tempdir().unwrap();
@@ -81,8 +76,7 @@ fn smol_daemon_relays_sse_byte_exact_with_its_terminal_event() {
     let (stop_tx, stop_rx) = async_channel::bounded(1);
     let server = std::thread::spawn(move || serve_with_shutdown(env, Limits::default(), stop_rx));
     wait_for_health(port);
-    let cache = dir.path().join("pricing-cache.json");
-    wait_until(Duration::from_secs(10), || cache.exists());
+    wait_prices_loaded(port);
     sse_stream_is_relayed_byte_exact_and_row_completed(port, dir.path());
     stop_tx.send_blocking(()).unwrap();
     assert_eq!(server.join().unwrap(), ExitCode::SUCCESS);
@@ -539,6 +533,22 @@ fn wait_for_health(port: u16) {
         out.starts_with(b"HTTP/1.1 200")
     });
     assert!(ok, "/health did not answer");
+}
+
+/// The startup pricing refresh runs in the background. Its cache file appears before the
+/// prices are in memory, so wait for `/admin/pricing` (open on loopback without
+/// `ADMIN_API_KEY`) to report them: the daemon publishes there only after the core has them.
+fn wait_prices_loaded(port: u16) {
+    let loaded = wait_until(Duration::from_secs(10), || {
+        let resp = exchange(
+            port,
+            b"GET /admin/pricing?model=claude-sonnet-4-5&provider=anthropic HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+        );
+        resp.status == 200
+            && serde_json::from_slice::<serde_json::Value>(&resp.body)
+                .is_ok_and(|v| !v["fetchedAt"].is_null() && !v["match"].is_null())
+    });
+    assert!(loaded, "prices not loaded within 10 s");
 }
 
 fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {

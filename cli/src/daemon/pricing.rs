@@ -72,21 +72,24 @@ impl PricingState {
         &self.cache_path
     }
 
-    /// Installs freshly fetched prices and writes the cache file atomically (temporary
-    /// file in the same directory, fsync, rename).
-    pub fn install(
+    /// Writes freshly fetched prices to the cache file atomically (temporary file in the
+    /// same directory, fsync, rename). Blocking; memory is untouched until [`Self::publish`].
+    pub fn write_cache(
         &self,
-        table: PriceTable,
+        table: &PriceTable,
         fetched_at: UnixMillis,
         source: &str,
-    ) -> std::io::Result<Arc<PriceTable>> {
-        let bytes = to_cache_file(&table, fetched_at, source);
-        write_atomically(&self.cache_path, &bytes)?;
-        let table = Arc::new(table);
+    ) -> std::io::Result<()> {
+        write_atomically(&self.cache_path, &to_cache_file(table, fetched_at, source))
+    }
+
+    /// Makes `table` the one `/admin/pricing`, `/ready` and the recoster see. The caller hands
+    /// it to the core first, so whoever observes the new prices here can rely on the next
+    /// finalized row being priced with them.
+    pub fn publish(&self, table: Arc<PriceTable>, fetched_at: UnixMillis) {
         let mut loaded = self.lock();
-        loaded.table = Arc::clone(&table);
+        loaded.table = table;
         loaded.fetched_at = Some(fetched_at);
-        Ok(table)
     }
 
     /// A recoster over the current prices (storage's, over the core's cost rules).

@@ -40,13 +40,18 @@ pub async fn refresh_prices(d: &Daemon, io: &dyn HttpGet, force: bool) -> Result
     }
     let bytes = io.fetch_document(&cfg.pricing_url).await?;
     let table = PriceTable::from_models_dev(&bytes).map_err(|e| e.to_string())?;
+    let table = Arc::new(table);
     let url = cfg.pricing_url.clone();
     let pricing = Arc::clone(&d.pricing);
     let wall = d.wall();
-    let installed = blocking(io, move || pricing.install(table, wall, &url))
+    let written = Arc::clone(&table);
+    blocking(io, move || pricing.write_cache(&written, wall, &url))
         .await?
         .map_err(|e| e.to_string())?;
-    d.core().set_prices(installed);
+    // Core before the observable state: a test or an operator that sees the new prices in
+    // `/admin/pricing` or `/ready` must not then get a row costed with the old ones.
+    d.core().set_prices(Arc::clone(&table));
+    d.pricing.publish(table, wall);
     Ok(())
 }
 
