@@ -74,6 +74,7 @@ mod init;
 mod log;
 mod providers;
 mod service;
+pub mod tls;
 mod usage;
 
 use std::collections::BTreeMap;

@@ -107,6 +107,7 @@ mod encode;
 mod fields;
 mod scan;
 mod server;
+mod target;
 
 #[cfg(test)]
 mod tests;
@@ -122,6 +123,7 @@ pub use encode::{
     encode_response_head,
 };
 pub use server::{RequestDecoder, RequestEvent, RequestInfo};
+pub use target::{Target, failure_text, framing_failure, redirect_target, reset_text};
 
 /// Header count limit (`datapath.md` §1).
 pub const MAX_HEADERS: usize = 100;

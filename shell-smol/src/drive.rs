@@ -10,8 +10,8 @@
 //! limit (O12). While waiting, the loop watches the client's read side, so a client that
 //! goes away is noticed at once (`datapath.md` §13.7).
 //!
-//! One input the tokio shell cannot give: `handle_upstream_written` once the whole request
-//! is on the wire, so a `POST` body is dropped then (`datapath.md` §5).
+//! Both shells report `handle_upstream_written` once the whole request is on the wire, so a
+//! `POST` body is dropped then (`datapath.md` §5).
 
 use std::future::Future;
 use std::pin::Pin;

@@ -4,10 +4,10 @@
 //! per authority. Redirects are never followed on the data path (the core turns a 3xx into
 //! E20); the pricing fetch follows at most 5.
 //!
-//! Failure classes follow `shell-tokio/src/upstream.rs` (hyper's): name resolution, TCP
-//! connect and TLS handshake failures are `Connect` with `written: false`; anything after
-//! the connection is up is `Read`, with resets and truncations reported as
-//! `upstream connection reset`.
+//! Failure classes follow hyper's client: name resolution, TCP connect and TLS handshake
+//! failures are `Connect` with `written: false`; anything after the connection is up is
+//! `Read` (`agent_cli_proxy_core::http1::reset_text`). The tokio build's data path runs the
+//! same client on tokio (`shell-tokio/src/upconn.rs`).
 //!
 //! Choices where the spec is silent:
 //! * A pooled connection is checked with a non-blocking `peek` before reuse: EOF, an error
@@ -32,15 +32,18 @@ use std::time::Duration;
 use agent_cli_proxy_core::errors::NetworkErrorName;
 use agent_cli_proxy_core::exchange::{UpstreamFailure, UpstreamRequest};
 use agent_cli_proxy_core::head::ResponseHead;
-use agent_cli_proxy_core::http1::{FramingError, ResponseDecoder, ResponseEvent, encode_request};
+use agent_cli_proxy_core::http1::{
+    ResponseDecoder, ResponseEvent, Target, failure_text, framing_failure, redirect_target,
+    reset_text,
+};
 use async_io::Async;
 use bytes::{Bytes, BytesMut};
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_lite::{AsyncWriteExt, future};
 use futures_rustls::TlsConnector;
 use futures_rustls::client::TlsStream;
-use http::header::{HOST, HeaderValue, LOCATION};
-use http::{HeaderMap, Method, Uri};
+use http::header::LOCATION;
+use http::{HeaderMap, Method};
 
 /// How long an idle pooled connection may be reused.
 const POOL_IDLE: Duration = Duration::from_secs(90);
@@ -107,9 +110,9 @@ impl Upstream {
             message: format!("invalid upstream request: {m}"),
         };
         let target = Target::parse(&req.url).map_err(invalid)?;
-        let headers = with_host(&target, &req.headers).map_err(invalid)?;
-        let head = encode_request(&req.method, &target.path, &headers, req.body.len() as u64)
-            .map_err(|e| invalid(e.to_string()))?;
+        let head = target
+            .request_head(&req.method, &req.headers, req.body.len() as u64)
+            .map_err(invalid)?;
         let mut retried = false;
         loop {
             let (mut io, reused) = self.connect(&target).await?;
@@ -294,7 +297,7 @@ impl Upstream {
         let tls = self
             .inner
             .tls
-            .get_or_init(|| TlsConnector::from(Arc::new(tls_config())))
+            .get_or_init(|| TlsConnector::from(Arc::new(agent_cli_proxy_cli::tls::client_config())))
             .clone();
         let stream = tls
             .connect(name, tcp)
@@ -433,76 +436,6 @@ impl AsyncWrite for Io {
     }
 }
 
-/// The parts of an upstream URL the client needs.
-struct Target {
-    tls: bool,
-    /// Host for DNS and SNI (IPv6 without brackets).
-    host: String,
-    port: u16,
-    /// `Host` header value.
-    authority: String,
-    /// Origin-form request target.
-    path: String,
-    /// Pool key: scheme and authority.
-    key: String,
-}
-
-impl Target {
-    fn parse(url: &str) -> Result<Target, String> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| e.to_string())?;
-        let tls = match uri.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
-            Some(other) => return Err(format!("unsupported scheme {other}")),
-            None => return Err("missing scheme".to_owned()),
-        };
-        let Some(authority) = uri.authority() else {
-            return Err("missing host".to_owned());
-        };
-        let raw_host = authority.host();
-        let host = raw_host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let hostport = authority
-            .as_str()
-            .rsplit_once('@')
-            .map_or(authority.as_str(), |(_, h)| h)
-            .to_owned();
-        let path = uri
-            .path_and_query()
-            .map(|pq| pq.as_str())
-            .filter(|p| !p.is_empty())
-            .unwrap_or("/")
-            .to_owned();
-        Ok(Target {
-            tls,
-            key: format!("{}://{raw_host}:{port}", if tls { "https" } else { "http" }),
-            host,
-            port,
-            authority: hostport,
-            path,
-        })
-    }
-}
-
-/// The request headers with `Host` first (the core removes the client's; hyper adds it in
-/// the tokio build).
-fn with_host(target: &Target, headers: &HeaderMap) -> Result<HeaderMap, String> {
-    let mut out = HeaderMap::with_capacity(headers.len() + 1);
-    let host = HeaderValue::from_str(&target.authority).map_err(|e| e.to_string())?;
-    out.insert(HOST, host);
-    for (name, value) in headers {
-        if name != HOST {
-            out.append(name.clone(), value.clone());
-        }
-    }
-    Ok(out)
-}
-
 async fn write_request(io: &mut Io, head: &[u8], body: &[u8]) -> io::Result<()> {
     if body.len() <= COALESCE {
         let mut all = Vec::with_capacity(head.len() + body.len());
@@ -514,64 +447,6 @@ async fn write_request(io: &mut Io, head: &[u8], body: &[u8]) -> io::Result<()> 
         io.write_all(body).await?;
     }
     io.flush().await
-}
-
-fn tls_config() -> rustls::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    let _ = roots.add_parsable_certificates(native.certs);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = match rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-    {
-        Ok(b) => b.with_root_certificates(roots).with_no_client_auth(),
-        Err(_) => rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    config
-}
-
-fn framing_failure(e: &FramingError) -> UpstreamFailure {
-    let message = match e {
-        FramingError::UnexpectedEof => "upstream connection reset".to_owned(),
-        other => format!("invalid upstream response: {other}"),
-    };
-    UpstreamFailure::Read { message }
-}
-
-fn failure_text(f: UpstreamFailure) -> String {
-    match f {
-        UpstreamFailure::Connect { message, .. } | UpstreamFailure::Read { message } => message,
-    }
-}
-
-fn reset_text(message: &str) -> String {
-    let lower = message.to_ascii_lowercase();
-    if lower.contains("reset")
-        || lower.contains("connection closed")
-        || lower.contains("broken pipe")
-        || lower.contains("incomplete")
-        || lower.contains("unexpected eof")
-    {
-        "upstream connection reset".to_owned()
-    } else {
-        message.to_owned()
-    }
-}
-
-fn redirect_target(base: &str, location: &str) -> String {
-    if location.starts_with("http://") || location.starts_with("https://") {
-        return location.to_owned();
-    }
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let authority_end = base
-        .get(scheme_end..)
-        .and_then(|rest| rest.find('/'))
-        .map(|i| scheme_end + i)
-        .unwrap_or(base.len());
-    format!("{}{}", base.get(..authority_end).unwrap_or(base), location)
 }
 
 /// Largest management or quota answer read (the legacy usage snapshot can be large).
@@ -631,49 +506,6 @@ impl agent_cli_proxy_cli::daemon::correlator::HttpGet for Upstream {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn target_splits_url_into_dns_host_port_host_header_and_origin_form() {
-        let t = Target::parse("https://api.example.com/v1/messages?beta=true").unwrap();
-        assert!(t.tls);
-        assert_eq!(t.host, "api.example.com");
-        assert_eq!(t.port, 443);
-        assert_eq!(t.authority, "api.example.com");
-        assert_eq!(t.path, "/v1/messages?beta=true");
-        assert_eq!(t.key, "https://api.example.com:443");
-        let t = Target::parse("http://[::1]:8317").unwrap();
-        assert!(!t.tls);
-        assert_eq!(t.host, "::1");
-        assert_eq!(t.port, 8317);
-        assert_eq!(t.authority, "[::1]:8317");
-        assert_eq!(t.path, "/");
-        assert!(Target::parse("ftp://x/").is_err());
-    }
-
-    #[test]
-    fn host_header_goes_first_and_replaces_any_given_one() {
-        let t = Target::parse("http://127.0.0.1:9/x").unwrap();
-        let mut h = HeaderMap::new();
-        h.insert("x-a", HeaderValue::from_static("1"));
-        h.insert(HOST, HeaderValue::from_static("evil"));
-        let out = with_host(&t, &h).unwrap();
-        let names: Vec<_> = out.keys().map(|k| k.as_str().to_owned()).collect();
-        assert_eq!(names, ["host", "x-a"]);
-        assert_eq!(out.get(HOST).unwrap(), "127.0.0.1:9");
-    }
-
-    #[test]
-    fn relative_redirects_keep_scheme_and_authority() {
-        assert_eq!(
-            redirect_target("https://a.b/x/y", "/z"),
-            "https://a.b/z".to_owned()
-        );
-        assert_eq!(redirect_target("http://a.b", "/z"), "http://a.b/z");
-        assert_eq!(
-            redirect_target("http://a.b/x", "https://c.d/"),
-            "https://c.d/"
-        );
-    }
 
     #[test]
     fn connect_failures_are_not_written_and_named() {

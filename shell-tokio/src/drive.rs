@@ -10,24 +10,20 @@ use std::time::Duration;
 use agent_cli_proxy_core::exchange::{
     Downstream, Exchange, ExchangeEvent, StorageFailure, StorageOp, UpstreamFailure, UpstreamOp,
 };
-use agent_cli_proxy_core::head::ResponseHead;
+use agent_cli_proxy_core::http1::ResponseEvent;
 use agent_cli_proxy_core::time::Instant;
 use agent_cli_proxy_storage::Reply as StoreReply;
 use agent_cli_proxy_storage::from_core::op_from_exchange;
 use agent_cli_proxy_storage::{PendingReply, StorageError};
 use bytes::Bytes;
-use http_body::Frame;
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::body::{Cut, Item, RespBody};
 use crate::server::Shared;
 use crate::service::{Outgoing, response_head, response_of_reply};
-use crate::upstream::body_error;
+use crate::upconn::UpConn;
 
-type SendFuture =
-    Pin<Box<dyn Future<Output = Result<hyper::Response<Incoming>, UpstreamFailure>> + Send>>;
+type SendFuture = Pin<Box<dyn Future<Output = Result<UpConn, UpstreamFailure>> + Send>>;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Awaited {
@@ -68,7 +64,10 @@ pub async fn drive(
     let mut body_tx: Option<mpsc::Sender<Item>> = None;
     let mut awaited: Option<(Awaited, PendingReply)> = None;
     let mut sending: Option<SendFuture> = None;
-    let mut upstream_body: Option<Incoming> = None;
+    // The connection the response is read from, once the request is written, and whether
+    // its head has arrived (the head is read even when the exchange wants no body yet).
+    let mut reading: Option<UpConn> = None;
+    let mut head_seen = false;
     let mut charge = Some(charge);
     let mut shutdown = shared.abort_exchanges.subscribe();
     let mut shutdown_seen = *shutdown.borrow();
@@ -98,13 +97,13 @@ pub async fn drive(
         while let Some(op) = ex.poll_upstream() {
             match op {
                 UpstreamOp::Send { request, .. } => {
-                    let upstream = shared.upstream.clone();
-                    sending = Some(Box::pin(async move { upstream.send(request).await }));
-                    upstream_body = None;
+                    let client = shared.upclient.clone();
+                    sending = Some(Box::pin(client.send(request)));
+                    reading = None;
                 }
                 UpstreamOp::Cancel => {
                     sending = None;
-                    upstream_body = None;
+                    reading = None;
                 }
             }
         }
@@ -192,32 +191,33 @@ pub async fn drive(
             res = wait_send(&mut sending), if sending.is_some() => {
                 sending = None;
                 match res {
-                    Some(Ok(resp)) => {
-                        // The exchange keeps the request body only until a head arrives.
-                        charge.take();
-                        let (parts, body) = resp.into_parts();
-                        upstream_body = Some(body);
-                        let head = ResponseHead { status: parts.status, headers: parts.headers };
-                        ex.handle_upstream_head(head, d.now());
+                    Some(Ok(conn)) => {
+                        reading = Some(conn);
+                        head_seen = false;
+                        ex.handle_upstream_written(d.now());
                     }
                     Some(Err(f)) => ex.handle_upstream_error(f, d.now()),
                     None => {}
                 }
             }
-            frame = next_frame(&mut upstream_body), if upstream_body.is_some() && wants_body => {
-                match frame {
-                    Some(Ok(frame)) => {
-                        if let Ok(data) = frame.into_data() {
-                            ex.handle_upstream_body(data, d.now());
+            event = next_event(&mut reading), if reading.is_some() && (!head_seen || wants_body) => {
+                match event {
+                    Ok(ResponseEvent::Head(head, _)) => {
+                        head_seen = true;
+                        // The exchange keeps the request body only until a head arrives.
+                        charge.take();
+                        ex.handle_upstream_head(head, d.now());
+                    }
+                    Ok(ResponseEvent::Body(data)) => ex.handle_upstream_body(data, d.now()),
+                    Ok(ResponseEvent::End) => {
+                        if let Some(conn) = reading.take() {
+                            conn.finish();
                         }
-                    }
-                    Some(Err(e)) => {
-                        upstream_body = None;
-                        ex.handle_upstream_error(body_error(&e), d.now());
-                    }
-                    None => {
-                        upstream_body = None;
                         ex.handle_upstream_end(d.now());
+                    }
+                    Err(f) => {
+                        reading = None;
+                        ex.handle_upstream_error(f, d.now());
                     }
                 }
             }
@@ -297,18 +297,17 @@ async fn wait_awaited(
     }
 }
 
-async fn wait_send(
-    sending: &mut Option<SendFuture>,
-) -> Option<Result<hyper::Response<Incoming>, UpstreamFailure>> {
+async fn wait_send(sending: &mut Option<SendFuture>) -> Option<Result<UpConn, UpstreamFailure>> {
     match sending.as_mut() {
         Some(fut) => Some(fut.await),
         None => std::future::pending().await,
     }
 }
 
-async fn next_frame(body: &mut Option<Incoming>) -> Option<Result<Frame<Bytes>, hyper::Error>> {
-    match body.as_mut() {
-        Some(b) => b.frame().await,
+// Cancel-safe: a read that loses the select leaves its bytes in the connection's buffer.
+async fn next_event(reading: &mut Option<UpConn>) -> Result<ResponseEvent, UpstreamFailure> {
+    match reading.as_mut() {
+        Some(conn) => conn.next_event().await,
         None => std::future::pending().await,
     }
 }

@@ -12,6 +12,7 @@ mod proxy;
 mod ready;
 mod server;
 mod service;
+mod upconn;
 mod upstream;
 
 use std::collections::BTreeMap;

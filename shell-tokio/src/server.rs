@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::loops::Loops;
 use crate::ready::ReadyState;
+use crate::upconn::UpClient;
 use crate::upstream::Upstream;
 
 /// Listener and connection limits (`datapath.md` §1). Constants in production; the tests
@@ -82,8 +83,10 @@ impl Limits {
 pub struct Shared {
     /// The runtime-agnostic daemon state.
     pub daemon: Daemon,
-    /// The upstream client.
+    /// The control-plane client (probes, pricing fetch, loops), on hyper.
     pub upstream: Upstream,
+    /// The data-path client (proxied calls), on the core's codec.
+    pub upclient: UpClient,
     /// Limits.
     pub limits: Limits,
     /// Requests being handled.
@@ -167,6 +170,7 @@ pub async fn run(daemon: Daemon, limits: Limits) -> ExitCode {
     let shared = Arc::new(Shared {
         daemon,
         upstream: Upstream::new(),
+        upclient: UpClient::default(),
         limits,
         in_flight: AtomicUsize::new(0),
         drained: Notify::new(),

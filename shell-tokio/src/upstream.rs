@@ -1,12 +1,12 @@
-//! The upstream HTTP client: hyper over tokio TCP (keep-alive pooled, TCP_NODELAY), rustls
-//! with the platform's root certificates for `https` upstreams. Redirects are never followed
-//! (hyper's client does not follow them; the core turns a 3xx into E20).
+//! The control-plane HTTP client: `/ready`'s upstream probe, `doctor`, the pricing fetch
+//! (following at most 5 redirects) and the correlator's and quota probes' calls. hyper over
+//! tokio TCP (keep-alive pooled, TCP_NODELAY), rustls with the platform's root certificates
+//! for `https`. Proxied calls go through `upconn.rs` instead, which holds less memory per
+//! open stream.
 
-use agent_cli_proxy_core::errors::NetworkErrorName;
-use agent_cli_proxy_core::exchange::{UpstreamFailure, UpstreamRequest};
+use agent_cli_proxy_core::http1::redirect_target;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -54,77 +54,11 @@ impl Upstream {
             .build(https);
         Upstream { client }
     }
-
-    /// Sends one attempt. `Ok` is the response head with its streaming body.
-    pub async fn send(
-        &self,
-        req: UpstreamRequest,
-    ) -> Result<hyper::Response<Incoming>, UpstreamFailure> {
-        let mut builder = hyper::Request::builder()
-            .method(req.method)
-            .uri(req.url.as_str());
-        if let Some(h) = builder.headers_mut() {
-            *h = req.headers;
-        }
-        let request = builder
-            .body(Full::new(req.body))
-            .map_err(|e| UpstreamFailure::Connect {
-                name: NetworkErrorName::Connect,
-                written: false,
-                message: format!("invalid upstream request: {e}"),
-            })?;
-        self.client.request(request).await.map_err(classify)
-    }
 }
 
 impl Default for Upstream {
     fn default() -> Self {
         Upstream::new()
-    }
-}
-
-fn classify(err: hyper_util::client::legacy::Error) -> UpstreamFailure {
-    let message = chain_text(&err);
-    if err.is_connect() {
-        let lower = message.to_ascii_lowercase();
-        let name = if lower.contains("dns") || lower.contains("failed to lookup") {
-            NetworkErrorName::Dns
-        } else if lower.contains("tls")
-            || lower.contains("certificate")
-            || lower.contains("handshake")
-        {
-            NetworkErrorName::Tls
-        } else {
-            NetworkErrorName::Connect
-        };
-        return UpstreamFailure::Connect {
-            name,
-            written: false,
-            message,
-        };
-    }
-    UpstreamFailure::Read {
-        message: reset_text(&message),
-    }
-}
-
-/// Maps a body read error to the failure the core expects.
-pub fn body_error(err: &hyper::Error) -> UpstreamFailure {
-    UpstreamFailure::Read {
-        message: reset_text(&chain_text(err)),
-    }
-}
-
-fn reset_text(message: &str) -> String {
-    let lower = message.to_ascii_lowercase();
-    if lower.contains("reset")
-        || lower.contains("connection closed")
-        || lower.contains("incomplete")
-        || lower.contains("unexpected eof")
-    {
-        "upstream connection reset".to_owned()
-    } else {
-        message.to_owned()
     }
 }
 
@@ -203,18 +137,6 @@ impl Upstream {
             .await
             .map_err(|_| "pricing fetch timed out after 30000ms".to_owned())?
     }
-}
-
-fn redirect_target(base: &str, location: &str) -> String {
-    if location.starts_with("http://") || location.starts_with("https://") {
-        return location.to_owned();
-    }
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let authority_end = base[scheme_end..]
-        .find('/')
-        .map(|i| scheme_end + i)
-        .unwrap_or(base.len());
-    format!("{}{}", &base[..authority_end], location)
 }
 
 /// Largest management or quota answer read (the legacy usage snapshot can be large).
