@@ -72,6 +72,7 @@ mod envfile;
 mod fsutil;
 mod init;
 mod log;
+pub mod pool;
 mod providers;
 mod service;
 pub mod tls;

@@ -123,7 +123,9 @@ pub use encode::{
     encode_response_head,
 };
 pub use server::{RequestDecoder, RequestEvent, RequestInfo};
-pub use target::{Target, failure_text, framing_failure, redirect_target, reset_text};
+pub use target::{
+    ResponseReader, Target, failure_text, framing_failure, redirect_target, reset_text,
+};
 
 /// Header count limit (`datapath.md` §1).
 pub const MAX_HEADERS: usize = 100;

@@ -14,27 +14,25 @@
 //!   or stray bytes drop it. If writing the request on a reused connection still fails, the
 //!   request is written once more on a fresh connection (nothing was processed, as hyper's
 //!   pool does for a connection closed under it).
-//! * Idle connections live at most 90 s, at most 64 per authority (hyper's settings in the
-//!   tokio build).
+//! * Idle connections live at most 90 s, at most 64 per authority (`cli::pool`).
 //! * The TLS configuration (and the platform root store) is loaded on the first `https`
 //!   request, which keeps an `http`-only daemon's memory small.
 //! * A TLS peer that closes without `close_notify` ends a close-delimited body like a TCP
 //!   EOF would.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use agent_cli_proxy_cli::pool::IdlePool;
 use agent_cli_proxy_core::errors::NetworkErrorName;
 use agent_cli_proxy_core::exchange::{UpstreamFailure, UpstreamRequest};
 use agent_cli_proxy_core::head::ResponseHead;
 use agent_cli_proxy_core::http1::{
-    ResponseDecoder, ResponseEvent, Target, failure_text, framing_failure, redirect_target,
-    reset_text,
+    ResponseEvent, ResponseReader, Target, failure_text, redirect_target, reset_text,
 };
 use async_io::Async;
 use bytes::{Bytes, BytesMut};
@@ -45,10 +43,6 @@ use futures_rustls::client::TlsStream;
 use http::header::LOCATION;
 use http::{HeaderMap, Method};
 
-/// How long an idle pooled connection may be reused.
-const POOL_IDLE: Duration = Duration::from_secs(90);
-/// Most idle connections kept per authority.
-const POOL_MAX_PER_KEY: usize = 64;
 /// Bytes asked of the socket per read: chunks handed to the exchange stay this small.
 const READ_CHUNK: usize = 16 * 1024;
 /// Largest pricing document (`accounting.md` §4.1).
@@ -64,7 +58,7 @@ pub struct Upstream {
 
 struct Inner {
     tls: OnceLock<TlsConnector>,
-    pool: Mutex<BTreeMap<String, Vec<(std::time::Instant, Io)>>>,
+    pool: IdlePool<Io>,
 }
 
 impl Default for Upstream {
@@ -84,8 +78,7 @@ pub enum Io {
 /// An upstream response being read, on the connection that carries it.
 pub struct UpConn {
     io: Io,
-    decoder: ResponseDecoder,
-    buf: BytesMut,
+    reader: ResponseReader,
     key: String,
     client: Upstream,
 }
@@ -96,7 +89,7 @@ impl Upstream {
         Upstream {
             inner: Arc::new(Inner {
                 tls: OnceLock::new(),
-                pool: Mutex::new(BTreeMap::new()),
+                pool: IdlePool::default(),
             }),
         }
     }
@@ -120,10 +113,7 @@ impl Upstream {
                 Ok(()) => {
                     return Ok(UpConn {
                         io,
-                        decoder: ResponseDecoder::new(&req.method),
-                        // Grows to what one read brings (reads go through a stack chunk),
-                        // so a slow stream does not pin 16 KiB for its lifetime.
-                        buf: BytesMut::new(),
+                        reader: ResponseReader::new(&req.method),
                         key: target.key.clone(),
                         client: self.clone(),
                     });
@@ -254,7 +244,7 @@ impl Upstream {
 
     /// A live pooled connection to `target`, or a new one. `true` when reused.
     async fn connect(&self, target: &Target) -> Result<(Io, bool), UpstreamFailure> {
-        if let Some(io) = self.checkout(&target.key) {
+        if let Some(io) = self.inner.pool.checkout(&target.key, Io::is_quiet) {
             return Ok((io, true));
         }
         let failure = |name, message: String| UpstreamFailure::Connect {
@@ -305,34 +295,6 @@ impl Upstream {
             .map_err(|e| failure(NetworkErrorName::Tls, format!("tls handshake error: {e}")))?;
         Ok((Io::Tls(Box::new(stream)), false))
     }
-
-    fn checkout(&self, key: &str) -> Option<Io> {
-        let mut pool = self
-            .inner
-            .pool
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let idle = pool.get_mut(key)?;
-        while let Some((since, io)) = idle.pop() {
-            if since.elapsed() < POOL_IDLE && io.is_quiet() {
-                return Some(io);
-            }
-        }
-        None
-    }
-
-    fn checkin(&self, key: String, io: Io) {
-        let mut pool = self
-            .inner
-            .pool
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let idle = pool.entry(key).or_default();
-        idle.retain(|(since, _)| since.elapsed() < POOL_IDLE);
-        if idle.len() < POOL_MAX_PER_KEY {
-            idle.push((std::time::Instant::now(), io));
-        }
-    }
 }
 
 impl UpConn {
@@ -342,25 +304,16 @@ impl UpConn {
         cx: &mut Context<'_>,
     ) -> Poll<Result<ResponseEvent, UpstreamFailure>> {
         loop {
-            match self.decoder.decode(&mut self.buf) {
-                Ok(Some(ev)) => return Poll::Ready(Ok(ev)),
-                Ok(None) => {}
-                Err(e) => return Poll::Ready(Err(framing_failure(&e))),
-            }
-            if self.decoder.waiting() == agent_cli_proxy_core::http1::Waiting::Closed {
-                return Poll::Ready(Err(UpstreamFailure::Read {
-                    message: "upstream response already complete".to_owned(),
-                }));
+            if let Some(ev) = self.reader.next_event()? {
+                return Poll::Ready(Ok(ev));
             }
             let mut chunk = [0u8; READ_CHUNK];
             match Pin::new(&mut self.io).poll_read(cx, &mut chunk) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(0)) => self.decoder.handle_eof(),
-                Poll::Ready(Ok(n)) => self
-                    .buf
-                    .extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                Poll::Ready(Ok(0)) => self.reader.received_eof(),
+                Poll::Ready(Ok(n)) => self.reader.received(chunk.get(..n).unwrap_or_default()),
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    self.decoder.handle_eof();
+                    self.reader.received_eof();
                 }
                 Poll::Ready(Err(e)) => {
                     return Poll::Ready(Err(UpstreamFailure::Read {
@@ -374,9 +327,8 @@ impl UpConn {
     /// The response was read to its end: the connection goes back to the pool when it can
     /// carry another request, and is closed otherwise.
     pub fn finish(self) {
-        if self.decoder.is_reusable(&self.buf) {
-            let client = self.client.clone();
-            client.checkin(self.key, self.io);
+        if self.reader.is_reusable() {
+            self.client.inner.pool.checkin(self.key, self.io);
         }
     }
 }

@@ -18,34 +18,26 @@
 //!   or stray bytes drop it. If writing the request on a reused connection still fails, the
 //!   request is written once more on a fresh connection (nothing was processed, as hyper's
 //!   pool does for a connection closed under it).
-//! * Idle connections live at most 90 s, at most 64 per authority.
+//! * Idle connections live at most 90 s, at most 64 per authority (`cli::pool`).
 //! * The TLS configuration (and the platform root store) is loaded on the first `https`
 //!   request.
 //! * A TLS peer that closes without `close_notify` ends a close-delimited body like a TCP EOF.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
+use agent_cli_proxy_cli::pool::IdlePool;
 use agent_cli_proxy_core::errors::NetworkErrorName;
 use agent_cli_proxy_core::exchange::{UpstreamFailure, UpstreamRequest};
-use agent_cli_proxy_core::http1::{
-    ResponseDecoder, ResponseEvent, Target, Waiting, framing_failure, reset_text,
-};
-use bytes::BytesMut;
+use agent_cli_proxy_core::http1::{ResponseEvent, ResponseReader, Target, reset_text};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-/// How long an idle pooled connection may be reused.
-const POOL_IDLE: Duration = Duration::from_secs(90);
-/// Most idle connections kept per authority.
-const POOL_MAX_PER_KEY: usize = 64;
 /// Bytes asked of the socket per read: chunks handed to the exchange stay this small.
 const READ_CHUNK: usize = 16 * 1024;
 /// Bodies up to this size are written together with the head in one write.
@@ -60,7 +52,7 @@ pub struct UpClient {
 #[derive(Default)]
 struct Inner {
     tls: OnceLock<TlsConnector>,
-    pool: Mutex<BTreeMap<String, Vec<(Instant, Io)>>>,
+    pool: IdlePool<Io>,
 }
 
 /// A plain or TLS connection.
@@ -72,8 +64,7 @@ enum Io {
 /// An upstream response being read, on the connection that carries it.
 pub struct UpConn {
     io: Io,
-    decoder: ResponseDecoder,
-    buf: BytesMut,
+    reader: ResponseReader,
     key: String,
     client: UpClient,
 }
@@ -98,8 +89,7 @@ impl UpClient {
                 Ok(()) => {
                     return Ok(UpConn {
                         io,
-                        decoder: ResponseDecoder::new(&req.method),
-                        buf: BytesMut::new(),
+                        reader: ResponseReader::new(&req.method),
                         key: target.key.clone(),
                         client: self.clone(),
                     });
@@ -116,7 +106,7 @@ impl UpClient {
 
     /// A live pooled connection to `target`, or a new one. `true` when reused.
     async fn connect(&self, target: &Target) -> Result<(Io, bool), UpstreamFailure> {
-        if let Some(io) = self.checkout(&target.key) {
+        if let Some(io) = self.inner.pool.checkout(&target.key, Io::is_quiet) {
             return Ok((io, true));
         }
         let failure = |name, message: String| UpstreamFailure::Connect {
@@ -161,33 +151,6 @@ impl UpClient {
             .map_err(|e| failure(NetworkErrorName::Tls, format!("tls handshake error: {e}")))?;
         Ok((Io::Tls(Box::new(stream)), false))
     }
-
-    fn checkout(&self, key: &str) -> Option<Io> {
-        let mut pool = self.pool();
-        let idle = pool.get_mut(key)?;
-        while let Some((since, io)) = idle.pop() {
-            if since.elapsed() < POOL_IDLE && io.is_quiet() {
-                return Some(io);
-            }
-        }
-        None
-    }
-
-    fn checkin(&self, key: String, io: Io) {
-        let mut pool = self.pool();
-        let idle = pool.entry(key).or_default();
-        idle.retain(|(since, _)| since.elapsed() < POOL_IDLE);
-        if idle.len() < POOL_MAX_PER_KEY {
-            idle.push((Instant::now(), io));
-        }
-    }
-
-    fn pool(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<(Instant, Io)>>> {
-        self.inner
-            .pool
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 impl UpConn {
@@ -198,25 +161,18 @@ impl UpConn {
         cx: &mut Context<'_>,
     ) -> Poll<Result<ResponseEvent, UpstreamFailure>> {
         loop {
-            match self.decoder.decode(&mut self.buf) {
-                Ok(Some(ev)) => return Poll::Ready(Ok(ev)),
-                Ok(None) => {}
-                Err(e) => return Poll::Ready(Err(framing_failure(&e))),
-            }
-            if self.decoder.waiting() == Waiting::Closed {
-                return Poll::Ready(Err(UpstreamFailure::Read {
-                    message: "upstream response already complete".to_owned(),
-                }));
+            if let Some(ev) = self.reader.next_event()? {
+                return Poll::Ready(Ok(ev));
             }
             // Through a stack chunk, so an idle stream holds no read buffer of its own.
             let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
             let mut read = ReadBuf::uninit(&mut chunk);
             match Pin::new(&mut self.io).poll_read(cx, &mut read) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(())) if read.filled().is_empty() => self.decoder.handle_eof(),
-                Poll::Ready(Ok(())) => self.buf.extend_from_slice(read.filled()),
+                Poll::Ready(Ok(())) if read.filled().is_empty() => self.reader.received_eof(),
+                Poll::Ready(Ok(())) => self.reader.received(read.filled()),
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    self.decoder.handle_eof();
+                    self.reader.received_eof();
                 }
                 Poll::Ready(Err(e)) => {
                     return Poll::Ready(Err(UpstreamFailure::Read {
@@ -235,9 +191,8 @@ impl UpConn {
     /// The response was read to its end: the connection goes back to the pool when it can
     /// carry another request, and is closed otherwise.
     pub fn finish(self) {
-        if self.decoder.is_reusable(&self.buf) {
-            let client = self.client.clone();
-            client.checkin(self.key, self.io);
+        if self.reader.is_reusable() {
+            self.client.inner.pool.checkin(self.key, self.io);
         }
     }
 }

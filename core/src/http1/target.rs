@@ -6,12 +6,12 @@
 //! still use: anything after the connection is up is `Read`, with resets and truncations
 //! reported as `upstream connection reset`.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{HOST, HeaderValue};
 use http::{HeaderMap, Method, Uri};
 
-use super::FramingError;
-use super::client::encode_request;
+use super::client::{ResponseDecoder, ResponseEvent, encode_request};
+use super::{FramingError, Waiting};
 use crate::exchange::UpstreamFailure;
 
 /// The parts of an upstream URL a client connection needs.
@@ -98,6 +98,53 @@ impl Target {
     }
 }
 
+/// One upstream response being read: the decoder and the bytes read but not yet decoded.
+/// The shell reads the socket and reports what it got ([`ResponseReader::received`],
+/// [`ResponseReader::received_eof`]); events and failures come out as the core expects them.
+#[derive(Debug)]
+pub struct ResponseReader {
+    decoder: ResponseDecoder,
+    // Starts empty and grows to what one read brings, so an idle stream holds no buffer.
+    buf: BytesMut,
+}
+
+impl ResponseReader {
+    /// Reads the response to a `method` request.
+    pub fn new(method: &Method) -> ResponseReader {
+        ResponseReader {
+            decoder: ResponseDecoder::new(method),
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// The next event from what was received; `Ok(None)` means read more.
+    pub fn next_event(&mut self) -> Result<Option<ResponseEvent>, UpstreamFailure> {
+        match self.decoder.decode(&mut self.buf) {
+            Ok(Some(ev)) => Ok(Some(ev)),
+            Ok(None) if self.decoder.waiting() == Waiting::Closed => Err(UpstreamFailure::Read {
+                message: "upstream response already complete".to_owned(),
+            }),
+            Ok(None) => Ok(None),
+            Err(e) => Err(framing_failure(&e)),
+        }
+    }
+
+    /// Bytes read from the connection.
+    pub fn received(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The connection reached EOF.
+    pub fn received_eof(&mut self) {
+        self.decoder.handle_eof();
+    }
+
+    /// True when the response ended cleanly and the connection can carry another request.
+    pub fn is_reusable(&self) -> bool {
+        self.decoder.is_reusable(&self.buf)
+    }
+}
+
 /// The URL a redirect's `Location` points to: absolute as given, or relative to `base`'s
 /// scheme and authority.
 pub fn redirect_target(base: &str, location: &str) -> String {
@@ -147,7 +194,7 @@ pub fn failure_text(f: UpstreamFailure) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
 
     #[test]
@@ -190,6 +237,40 @@ mod tests {
             redirect_target("http://a.b/x", "https://c.d/"),
             "https://c.d/"
         );
+    }
+
+    #[test]
+    fn reader_yields_head_body_end_then_reports_reuse() {
+        let mut r = ResponseReader::new(&Method::GET);
+        assert!(r.next_event().unwrap().is_none());
+        r.received(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\no");
+        assert!(matches!(r.next_event(), Ok(Some(ResponseEvent::Head(..)))));
+        assert!(matches!(r.next_event(), Ok(Some(ResponseEvent::Body(b))) if &b[..] == b"o"));
+        assert!(r.next_event().unwrap().is_none());
+        r.received(b"k");
+        assert!(matches!(r.next_event(), Ok(Some(ResponseEvent::Body(b))) if &b[..] == b"k"));
+        assert!(matches!(r.next_event(), Ok(Some(ResponseEvent::End))));
+        assert!(r.is_reusable());
+        assert!(
+            r.next_event().is_err(),
+            "nothing follows a finished response"
+        );
+    }
+
+    #[test]
+    fn reader_turns_eof_inside_a_body_into_a_reset() {
+        let mut r = ResponseReader::new(&Method::POST);
+        r.received(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nab");
+        assert!(matches!(r.next_event(), Ok(Some(ResponseEvent::Head(..)))));
+        assert!(matches!(r.next_event(), Ok(Some(ResponseEvent::Body(_)))));
+        r.received_eof();
+        match r.next_event() {
+            Err(UpstreamFailure::Read { message }) => {
+                assert_eq!(message, "upstream connection reset");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(!r.is_reusable());
     }
 
     #[test]
