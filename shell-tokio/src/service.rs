@@ -39,7 +39,7 @@ pub async fn handle(
         .path_and_query()
         .map(|pq| pq.as_str().to_owned())
         .unwrap_or_else(|| "/".to_owned());
-    let head = RequestHead::new(parts.method, &target, compact(&parts.headers));
+    let head = RequestHead::new(parts.method, &target, parts.headers);
     let secure = gate::is_secure_request(
         &head.headers,
         false,
@@ -127,52 +127,4 @@ fn build(
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     resp
-}
-
-/// hyper's request header values are slices of the connection's 8 KiB read buffer, so an
-/// exchange that keeps any of them keeps the whole buffer for its lifetime (a long SSE stream)
-/// while hyper reserves a fresh one for the next read. One copy of the values into a buffer
-/// of their own size releases it.
-fn compact(headers: &HeaderMap) -> HeaderMap {
-    let total = headers.iter().map(|(_, v)| v.len()).sum();
-    let mut all = bytes::BytesMut::with_capacity(total);
-    for (_, value) in headers {
-        all.extend_from_slice(value.as_bytes());
-    }
-    let all = all.freeze();
-    let mut out = HeaderMap::with_capacity(headers.len());
-    let mut at = 0;
-    for (name, value) in headers {
-        let end = at + value.len();
-        let mut copy =
-            HeaderValue::from_maybe_shared(all.slice(at..end)).unwrap_or_else(|_| value.clone());
-        copy.set_sensitive(value.is_sensitive());
-        out.append(name.clone(), copy);
-        at = end;
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn compacted_headers_keep_names_values_order_and_duplicates() {
-        let mut h = HeaderMap::new();
-        h.append("x-a", HeaderValue::from_static("1"));
-        h.append("user-agent", HeaderValue::from_static("claude-cli/2.0"));
-        h.append("x-a", HeaderValue::from_static("22"));
-        let mut secret = HeaderValue::from_static("sk-test");
-        secret.set_sensitive(true);
-        h.append("authorization", secret);
-        let out = compact(&h);
-        let pairs = |m: &HeaderMap| -> Vec<(String, Vec<u8>, bool)> {
-            m.iter()
-                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec(), v.is_sensitive()))
-                .collect()
-        };
-        assert_eq!(pairs(&out), pairs(&h));
-        assert_eq!(out.get_all("x-a").iter().count(), 2);
-    }
 }
