@@ -32,6 +32,7 @@ pub mod op;
 pub mod queries;
 pub mod recost;
 pub mod schema;
+pub mod spool;
 mod store;
 pub mod writer;
 
