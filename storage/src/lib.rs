@@ -27,6 +27,7 @@ pub mod backup;
 pub mod conn;
 pub mod error;
 pub mod from_core;
+pub mod ingest;
 pub mod lock;
 pub mod op;
 pub mod queries;
@@ -50,4 +51,4 @@ pub use op::{
 pub use recost::{CoreRecoster, SharedPricer};
 pub use schema::{Layout, MigrationReport};
 pub use store::Store;
-pub use writer::{PendingReply, Writer, WriterConfig, WriterHandle, WriterStats};
+pub use writer::{PendingReply, Spooled, Writer, WriterConfig, WriterHandle, WriterStats};
