@@ -177,9 +177,10 @@ impl Ingester {
             return None;
         }
         let since = *self.waiting_since.get_or_insert(now);
-        self.stats
-            .lag_ms
-            .store(now.duration_since(since).as_millis() as u64, Ordering::Relaxed);
+        self.stats.lag_ms.store(
+            now.duration_since(since).as_millis() as u64,
+            Ordering::Relaxed,
+        );
         let due = since + self.config.max_delay;
         Some(match self.retry {
             Some((_, at)) => at.max(due),
@@ -197,8 +198,7 @@ impl Ingester {
         if self.retry.is_some_and(|(_, at)| now < at) {
             return false;
         }
-        behind >= self.config.batch as u64
-            || self.deadline(now).is_some_and(|d| now >= d)
+        behind >= self.config.batch as u64 || self.deadline(now).is_some_and(|d| now >= d)
     }
 
     /// Applies one batch; `Ok(0)` when the spool holds nothing more. On a database refusal
@@ -288,7 +288,10 @@ impl Ingester {
             rollback(conn);
             return Err(e.into());
         }
-        if let Err(e) = conn.prepare_cached("COMMIT").and_then(|mut s| s.execute([])) {
+        if let Err(e) = conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]))
+        {
             rollback(conn);
             return Err(e.into());
         }

@@ -150,7 +150,12 @@ impl Writer {
         store: Store,
         config: WriterConfig,
     ) -> Result<(WriterHandle, JoinHandle<()>), StorageError> {
-        Writer::start(store.into_connection(), config, Arc::new(Doorbell::default()), None)
+        Writer::start(
+            store.into_connection(),
+            config,
+            Arc::new(Doorbell::default()),
+            None,
+        )
     }
 
     /// Opens the database and the spool, applies the whole spool (`docs/spool.md` S5: before
@@ -166,12 +171,11 @@ impl Writer {
         let conn = store.into_connection();
         let applied = crate::ingest::applied_seq(&conn)?;
         let bell = Arc::new(Doorbell::default());
-        let opened = Spool::open(spool, applied, Arc::clone(&bell)).map_err(|e| {
-            StorageError::Io {
+        let opened =
+            Spool::open(spool, applied, Arc::clone(&bell)).map_err(|e| StorageError::Io {
                 kind: std::io::ErrorKind::InvalidData,
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         let mut ingester = Ingester::new(Arc::clone(&opened.spool), opened.cursor, ingest);
         let before = ingester.behind();
         ingester.drain(&conn)?;

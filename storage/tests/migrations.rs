@@ -212,7 +212,10 @@ fn v01_database_is_upgraded_in_place_keeping_every_row() {
     };
     let (store, report) = Store::open_and_migrate(&path).unwrap();
     assert_eq!(report.layout, Layout::V01);
-    assert_eq!(report.applied, vec![schema::LEGACY, schema::M003, schema::M004]);
+    assert_eq!(
+        report.applied,
+        vec![schema::LEGACY, schema::M003, schema::M004]
+    );
     assert_eq!(counts(&store), before);
     store.assert_schema().unwrap();
     // 0.1-only tables and columns stay.
