@@ -191,13 +191,19 @@ fn a_locked_database_delays_ingestion_and_loses_nothing() {
         s.spool.append(&e).unwrap();
     }
     let (behind, _) = flush(&s);
-    assert!(behind > 0, "the flush cannot reach the end while the lock is held");
+    assert!(
+        behind > 0,
+        "the flush cannot reach the end while the lock is held"
+    );
     std::thread::sleep(Duration::from_millis(300));
     blocker.execute_batch("COMMIT").unwrap();
     // The ingester retries on its own after the backoff.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while s.spool.stats().unapplied() > 0 {
-        assert!(std::time::Instant::now() < deadline, "ingestion never resumed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ingestion never resumed"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     stop(s);
@@ -224,7 +230,9 @@ fn a_record_the_database_rejects_is_set_aside_and_the_rest_applied() {
     s.spool.append(&e).unwrap();
     assert_eq!(flush(&s).0, 0);
     assert_eq!(s.ingest.rejected(), 1);
-    let copy = spool_dir(&path).join("rejected").join(format!("{:020}.rec", 2));
+    let copy = spool_dir(&path)
+        .join("rejected")
+        .join(format!("{:020}.rec", 2));
     assert!(copy.exists(), "{} missing", copy.display());
     stop(s);
     let store = migrated(&path);

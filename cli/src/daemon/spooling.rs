@@ -3,6 +3,7 @@
 //! [`Daemon::drain_storage`] where they used to queue writer commands and await replies.
 
 use agent_cli_proxy_core::exchange::{Exchange, StorageFailure, StorageOp};
+use agent_cli_proxy_core::ready::SpoolFacts;
 use agent_cli_proxy_storage::from_core::op_from_exchange;
 use agent_cli_proxy_storage::spool::Record;
 use agent_cli_proxy_storage::{Op, Reply as StoreReply};
@@ -53,6 +54,16 @@ impl Daemon {
                     ex.handle_finalized(res.map(|_| ()).map_err(|e| failure(&e)), now);
                 }
             }
+        }
+    }
+
+    /// The spool's state for `/ready`.
+    pub fn spool_facts(&self) -> SpoolFacts {
+        let stats = self.spool.stats();
+        SpoolFacts {
+            bytes: stats.bytes(),
+            lag_ms: self.ingest.lag_ms(),
+            refusing: stats.refusing(),
         }
     }
 
