@@ -449,3 +449,41 @@ fn rollback(conn: &Connection) {
         let _ = conn.execute_batch("ROLLBACK");
     }
 }
+
+/// Applies a spool left by a daemon that is not running (`docs/spool.md` §5a): the commands
+/// that open the database offline call this first, so what they read or copy is complete.
+/// Returns the records applied; 0 when there is no spool, or when the database lock is held
+/// (a running daemon owns the spool and applies it itself).
+pub fn apply_leftover(
+    path: &crate::DbPath,
+    spool_dir: &std::path::Path,
+) -> Result<u64, StorageError> {
+    let has_segments = std::fs::read_dir(spool_dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+    });
+    if !has_segments {
+        return Ok(0);
+    }
+    let Ok(_lock) = crate::DbLock::acquire(path) else {
+        return Ok(0);
+    };
+    let mut store = crate::Store::open(path)?;
+    store.migrate()?;
+    let conn = store.connection();
+    let applied = applied_seq(conn)?;
+    let opened = Spool::open(
+        crate::spool::SpoolConfig::in_dir(spool_dir),
+        applied,
+        Arc::new(crate::spool::Doorbell::default()),
+    )
+    .map_err(|e| StorageError::Io {
+        kind: std::io::ErrorKind::InvalidData,
+        message: e.to_string(),
+    })?;
+    let mut ingester = Ingester::new(opened.spool, opened.cursor, IngestConfig::default());
+    let behind = ingester.behind();
+    ingester.drain(conn)?;
+    Ok(behind)
+}

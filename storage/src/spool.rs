@@ -540,6 +540,61 @@ impl Spool {
     }
 }
 
+/// What `db spool status` shows: read-only, safe while the daemon runs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Inspect {
+    /// Segment file names and sizes, oldest first.
+    pub segments: Vec<(String, u64)>,
+    /// The last well-formed record's sequence number.
+    pub last_seq: Option<u64>,
+}
+
+/// Lists the segments in `dir` and reads the last one to its last well-formed record,
+/// changing nothing.
+pub fn inspect(dir: &Path) -> Result<Inspect, SpoolError> {
+    let mut firsts = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Inspect::default()),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if let Some(first) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".seg"))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            firsts.push((first, entry.metadata().map(|m| m.len()).unwrap_or(0)));
+        }
+    }
+    firsts.sort_unstable();
+    let mut out = Inspect {
+        segments: firsts
+            .iter()
+            .map(|(first, len)| (segment_name(*first), *len))
+            .collect(),
+        last_seq: None,
+    };
+    if let Some((first, _)) = firsts.last() {
+        let bytes = std::fs::read(segment_path(dir, *first))?;
+        let mut off = HEADER_LEN as usize;
+        while off < bytes.len() {
+            match codec::decode(&bytes[off..]) {
+                Ok((seq, _, n)) => {
+                    out.last_seq = Some(seq);
+                    off += n;
+                }
+                Err(_) => break,
+            }
+        }
+        if out.last_seq.is_none() && *first > 0 {
+            out.last_seq = Some(first - 1);
+        }
+    }
+    Ok(out)
+}
+
 /// What a scan of the directory found.
 struct Scan {
     /// Segments kept: first sequence number and length.
