@@ -78,6 +78,28 @@ fn first_int(rows: &[Value]) -> Option<i64> {
         .and_then(Value::as_i64)
 }
 
+/// Where `daily_usage` differs from the aggregate of the finalized rows (`docs/accounting.md`
+/// §6.1), one line per bucket; empty when they agree.
+pub fn aggregate_mismatches(db: &Path) -> Vec<String> {
+    rows(
+        db,
+        "WITH agg AS (
+           SELECT substr(started_at, 1, 10) AS day, provider, model, COUNT(*) AS n,
+             SUM(total_tokens) AS t, SUM(cost_nanousd) AS cost
+           FROM request_logs WHERE lifecycle_status != 'pending' GROUP BY 1, 2, 3)
+         SELECT a.day, a.provider, a.model, a.n, d.request_count, a.t, d.total_tokens,
+                a.cost, d.cost_nanousd
+         FROM agg a LEFT JOIN daily_usage d
+           ON d.day = a.day AND d.provider = a.provider AND d.model = a.model
+         WHERE d.day IS NULL OR d.request_count != a.n OR d.total_tokens != a.t
+           OR d.cost_nanousd != a.cost",
+        &[],
+    )
+    .into_iter()
+    .map(|r| format!("daily_usage differs from the rows: {r}"))
+    .collect()
+}
+
 /// Every `request_logs` row whose `msg_id` is `msg_id`, oldest first.
 pub fn rows_by_msg_id(db: &Path, msg_id: &str) -> Vec<Value> {
     rows(
