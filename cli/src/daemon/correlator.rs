@@ -342,3 +342,6 @@ impl CorrelatorLoop {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
+
+#[cfg(test)]
+mod tests;
