@@ -310,6 +310,7 @@ impl CorrelatorLoop {
         summary.unmatched_rows = outcome.total - summary.matched;
         summary.unused_records = outcome.unused_records;
         summary.skipped_applied = outcome.skipped_applied;
+        let held = self.state().unapplied().unmatched;
         let logs = self
             .state()
             .handle_applied(summary.matched, outcome.total, d.now());
@@ -329,7 +330,7 @@ impl CorrelatorLoop {
                 ("skipped_applied", json!(summary.skipped_applied)),
                 ("dropped_records", json!(outcome.dropped)),
                 ("retried", json!(summary.retried)),
-                ("held_records", json!(self.state().unapplied().unmatched)),
+                ("held_records", json!(held)),
             ],
         );
         match write_error {
