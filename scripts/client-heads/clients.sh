@@ -26,7 +26,7 @@ codex_config() {
   local base=$1 home=$2
   mkdir -p "$home/work" "$home/.codex"
   cat >"$home/.codex/config.toml" <<TOML
-model = "gpt-5-codex"
+model = "gpt-5"
 model_provider = "proxy"
 check_for_update_on_startup = false
 
@@ -60,8 +60,11 @@ run_codex_tui() {
 }
 
 # opencode run with the built-in anthropic or openai provider pointed at the base URL.
+# OPENCODE_HEADERS_JSON (a JSON object) adds request headers through the provider options;
+# the real-client tier uses it to pick a fake-upstream answer the AI SDK accepts.
 run_opencode() {
   local base=$1 home=$2 key=$3 provider=$4 model=$5
+  local headers=${OPENCODE_HEADERS_JSON:-'{}'}
   mkdir -p "$home/work"
   cat >"$home/work/opencode.json" <<JSON
 {
@@ -69,7 +72,7 @@ run_opencode() {
   "model": "$provider/$model",
   "share": "disabled",
   "autoupdate": false,
-  "provider": { "$provider": { "options": { "baseURL": "$base/v1", "apiKey": "$key" } } }
+  "provider": { "$provider": { "options": { "baseURL": "$base/v1", "apiKey": "$key", "headers": $headers } } }
 }
 JSON
   (cd "$home/work" && env HOME="$home" XDG_CONFIG_HOME="$home/.config" \
