@@ -268,3 +268,28 @@ both_shells! {
         assert_eq!(counted, 0);
     }
 }
+
+/// The README's "Point your tools at it" examples (`client_id = …`) are client ids the
+/// corpus produces, so the section describes what the recorded clients really send.
+#[test]
+fn readme_client_id_examples_come_from_the_corpus() {
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let start = readme.find("## Point your tools at it").expect("section");
+    let section = &readme[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |n| n + 3)];
+    let ids: Vec<String> = corpus().iter().map(expected_client_id).collect();
+    let examples: Vec<&str> = section
+        .split("client_id = ")
+        .skip(1)
+        .map(|rest| rest.trim_start_matches('`').split('`').next().unwrap())
+        .collect();
+    assert!(examples.len() >= 3, "{examples:?}");
+    for example in examples {
+        assert!(
+            ids.iter().any(|id| id == example),
+            "README example {example} is not in the corpus: {ids:?}"
+        );
+    }
+}
