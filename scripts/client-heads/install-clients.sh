@@ -23,8 +23,9 @@ if have claude "$CLAUDE_CODE_VERSION" && have codex "$CODEX_VERSION" && have ope
   exit 0
 fi
 [ -f "$dir/package.json" ] || (cd "$dir" && npm init -y >/dev/null)
-# The packages ship prebuilt per-platform binaries as optional dependencies, so no install
-# script has to run (npm 11 skips them unless allowed).
+# The packages ship per-platform binaries as optional dependencies; their install scripts
+# link them into place, so scripts must not be skipped (--ignore-scripts breaks claude and
+# opencode).
 (cd "$dir" && npm install --no-audit --no-fund --loglevel=error \
   "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" \
   "@openai/codex@$CODEX_VERSION" \
