@@ -14,6 +14,8 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use agent_cli_proxy_core::config::{Config, ConfigError, Paths};
+use agent_cli_proxy_core::pricing::PriceSource;
+use agent_cli_proxy_core::pricing::cache_file::from_cache_file;
 use agent_cli_proxy_core::provider::ProviderSource;
 use agent_cli_proxy_storage::{DbPath, Store};
 use serde_json::{Value, json};
@@ -217,10 +219,23 @@ fn pricing_check(validated: &Validated, vars: &BTreeMap<String, String>) -> Chec
         .and_then(|m| m.modified().ok())
         .and_then(|t| SystemTime::now().duration_since(t).ok())
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let issues = if meta.is_some() {
-        Vec::new()
-    } else {
-        vec![format!("pricing cache not found: {path}")]
+    // What the daemon would load at startup: a readable cache file, else the snapshot
+    // compiled into the binary. A missing cache is not a failure any more; an unreadable one
+    // still is, since the daemon would silently fall back to older prices.
+    let cached = meta
+        .as_ref()
+        .map(|_| std::fs::read(&path).map_err(|e| e.to_string()))
+        .map(|r| r.and_then(|b| from_cache_file(&b).map_err(|e| e.to_string())));
+    let (issues, source) = match cached {
+        Some(Ok(file)) => (
+            Vec::new(),
+            PriceSource::CacheFile.describe(Some(file.fetched_at)),
+        ),
+        Some(Err(e)) => (
+            vec![format!("pricing cache unreadable: {path}: {e}")],
+            PriceSource::Snapshot.describe(None),
+        ),
+        None => (Vec::new(), PriceSource::Snapshot.describe(None)),
     };
     Check {
         name: "pricingCache",
@@ -230,6 +245,7 @@ fn pricing_check(validated: &Validated, vars: &BTreeMap<String, String>) -> Chec
             "exists": meta.is_some(),
             "size": meta.as_ref().map(std::fs::Metadata::len),
             "ageMs": age_ms,
+            "source": source,
         })),
     }
 }
