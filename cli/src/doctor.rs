@@ -17,6 +17,7 @@ use agent_cli_proxy_core::config::{Config, ConfigError, Paths};
 use agent_cli_proxy_core::pricing::PriceSource;
 use agent_cli_proxy_core::pricing::cache_file::from_cache_file;
 use agent_cli_proxy_core::provider::ProviderSource;
+use agent_cli_proxy_core::provider::direct::{routing_json, routing_table};
 use agent_cli_proxy_storage::{DbPath, Store};
 use serde_json::{Value, json};
 
@@ -97,8 +98,17 @@ pub(crate) fn run(
             for issue in &c.issues {
                 crate::out_line!("  - {issue}");
             }
-            if let Some(d) = &c.details {
-                crate::out_line!("  {d}");
+            match (&c.details, c.name) {
+                // The routing table reads better as a table than as one JSON line.
+                (Some(_), "providers") if c.passed() => {
+                    if let Ok((config, _)) = &validated {
+                        for line in crate::providers::routing_lines(config) {
+                            crate::out_line!("  {line}");
+                        }
+                    }
+                }
+                (Some(d), _) => crate::out_line!("  {d}"),
+                (None, _) => {}
             }
         }
     }
@@ -188,6 +198,8 @@ fn providers_check(validated: &Validated) -> Check {
                     "count": config.providers.list().len(),
                     "source": source,
                     "invalid": [],
+                    "router": config.has_router().then_some(&config.cli_proxy_api_url),
+                    "routing": routing_json(&routing_table(&config.providers)),
                 })),
             }
         }
@@ -258,6 +270,17 @@ fn upstream_check(validated: &Validated, shell: &dyn Shell) -> Check {
             details: Some(json!({"statusCode": null})),
         };
     };
+    if !config.has_router() {
+        return Check {
+            name: "upstream",
+            issues: Vec::new(),
+            details: Some(json!({
+                "statusCode": null,
+                "router": null,
+                "note": "no router (direct mode): calls go to the providers' own URLs",
+            })),
+        };
+    }
     let url = format!("{}/health", config.cli_proxy_api_url);
     let (issues, code) = match shell.probe("HEAD", &url, PROBE_TIMEOUT) {
         Ok(code) if (200..500).contains(&code) => (Vec::new(), Some(code)),
