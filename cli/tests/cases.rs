@@ -1256,8 +1256,14 @@ pub fn init_direct_mode_needs_no_router() {
     .expect_code(0);
     assert_direct_files(&sb, "http://127.0.0.1:7001", "http://127.0.0.1:7002");
     // --direct and a router URL exclude each other.
-    sb.run(&["init", "--non-interactive", "--direct", "--cliproxy-api-url", "http://x"])
-        .expect_code(2);
+    sb.run(&[
+        "init",
+        "--non-interactive",
+        "--direct",
+        "--cliproxy-api-url",
+        "http://x",
+    ])
+    .expect_code(2);
 
     // The routing table says where each route goes and what the rest gets.
     let r = sb.run(&["providers", "show"]);
@@ -1315,7 +1321,9 @@ pub fn init_direct_mode_needs_no_router() {
         "n",      // install service
     ];
     let Some(stdout) = init_through_pty(&sb, &answers) else {
-        panic!("`script` (util-linux) is needed for the interactive direct-mode check: apt-get install util-linux");
+        panic!(
+            "`script` (util-linux) is needed for the interactive direct-mode check: apt-get install util-linux"
+        );
     };
     assert!(!stdout.contains("CLIProxyAPI URL"), "{stdout}");
     assert!(!stdout.contains("account correlation"), "{stdout}");

@@ -89,15 +89,17 @@ fn collect<R: BufRead, W: Write>(
         random_hex_key()?
     };
     // Correlation and quota checks read CLIProxyAPI's data: only asked with a router.
-    let mgmt_key = if route.is_none() && p.confirm("Enable CLIProxyAPI account correlation?", false)? {
-        p.secret("CLIProxyAPI management key", "")?
-    } else {
-        String::new()
-    };
-    let auth_dir = if route.is_none() && p.confirm(
-        "Enable subscription quota checks from local CLIProxyAPI auth files?",
-        false,
-    )? {
+    let mgmt_key =
+        if route.is_none() && p.confirm("Enable CLIProxyAPI account correlation?", false)? {
+            p.secret("CLIProxyAPI management key", "")?
+        } else {
+            String::new()
+        };
+    let auth_dir = if route.is_none()
+        && p.confirm(
+            "Enable subscription quota checks from local CLIProxyAPI auth files?",
+            false,
+        )? {
         let default = match &paths.home {
             Some(h) => format!("{}/.cli-proxy-api", h.trim_end_matches('/')),
             None => "~/.cli-proxy-api".to_owned(),

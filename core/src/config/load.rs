@@ -288,7 +288,8 @@ fn providers_route_directly(env: &BTreeMap<String, String>, inputs: &ExternalInp
         (None, Some(FileRead::Contents(text))) => text.as_str(),
         _ => return false,
     };
-    serde_json::from_str::<Value>(text).is_ok_and(|doc| crate::provider::direct::routes_directly(&doc))
+    serde_json::from_str::<Value>(text)
+        .is_ok_and(|doc| crate::provider::direct::routes_directly(&doc))
 }
 
 pub(crate) fn url_message(problem: UrlProblem) -> &'static str {

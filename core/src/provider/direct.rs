@@ -191,7 +191,9 @@ mod tests {
             assert!(p.auth.token.is_none());
             assert_eq!(p.upstream_path, None, "request path kept");
         }
-        assert!(!routes_directly(&json!({"providers": [doc["providers"][0]]})));
+        assert!(!routes_directly(
+            &json!({"providers": [doc["providers"][0]]})
+        ));
         assert!(!routes_directly(&json!({})));
     }
 
@@ -223,7 +225,10 @@ mod tests {
                 .find(|l| l.path == path && l.provider == provider)
                 .unwrap_or_else(|| panic!("{path} {provider}: {lines:?}"))
         };
-        assert_eq!(find("/v1/messages", "anthropic").upstream, "http://127.0.0.1:1");
+        assert_eq!(
+            find("/v1/messages", "anthropic").upstream,
+            "http://127.0.0.1:1"
+        );
         assert_eq!(
             find("/v1/responses", "openai").auth,
             "preserve (client's own key)"
