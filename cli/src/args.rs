@@ -16,6 +16,8 @@ pub(crate) struct Cli {
     pub command: Option<Command>,
 }
 
+// Parsed once per process; boxing the larger variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run the proxy daemon.

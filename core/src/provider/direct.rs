@@ -115,6 +115,7 @@ pub fn routing_table(providers: &Providers) -> Vec<RouteLine> {
         }
         for path in &p.paths {
             let auth = match (&p.auth.env, p.auth.mode) {
+                _ if p.upstream_base_url.is_empty() => "-".to_owned(),
                 (Some(env), mode) => format!("{} (env {env})", mode.as_str()),
                 (None, super::AuthMode::Preserve) if p.upstream_base_url == router => {
                     "router key (CLI_PROXY_API_KEY)".to_owned()
@@ -237,6 +238,7 @@ mod tests {
             find("/v1/chat/completions", "xai").upstream,
             "none: 502 NO_UPSTREAM"
         );
+        assert_eq!(find("/v1/chat/completions", "xai").auth, "-");
         assert_eq!(find("(other paths)", "-").upstream, "none: 404 NO_ROUTE");
         let routed = routing_table(&Providers::built_in("http://r:8317"));
         assert_eq!(routed[0].upstream, "http://r:8317 (router)");
