@@ -1329,3 +1329,79 @@ pub fn init_direct_mode_needs_no_router() {
     assert!(!stdout.contains("account correlation"), "{stdout}");
     assert_direct_files(&sb, "https://api.anthropic.com", "https://api.openai.com");
 }
+
+pub fn calls_without_usage_are_not_cost_pending() {
+    // Two calls of the same day: one that never reached its upstream (connection refused:
+    // an `error` row with no token, stored `pending`), one with tokens still unpriced.
+    let mut sb = configured();
+    let db = sb.data_dir().join("proxy.db");
+    sb.run(&["db", "init"]).expect_code(0);
+    let mut refused = Row::new("2026-11-20T10:00:00.000Z", "codex");
+    refused.lifecycle = "error";
+    refused.cost_status = "pending";
+    refused.model = "zzz-unpriced";
+    refused.prompt = 0;
+    refused.completion = 0;
+    refused.cache_read = 0;
+    refused.total = 0;
+    refused.cost_nanousd = 0;
+    let mut unpriced = Row::new("2026-11-20T11:00:00.000Z", "codex");
+    unpriced.cost_status = "pending";
+    unpriced.model = "zzz-unpriced";
+    unpriced.cost_nanousd = 0;
+    insert_rows(&db, &[refused, unpriced]);
+
+    let r = sb.run(&["usage", "--since", "2026-11-20", "--until", "2026-11-20"]);
+    r.expect_code(0);
+    assert!(
+        r.stdout.contains(
+            "* 1 row(s) with cost pending: tokens counted, cost not yet; run backfill-costs"
+        ),
+        "only the row with tokens is pending: {}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(
+            "1 call(s) without usage (failed before the upstream answered): cost 0, nothing to backfill"
+        ),
+        "{}",
+        r.stdout
+    );
+    let v = sb
+        .run(&[
+            "usage",
+            "--since",
+            "2026-11-20",
+            "--until",
+            "2026-11-20",
+            "--json",
+        ])
+        .expect_code(0)
+        .json();
+    let text = v.to_string();
+    assert!(text.contains(r#""no_usage_rows":1"#), "{text}");
+    assert!(text.contains(r#""pending_cost_rows":1"#), "{text}");
+
+    // The backfill scans only the row with tokens and says why it left the other alone.
+    sb.set("PRICING_URL", "file:///nonexistent/api.json");
+    let r = sb.run(&["backfill-costs", "--all"]);
+    r.expect_code(0);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "[backfill-costs] scanned=1 updated=0 ok=0 pending=1 unsupported=0",
+            "[backfill-costs] 1 call(s) without usage left alone: they failed before the upstream answered, so their cost is 0, not pending",
+        ],
+        "{r:?}"
+    );
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let audits: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM cost_audit WHERE request_log_id = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(audits, 0, "the refused call's row was not touched");
+}

@@ -4,9 +4,10 @@
 //!   that `serve` accepts without `CLI_PROXY_API_URL`; each generation route reaches its fake
 //!   vendor with the client's own key and no other credential; what only a router could serve
 //!   is refused (404 `NO_ROUTE`, 502 `NO_UPSTREAM`) without reaching either vendor;
-//! * offline first start: no pricing cache and an unreachable `PRICING_URL`, yet a known model
-//!   is priced exactly from the snapshot compiled into the binary, `/admin/pricing` and
-//!   `doctor --json` say the snapshot is in force.
+//! * offline first start: no pricing cache and a `PRICING_URL` that cannot be fetched, yet a
+//!   known model is priced exactly from the snapshot compiled into the binary,
+//!   `/admin/pricing` and `doctor --json` say the snapshot is in force; once the document can
+//!   be fetched, the next refresh (the cost-backfill loop's) replaces the snapshot.
 
 // Test code: unwrap and expect are how a case fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -17,7 +18,7 @@ use std::time::Duration;
 use agent_cli_proxy_tests::both_shells;
 use agent_cli_proxy_tests::support::client::{Response, request_blocking};
 use agent_cli_proxy_tests::support::db::final_row;
-use agent_cli_proxy_tests::support::proc::{ProxyOptions, ProxyProcess};
+use agent_cli_proxy_tests::support::proc::{ProxyOptions, ProxyProcess, file_url};
 use agent_cli_proxy_tests::support::shells::{Shell, skip_unbuilt};
 use agent_cli_proxy_tests::support::upstream::FakeUpstream;
 use serde_json::Value;
@@ -25,8 +26,6 @@ use serde_json::Value;
 agent_cli_proxy_tests::child_entry!();
 
 const ROW_WAIT: Duration = Duration::from_secs(5);
-/// A refused port: the pricing fetch fails at once, as with no network.
-const OFFLINE_PRICING_URL: &str = "http://127.0.0.1:1/api.json";
 
 /// Runs a one-shot CLI command through the shell's entry point (outside the proxy slots);
 /// returns (exit code, stdout without libtest's own lines).
@@ -158,9 +157,17 @@ both_shells! {
             return;
         }
         let upstream = FakeUpstream::start();
+        // The pricing document does not exist yet: every fetch fails, as with no network.
+        let later = tempfile::tempdir().unwrap();
+        let later_doc = later.path().join("api.json");
         let proxy = ProxyProcess::start(
             shell,
-            &[("CLI_PROXY_API_URL", &upstream.url()), ("PRICING_URL", OFFLINE_PRICING_URL)],
+            &[
+                ("CLI_PROXY_API_URL", &upstream.url()),
+                ("PRICING_URL", &file_url(&later_doc)),
+                // The cost-backfill loop forces a pricing refresh on every run.
+                ("COST_BACKFILL_INTERVAL_MS", "300"),
+            ],
         );
         let cache = proxy.dir().join("data").join("pricing-cache.json");
         assert!(!cache.exists(), "a first start has no cache file");
@@ -209,5 +216,19 @@ both_shells! {
         let source = &v["checks"]["pricingCache"]["details"]["source"];
         assert_eq!(source["kind"], "snapshot", "{v:#}");
         assert_eq!(source["date"], pricing["source"]["date"], "{v:#}");
+
+        // The network comes back: the next refresh replaces the snapshot and writes the cache.
+        std::fs::copy(proxy.dir().join("pricing").join("api.json"), &later_doc).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let fetched = loop {
+            let now = call(&proxy, "GET", "/admin/pricing", &[], "").json().unwrap();
+            if now["source"]["kind"] == "fetched" {
+                break now;
+            }
+            assert!(std::time::Instant::now() < deadline, "snapshot never replaced: {now}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(fetched["fetchedAt"].is_number(), "{fetched}");
+        assert!(cache.exists(), "the successful fetch wrote the cache");
     }
 }
