@@ -46,8 +46,9 @@ if [ -n "$tarball" ]; then
   [ -f "$tarball" ] || { say "no such tarball: $tarball" >&2; exit 1; }
   tar -xzf "$tarball" -C "$work"
   release="$(find "$work" -mindepth 1 -maxdepth 1 -type d | head -n 1)"
-  (cd "$release" && sha256sum --quiet -c SHA256SUMS) \
-    || { say "checksum mismatch in $tarball" >&2; exit 1; }
+  if command -v sha256sum >/dev/null 2>&1; then check=(sha256sum --quiet -c SHA256SUMS)
+  else check=(shasum -a 256 --quiet -c SHA256SUMS); fi
+  (cd "$release" && "${check[@]}") || { say "checksum mismatch in $tarball" >&2; exit 1; }
   source_bin="$release/bin/$name"
 elif [ -x "$here/bin/$name" ]; then
   source_bin="$here/bin/$name"
@@ -84,7 +85,8 @@ esac
 if [ -e "$env_file" ]; then
   say "keeping the existing configuration $env_file (edit it, or run '$name init --force')"
 else
-  "$bin" init --non-interactive --env "$env_file" "${init_flags[@]}"
+  # The `+` form keeps an empty list legal under `set -u` in bash 3.2 (macOS).
+  "$bin" init --non-interactive --env "$env_file" ${init_flags[@]+"${init_flags[@]}"}
 fi
 
 # 4. Service.
