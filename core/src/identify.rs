@@ -24,6 +24,8 @@ pub enum Matcher {
     Present(&'static str),
     /// The `user-agent` contains this text, ASCII case-insensitively.
     UaContains(&'static str),
+    /// The `user-agent` starts with this text, ASCII case-insensitively.
+    UaStartsWith(&'static str),
     /// The header's trimmed value equals this text, ASCII case-insensitively.
     Equals(&'static str, &'static str),
 }
@@ -86,7 +88,8 @@ pub const TOOL_RULES: &[ToolRule] = &[
     },
     ToolRule {
         tool: "gemini-cli",
-        any_of: &[Matcher::UaContains("GeminiCLI/")],
+        // `GeminiCLI/`, `GeminiCLI-tui/`, `GeminiCLI-cli-command/`, `GeminiCLI-acp…` (`gemini.md` §3).
+        any_of: &[Matcher::UaStartsWith("GeminiCLI")],
         session_header: None,
     },
 ];
@@ -182,6 +185,11 @@ fn matches(headers: &HeaderMap, m: &Matcher) -> bool {
         Matcher::UaContains(needle) => headers
             .get(http::header::USER_AGENT)
             .is_some_and(|ua| contains_ignore_ascii_case(ua.as_bytes(), needle.as_bytes())),
+        Matcher::UaStartsWith(prefix) => headers.get(http::header::USER_AGENT).is_some_and(|ua| {
+            ua.as_bytes()
+                .get(..prefix.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+        }),
         Matcher::Equals(name, want) => headers.get(name).is_some_and(|v| {
             v.as_bytes()
                 .trim_ascii()
