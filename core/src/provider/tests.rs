@@ -571,9 +571,15 @@ fn gemini_paths_resolve_to_google_by_prefix_and_custom_gemini_providers_use_pref
         entry(json!({"id": "oai", "paths": ["/v1beta/"]})),
     ]}));
     // Reachable without a selector through its model prefix, as every custom provider.
-    assert_eq!(resolve_id(&custom, stream, Some("gemini-2.5-flash")), "vertex");
+    assert_eq!(
+        resolve_id(&custom, stream, Some("gemini-2.5-flash")),
+        "vertex"
+    );
     assert_eq!(resolve_id(&custom, stream, None), "google");
-    assert_eq!(resolve_id(&custom, "/v1beta/exact", Some("gemini-x")), "vertex");
+    assert_eq!(
+        resolve_id(&custom, "/v1beta/exact", Some("gemini-x")),
+        "vertex"
+    );
     assert_eq!(
         resolve_id(&custom, "/v1beta/exact/more", Some("gemini-x")),
         "google"
