@@ -781,6 +781,7 @@ pub fn providers_path_init_show() {
     let doc: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(doc["providers"][0]["id"], "local");
     assert_eq!(doc["providers"][1]["auth"]["env"], "GLM_API_KEY");
+    assert_eq!(doc["providers"][2]["type"], "gemini");
     let r = sb.run(&["providers", "init"]);
     r.expect_code(1);
     assert_eq!(
@@ -809,7 +810,19 @@ pub fn providers_path_init_show() {
                 .starts_with("local\topenai-compatible\t/v1/chat/completions\tllama,qwen\tnone")),
         "{lines:?}"
     );
-    assert_eq!(lines.len(), 1 + 8, "6 built-ins + 2 custom");
+    assert!(
+        lines
+            .iter()
+            .any(|l| *l == "google\tgemini\t/v1beta/,/v1internal:\t-\tpreserve"),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| *l == "gemini-direct\tgemini\t/v1beta/models/\tgemini\tpreserve"),
+        "{lines:?}"
+    );
+    assert_eq!(lines.len(), 1 + 10, "7 built-ins + 3 custom");
     let r = sb.run(&["providers", "show", "--json"]);
     r.expect_code(0);
     assert!(!r.stdout.contains("glm-secret-value"));

@@ -7,8 +7,9 @@
 //! ([`Relay::finish`]), and calls [`Relay::release_held`] after the commit.
 //!
 //! Rules, in the order they are applied to each chunk:
-//! * Every chunk is scanned (the SSE scanner or the NDJSON splitter) and accounted into a
-//!   [`UsageState`].
+//! * Every chunk is scanned (the SSE scanner, the NDJSON splitter or the JSON-array splitter of
+//!   Gemini streams) and accounted into a [`UsageState`]. A JSON array has no terminal: its
+//!   row is finalized when the upstream ends, and nothing of it is held.
 //! * Hold: from the start of the terminal line, or from the first unreleased byte if that line
 //!   began in bytes already released, everything is held until [`Relay::release_held`]. If a
 //!   line in the held region exceeds the line cap, everything up to the end of its content is
