@@ -187,14 +187,16 @@ fn gemini_bin() -> PathBuf {
 
 /// Fails unless every network interface is `lo`: the CLI must not reach anything else.
 fn assert_loopback_only_namespace() {
-    let interfaces: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .map(|d| {
-            d.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
+    // `/proc/net/dev` shows the interfaces of this process's namespace (`/sys/class/net` may
+    // still show the host's, as sysfs is not remounted by `unshare`).
+    let interfaces: Vec<String> = std::fs::read_to_string("/proc/net/dev")
+        .unwrap_or_default()
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next().map(|n| n.trim().to_owned()))
+        .collect();
     assert!(
-        interfaces.iter().all(|i| i == "lo"),
+        !interfaces.is_empty() && interfaces.iter().all(|i| i == "lo"),
         "this test runs the real Gemini CLI and must be inside a loopback-only network \
          namespace (interfaces here: {interfaces:?}); run scripts/real-gemini-cli.sh"
     );
