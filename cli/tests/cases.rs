@@ -811,15 +811,11 @@ pub fn providers_path_init_show() {
         "{lines:?}"
     );
     assert!(
-        lines
-            .iter()
-            .any(|l| *l == "google\tgemini\t/v1beta/,/v1internal:\t-\tpreserve"),
+        lines.contains(&"google\tgemini\t/v1beta/,/v1internal:\t-\tpreserve"),
         "{lines:?}"
     );
     assert!(
-        lines
-            .iter()
-            .any(|l| *l == "gemini-direct\tgemini\t/v1beta/models/\tgemini\tpreserve"),
+        lines.contains(&"gemini-direct\tgemini\t/v1beta/models/\tgemini\tpreserve"),
         "{lines:?}"
     );
     assert_eq!(lines.len(), 1 + 10, "7 built-ins + 3 custom");

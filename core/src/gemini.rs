@@ -150,6 +150,32 @@ mod tests {
     }
 
     #[test]
+    fn only_a_2xx_json_answer_to_a_stream_call_is_a_streamed_json_array() {
+        use crate::exchange::relay::BodyKind;
+        let kind = BodyKind::for_response;
+        let stream = "/v1beta/models/gemini-2.5-pro:streamGenerateContent";
+        let json = Some("application/json; charset=UTF-8");
+        assert_eq!(kind(stream, 200, json), BodyKind::JsonArray);
+        assert_eq!(
+            kind("/v1internal:streamGenerateContent", 200, json),
+            BodyKind::JsonArray
+        );
+        assert_eq!(
+            kind(stream, 429, json),
+            BodyKind::Plain,
+            "errors keep a snippet"
+        );
+        assert_eq!(kind(stream, 200, Some("text/event-stream")), BodyKind::Sse);
+        assert_eq!(kind(stream, 200, Some("text/plain")), BodyKind::Plain);
+        assert_eq!(
+            kind("/v1beta/models/gemini-2.5-pro:generateContent", 200, json),
+            BodyKind::Plain
+        );
+        assert_eq!(kind("/v1/messages", 200, json), BodyKind::Plain);
+        assert!(BodyKind::JsonArray.is_stream() && !BodyKind::Plain.is_stream());
+    }
+
+    #[test]
     fn path_model_is_decoded_and_loses_a_models_prefix() {
         let m = |p: &str| path_model(p);
         assert_eq!(
