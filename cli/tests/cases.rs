@@ -796,6 +796,7 @@ pub fn providers_path_init_show() {
     let doc: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(doc["providers"][0]["id"], "local");
     assert_eq!(doc["providers"][1]["auth"]["env"], "GLM_API_KEY");
+    assert_eq!(doc["providers"][2]["type"], "gemini");
     let r = sb.run(&["providers", "init"]);
     r.expect_code(1);
     assert_eq!(
@@ -824,8 +825,16 @@ pub fn providers_path_init_show() {
                 .starts_with("local\topenai-compatible\t/v1/chat/completions\tllama,qwen\tnone")),
         "{lines:?}"
     );
+    assert!(
+        lines.contains(&"google\tgemini\t/v1beta/,/v1internal:\t-\tpreserve"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"gemini-direct\tgemini\t/v1beta/models/\tgemini\tpreserve"),
+        "{lines:?}"
+    );
     let blank = lines.iter().position(|l| l.is_empty()).unwrap();
-    assert_eq!(blank, 1 + 8, "6 built-ins + 2 custom");
+    assert_eq!(blank, 1 + 10, "7 built-ins + 3 custom");
     // Then the routing table: a title, a header, one line per provider path, the catch-all.
     assert_eq!(lines[blank + 1], "Routing (router http://127.0.0.1:9):");
     assert!(lines[blank + 2].starts_with("PATH "), "{lines:?}");

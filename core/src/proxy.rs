@@ -22,6 +22,7 @@ use crate::exchange::{
     PreLogRow, UpstreamRequest,
 };
 use crate::gate;
+use crate::gemini;
 use crate::head::{Reply, RequestHead, header_str};
 use crate::headers::ManagedKeyHeader;
 use crate::identify::{self, detect_tool};
@@ -215,8 +216,15 @@ impl Core {
             events,
         };
 
-        let inspection =
+        let mut inspection =
             identify::inspect(head, &req.body, req.peer, self.config.trust_proxy_headers);
+        // Gemini names the model in the path and streams by method (`gemini.md` §2).
+        if let Some(model) = gemini::path_model(&head.path) {
+            inspection.model = Some(model);
+        }
+        if gemini::is_stream(&head.path) {
+            inspection.stream = true;
+        }
         let identity = identify::identify(&head.headers, &self.config.client_name_mapping);
 
         if let RateDecision::Limited { retry_after_secs } =

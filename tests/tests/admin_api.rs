@@ -266,7 +266,7 @@ both_shells! {
 
         let providers = get_json(&proxy, "/admin/providers");
         let ids_listed: Vec<&str> = providers["providers"].as_array().expect("providers").iter().filter_map(|p| p["id"].as_str()).collect();
-        assert_eq!(ids_listed, ["anthropic", "xai", "kimi", "zai", "minimax", "openai"]);
+        assert_eq!(ids_listed, ["anthropic", "xai", "kimi", "zai", "minimax", "openai", "google"]);
         assert_eq!(providers["source"]["kind"], "built-in");
         assert_eq!(providers["providers"][1]["models"], json!(["grok"]));
         assert_eq!(providers["providers"][0]["hasCustomUpstream"], false);

@@ -79,7 +79,7 @@ fn defaults() {
     assert_eq!(c.quota_refresh_timeout_ms, 15_000);
     assert_eq!(c.quota_snapshot_retention_days, 7);
     assert!(c.client_name_mapping.is_empty());
-    assert_eq!(c.providers.list().len(), 6);
+    assert_eq!(c.providers.list().len(), 7);
     assert!(c.cliproxy_mgmt_key.is_empty());
     assert_eq!(c.correlation_interval_ms, 15_000);
     assert_eq!(c.correlation_lookback_ms, 300_000);
@@ -467,7 +467,7 @@ fn providers_json_wins_over_the_file() {
     ]);
     assert_eq!(ExternalInputs::providers_file_to_read(&e), None);
     let (c, _) = Config::from_env(&e, &inputs).unwrap();
-    assert_eq!(c.providers.list().len(), 7);
+    assert_eq!(c.providers.list().len(), 8);
     assert_eq!(
         c.providers.source(),
         &crate::provider::ProviderSource::Inline
