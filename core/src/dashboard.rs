@@ -47,9 +47,10 @@ mod embedded {
 pub use embedded::{ASSETS, BUILD_ID, PAGE};
 
 /// The policy every dashboard reply carries: only this origin, no inline script or style, no
-/// `eval`, no framing.
+/// `eval`, no framing. `blob:` in `connect-src` lets the page read back the export file it
+/// made itself (a blob URL is never another origin's content).
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-img-src 'self'; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; \
+img-src 'self'; connect-src 'self' blob:; font-src 'self'; object-src 'none'; base-uri 'none'; \
 form-action 'self'; frame-ancestors 'none'";
 
 /// `cache-control` of the hashed assets.

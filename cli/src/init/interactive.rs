@@ -73,6 +73,11 @@ fn collect<R: BufRead, W: Write>(
         crate::out_line!("Generated ADMIN_API_KEY (PROXY_HOST is not loopback).");
         random_hex_key()?
     };
+    let dashboard_hash = if p.confirm("Protect the dashboard with a password?", false)? {
+        crate::dashboard::ask_password(p)?
+    } else {
+        String::new()
+    };
     let mgmt_key = if p.confirm("Enable CLIProxyAPI account correlation?", false)? {
         p.secret("CLIProxyAPI management key", "")?
     } else {
@@ -100,6 +105,7 @@ fn collect<R: BufRead, W: Write>(
         admin_key,
         mgmt_key,
         auth_dir,
+        dashboard_hash,
     })
 }
 

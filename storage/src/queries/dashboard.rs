@@ -36,6 +36,12 @@ pub struct UsageSummary {
     pub cache_creation_tokens: i64,
     /// Σ `total_tokens`.
     pub total_tokens: i64,
+    /// Σ of every input token processed: `prompt_tokens` for rows counted the OpenAI way
+    /// (where the prompt includes cached tokens), else `prompt_tokens + cache_read_tokens +
+    /// cache_creation_tokens` (`accounting.md` §3, `meta_json.usage_convention`).
+    pub input_processed_tokens: i64,
+    /// `cache_read_tokens / input_processed_tokens`, 0 without input.
+    pub cache_hit_ratio: f64,
     /// Σ exact cost.
     pub cost_nanousd: i64,
     /// The same in USD.
@@ -107,7 +113,13 @@ impl Store {
                COALESCE(SUM(CASE WHEN status BETWEEN 200 AND 299 THEN 0 ELSE 1 END), 0),
                COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0),
                COALESCE(SUM(cache_read_tokens), 0), COALESCE(SUM(cache_creation_tokens), 0),
-               COALESCE(SUM(total_tokens), 0), COALESCE(SUM(cost_nanousd), 0)
+               COALESCE(SUM(total_tokens), 0), COALESCE(SUM(cost_nanousd), 0),
+               COALESCE(SUM(CASE
+                 WHEN (CASE WHEN json_valid(meta_json)
+                       THEN json_extract(meta_json, '$.usage_convention') END) = 'openai'
+                 THEN COALESCE(prompt_tokens, 0)
+                 ELSE COALESCE(prompt_tokens, 0) + COALESCE(cache_read_tokens, 0)
+                      + COALESCE(cache_creation_tokens, 0) END), 0)
              FROM request_logs
              WHERE lifecycle_status != 'pending' AND substr(started_at, 1, 10) BETWEEN ?1 AND ?2",
             params![from, to],
@@ -115,6 +127,8 @@ impl Store {
                 let requests: i64 = r.get(0)?;
                 let errors: i64 = r.get(1)?;
                 let nano: i64 = r.get(7)?;
+                let cache_read: i64 = r.get(4)?;
+                let processed: i64 = r.get(8)?;
                 Ok(UsageSummary {
                     from: from.to_owned(),
                     to: to.to_owned(),
@@ -127,9 +141,15 @@ impl Store {
                     },
                     prompt_tokens: r.get(2)?,
                     completion_tokens: r.get(3)?,
-                    cache_read_tokens: r.get(4)?,
+                    cache_read_tokens: cache_read,
                     cache_creation_tokens: r.get(5)?,
                     total_tokens: r.get(6)?,
+                    input_processed_tokens: processed,
+                    cache_hit_ratio: if processed > 0 {
+                        cache_read as f64 / processed as f64
+                    } else {
+                        0.0
+                    },
                     cost_nanousd: nano,
                     cost_usd: usd(nano),
                 })
