@@ -53,6 +53,10 @@ fn main() -> ExitCode {
             cases::init_interactive_through_a_pty,
         ),
         (
+            "dashboard_hash_password_from_stdin",
+            cases::dashboard_hash_password_from_stdin,
+        ),
+        (
             "init_interactive_without_tty_refuses_secret_prompt",
             cases::init_interactive_without_tty_refuses_secret_prompt,
         ),

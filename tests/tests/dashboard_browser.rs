@@ -225,9 +225,11 @@ fn db_ids(proxy: &ProxyProcess, filter: &str) -> Vec<i64> {
 
 /// The known set of calls: Anthropic (with cache tokens), a Chat call from codex, two from
 /// claude-cli, and an upstream 500.
+type Call<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+
 fn make_calls(proxy: &ProxyProcess) {
     let json = ("content-type", "application/json");
-    let calls: [(&str, &str, Vec<(&str, &str)>); 5] = [
+    let calls: [Call<'_>; 5] = [
         (
             "/v1/messages",
             r#"{"model":"claude-sonnet-4-5","messages":[]}"#,

@@ -117,7 +117,11 @@ async function chart() {
     return v;
   });
   // Stacked bars: band i is drawn at the sum of bands 0..i, the tallest drawn first.
-  const stacked = raw.map((_, i) => days.map((__, d) => raw.slice(0, i + 1).reduce((a, r) => a + r[d], 0)));
+  // A day without cost draws nothing (null), not a flat bar.
+  const stacked = raw.map((_, i) => days.map((__, d) => {
+    const v = raw.slice(0, i + 1).reduce((a, r) => a + r[d], 0);
+    return v > 0 ? v : null;
+  }));
   const css = getComputedStyle(document.documentElement);
   const color = (i) => css.getPropertyValue(COLORS[i % COLORS.length]).trim();
   const fg = css.getPropertyValue('--fg').trim();
@@ -127,14 +131,24 @@ async function chart() {
   const opts = {
     ...size(),
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'),
-    scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+    scales: {
+      // Half a day of room each side, so the first and last bars are whole.
+      x: { time: true, range: (u, min, max) => [min - 43200, max + 43200] },
+      y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] },
+    },
     axes: [
-      { stroke: fg, grid: { stroke: line }, ticks: { stroke: line } },
+      { stroke: fg, grid: { show: false }, ticks: { stroke: line }, space: 36,
+        incrs: [86400, 2 * 86400, 7 * 86400, 14 * 86400, 28 * 86400],
+        values: (u, vals) => vals.map((v) => R.utcDay(v * 1000).slice(5)) },
       { stroke: fg, grid: { stroke: line }, ticks: { stroke: line }, size: 70,
-        values: (u, vals) => vals.map((v) => `$${v.toFixed(v < 1 ? 2 : 0)}`) },
+        values: (u, vals) => {
+          const step = vals.length > 1 ? Math.abs(vals[1] - vals[0]) : 1;
+          const digits = Math.min(6, Math.max(0, Math.ceil(-Math.log10(step || 1))));
+          return vals.map((v) => `$${v.toFixed(digits)}`);
+        } },
     ],
     legend: { live: true },
-    series: [{ value: (u, v) => (v == null ? '' : R.utcDay(v * 1000)) }, ...order.map((i) => ({
+    series: [{ label: 'Day (UTC)', value: (u, v) => (v == null ? '' : R.utcDay(v * 1000)) }, ...order.map((i) => ({
       label: bands[i].label,
       fill: color(i),
       stroke: color(i),

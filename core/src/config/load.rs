@@ -135,10 +135,10 @@ pub(super) fn from_env(
     {
         r.issue(
             "DASHBOARD_PASSWORD_HASH",
-            "must be an Argon2id PHC string (make one with `agent-cli-proxy dashboard hash-password`)",
+            "must be an Argon2id PHC string (make one with: agent-cli-proxy dashboard hash-password)",
         );
     }
-    let dashboard_password_hash = dashboard_password_hash.map(|h| Secret::new(h));
+    let dashboard_password_hash = dashboard_password_hash.map(Secret::new);
     let dashboard_session_secret = r.text("DASHBOARD_SESSION_SECRET").map(Secret::new);
     let dashboard_session_ttl_ms = r.positive_ms(
         "DASHBOARD_SESSION_TTL_MS",

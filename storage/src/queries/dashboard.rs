@@ -222,11 +222,13 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// tool, model, started_at, status, lifecycle, prompt tokens, cost.
+    type Row<'a> = (&'a str, &'a str, &'a str, Option<i64>, &'a str, i64, i64);
+
     fn store_with_rows() -> Store {
         let (store, _) = Store::open_and_migrate(&crate::DbPath::memory()).unwrap();
         let conn = store.connection();
-        let rows: &[(&str, &str, &str, Option<i64>, &str, i64, i64)] = &[
-            // tool, model, started_at, status, lifecycle, prompt, cost
+        let rows: &[Row<'_>] = &[
             (
                 "claude-code",
                 "m1",
