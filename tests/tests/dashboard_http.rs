@@ -94,6 +94,26 @@ both_shells! {
         }
         let open = call(&proxy, "GET", "/admin/session", &[], b"");
         assert_eq!(open.json(), Some(json!({"mode": "open", "authenticated": true, "csrf": null})));
+
+        // The endpoints the overview reads (`control.md` §6.9): shapes and validation.
+        let summary = call(&proxy, "GET", "/admin/usage/summary?from=2026-01-01&to=2026-01-31", &[], b"");
+        assert_eq!(summary.status, 200);
+        let summary = summary.json().unwrap();
+        assert_eq!((summary["from"].clone(), summary["requests"].clone(), summary["error_rate"].clone()), (json!("2026-01-01"), json!(0), json!(0.0)));
+        let series = call(&proxy, "GET", "/admin/usage/series?by=model", &[], b"").json().unwrap();
+        assert_eq!((series["by"].clone(), series["keys"].clone()), (json!("model"), json!([])));
+        for (path, message) in [
+            ("/admin/usage/series?by=colour", "Invalid by parameter; expected tool, model, provider, client or account"),
+            ("/admin/usage/summary?from=2026-01-01", "Both from and to are required when using date range"),
+            ("/admin/usage/summary?from=2026-02-02&to=2026-02-01", "from must be on or before to"),
+            ("/admin/logs?q=%20", "Invalid filter parameter"),
+        ] {
+            let res = call(&proxy, "GET", path, &[], b"");
+            assert_eq!((res.status, res.json()), (400, Some(json!({"error": message}))), "{path}");
+        }
+        let long = format!("/admin/logs?q={}", "a".repeat(201));
+        assert_eq!(call(&proxy, "GET", &long, &[], b"").status, 400);
+        assert_eq!(call(&proxy, "GET", "/admin/logs?q=messages", &[], b"").json(), Some(json!([])));
     }
 
     /// `DASHBOARD_PASSWORD_HASH` set: sign-in, cookie, CSRF, sign-out, attempt limit.

@@ -475,7 +475,7 @@ both_shells! {
             ("forwarded", "for=127.0.0.1"),
             ("x-real-ip", "127.0.0.1"),
         ];
-        for path in ["/admin/stats", "/metrics"] {
+        for path in ["/admin/stats", "/metrics", "/dashboard/", "/admin/session"] {
             let res = match request_blocking(addr, "GET", path, &spoofed, b"") {
                 Ok(res) => res,
                 Err(err) => panic!("{path} via {addr}: {err}"),
