@@ -476,6 +476,32 @@ fn dashboard_in_a_real_browser_tokio() {
         all,
         "newest first"
     );
+    // Auto-refresh: a call made now shows up within one refresh period, with no reload.
+    let late = request_blocking(
+        proxy.addr(),
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("content-type", "application/json"),
+            ("x-request-id", "dash-late"),
+            ("x-fake-fixture", "openai_chat/plain.json"),
+            ("user-agent", "codex_cli_rs/0.101.0 (Linux; x86_64)"),
+        ],
+        br#"{"model":"gpt-5","messages":[]}"#,
+    )
+    .unwrap();
+    assert_eq!(late.status, 200, "{}", late.text());
+    db::final_row(&proxy.db_path(), "dash-late", Duration::from_secs(5));
+    let all = db_ids(&proxy, "");
+    assert_eq!(all.len(), 6);
+    let want_all = serde_json::to_string(&all).unwrap();
+    wait_for(
+        &tab,
+        &format!(
+            "JSON.stringify([...document.querySelectorAll('#requests-table tr[data-row-id]')].map(e => Number(e.dataset.rowId))) === '{want_all}'"
+        ),
+        "the auto-refresh",
+    );
     let codex = db_ids(&proxy, "WHERE tool = 'codex'");
     assert!(!codex.is_empty() && codex.len() < all.len(), "{codex:?}");
     eval(
@@ -580,6 +606,16 @@ fn dashboard_in_a_real_browser_tokio() {
         ),
         "pass"
     );
+    open("", "#accounts");
+    wait_for(
+        &tab,
+        "document.querySelector('#view-accounts[data-ready=\"1\"]')",
+        "the accounts view",
+    );
+    assert!(
+        eval(&tab, "document.getElementById('accounts-note').textContent")
+            .contains("CLIPROXY_AUTH_DIR")
+    );
     open("", "#keys");
     wait_for(
         &tab,
@@ -651,4 +687,89 @@ fn dashboard_in_a_real_browser_tokio() {
         seen.urls
     );
     assert!(seen.errors.is_empty(), "console errors: {:#?}", seen.errors);
+}
+
+/// Sign-in in the browser with `DASHBOARD_PASSWORD_HASH`: the form, a wrong password, the
+/// right one, the overview behind it, a reload that keeps the session, and sign-out.
+#[test]
+fn sign_in_in_the_browser_tokio() {
+    run_child_if_requested();
+    let phc =
+        agent_cli_proxy_core::dashboard::session::hash_password("open sesame", [5; 16]).unwrap();
+    let proxy = ProxyProcess::start(Shell::Tokio, &[("DASHBOARD_PASSWORD_HASH", phc.as_str())]);
+    let origin = format!("http://127.0.0.1:{}", proxy.addr().port());
+    let profile = tempfile::tempdir().unwrap();
+    let browser = launch(profile.path());
+    let tab = browser.new_tab().unwrap();
+    let seen = observe(&tab);
+    tab.navigate_to(&format!("{origin}/dashboard/"))
+        .unwrap()
+        .wait_until_navigated()
+        .unwrap();
+    wait_for(
+        &tab,
+        "!document.getElementById('login').hidden",
+        "the sign-in form",
+    );
+    assert_eq!(
+        eval(&tab, "String(document.getElementById('tabs').hidden)"),
+        "true"
+    );
+    let submit = |password: &str| {
+        eval(
+            &tab,
+            &format!(
+                "(() => {{ document.getElementById('login-secret').value = {}; document.getElementById('login-form').requestSubmit(); return ''; }})()",
+                serde_json::to_string(password).unwrap()
+            ),
+        );
+    };
+    submit("wrong");
+    wait_for(
+        &tab,
+        "document.getElementById('login-error').textContent === 'Wrong password.'",
+        "the wrong-password message",
+    );
+    submit("open sesame");
+    wait_for(
+        &tab,
+        "document.querySelector('#view-overview[data-ready=\"1\"]')",
+        "the overview after sign-in",
+    );
+    assert_eq!(
+        eval(&tab, "document.cookie"),
+        "",
+        "the session cookie is HttpOnly"
+    );
+    tab.navigate_to(&format!("{origin}/dashboard/?again=1"))
+        .unwrap()
+        .wait_until_navigated()
+        .unwrap();
+    wait_for(
+        &tab,
+        "document.querySelector('#view-overview[data-ready=\"1\"]')",
+        "the overview after a reload",
+    );
+    eval(
+        &tab,
+        "(() => { document.getElementById('logout').click(); return ''; })()",
+    );
+    wait_for(
+        &tab,
+        "!document.getElementById('login').hidden",
+        "the form after sign-out",
+    );
+    tab.navigate_to(&format!("{origin}/dashboard/?after=1"))
+        .unwrap()
+        .wait_until_navigated()
+        .unwrap();
+    wait_for(
+        &tab,
+        "!document.getElementById('login').hidden",
+        "the form after sign-out and reload",
+    );
+    let seen = seen.lock().unwrap();
+    // The wrong password's 401 is logged by Chromium as a failed resource; nothing else may be.
+    let unexpected: Vec<&String> = seen.errors.iter().filter(|e| !e.contains("401")).collect();
+    assert!(unexpected.is_empty(), "console errors: {unexpected:#?}");
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use agent_cli_proxy_core::config::Config;
 use agent_cli_proxy_core::dashboard::{self, session};
 use agent_cli_proxy_core::exchange::Level;
-use agent_cli_proxy_core::gate::{self, AdminAuth, AdminCredentials};
+use agent_cli_proxy_core::gate::{self, AdminCredentials};
 use agent_cli_proxy_core::head::{Reply, RequestHead};
 use agent_cli_proxy_core::{admin, errors};
 use http::header::{HeaderValue, SET_COOKIE};
@@ -261,13 +261,4 @@ fn set_cookie(reply: &mut Reply, value: &str) {
 
 fn error(status: StatusCode, message: &str) -> Reply {
     admin::json_reply(status, &json!({ "error": message }))
-}
-
-/// What the gate decided, for callers that need it (tests).
-pub fn describe(auth: &AdminAuth) -> &'static str {
-    match auth {
-        AdminAuth::Open => "open",
-        AdminAuth::Token => "token",
-        AdminAuth::Session(_) => "session",
-    }
 }
