@@ -591,6 +591,7 @@ fn dashboard_in_a_real_browser_tokio() {
         ),
         "the detail panel",
     );
+    screenshot(&tab, "requests-detail-1280x800-light.png");
 
     // Health lists the /ready checks; keys can be created (secret once) and revoked.
     open("", "#health");
@@ -599,6 +600,7 @@ fn dashboard_in_a_real_browser_tokio() {
         "document.querySelector('#view-health[data-ready=\"1\"]')",
         "the health view",
     );
+    screenshot(&tab, "health-1280x800-light.png");
     assert_eq!(
         eval(
             &tab,
@@ -631,6 +633,7 @@ fn dashboard_in_a_real_browser_tokio() {
         "!document.getElementById('key-secret').hidden",
         "the new key's secret",
     );
+    screenshot(&tab, "keys-1280x800-light.png");
     let secret = eval(
         &tab,
         "document.getElementById('key-secret-value').textContent",

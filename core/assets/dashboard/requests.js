@@ -142,10 +142,13 @@ async function openDetail(id) {
     else tr.removeAttribute('aria-selected');
   }
   const row = await api(`/admin/logs/${encodeURIComponent(id)}`);
-  const [audit, pricing] = await Promise.all([
+  const price = (model) => api(`/admin/pricing${query({ model, provider: row.provider })}`);
+  const [audit, first] = await Promise.all([
     api(`/admin/logs/${encodeURIComponent(id)}/cost-audit`),
-    api(`/admin/pricing${query({ model: row.actual_model || row.model, provider: row.provider })}`),
+    price(row.actual_model || row.model),
   ]);
+  // The response's model may be a dated name the price table lacks; the requested one may not.
+  const pricing = first.match || !row.actual_model || row.actual_model === row.model ? first : await price(row.model);
   $('detail-title').textContent = `Request ${row.id}`;
   const dl = el('dl');
   for (const [k, v] of Object.entries(row)) {
