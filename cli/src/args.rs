@@ -119,6 +119,27 @@ pub(crate) enum DbCommand {
     Init(EnvOnly),
     /// Write a consistent copy of the database.
     Backup(BackupArgs),
+    /// Inspect the spool (segments, bytes, records not yet in the database).
+    Spool {
+        #[command(subcommand)]
+        command: SpoolCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SpoolCommand {
+    /// Segments, bytes, the last record written and the last applied (read-only).
+    Status(SpoolStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SpoolStatusArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Env file to load.
+    #[arg(long, value_name = "PATH")]
+    pub env: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

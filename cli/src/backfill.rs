@@ -66,6 +66,7 @@ pub(crate) fn run(
             .filter(|n| *n > 0),
     };
     let db = &config.db_path;
+    crate::spool::apply_leftover(&loaded.vars, db)?;
     let (mut store, _) = Store::open_and_migrate(&DbPath::from_config(db)).map_err(|e| {
         CliError::Runtime(format!("DB_PATH {db}: {}", crate::one_line(&e.to_string())))
     })?;

@@ -11,6 +11,7 @@ pub mod log;
 mod pricing;
 pub mod quota;
 pub mod session;
+mod spooling;
 pub mod ticks;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,8 @@ use agent_cli_proxy_core::exchange::{ExchangeEvent, Level, MetricEvent};
 use agent_cli_proxy_core::metrics::{self, MetricsRegistry, RequestLabels, Snapshot, TodayRow};
 use agent_cli_proxy_core::proxy::{Core, KeyLookup, ManagedKey};
 use agent_cli_proxy_core::time::{Instant, UnixMillis};
+use agent_cli_proxy_storage::ingest::{IngestConfig, IngestStats};
+use agent_cli_proxy_storage::spool::{Fsync, Spool, SpoolConfig};
 use agent_cli_proxy_storage::{
     DbLock, DbPath, Op, Readers, Reply as StoreReply, SharedRecoster, StorageError, WriterConfig,
     WriterHandle,
@@ -31,6 +34,7 @@ use serde_json::{Value, json};
 
 pub use self::log::Logger;
 pub use self::pricing::PricingState;
+pub use self::spooling::Flushed;
 
 /// How long a managed-key lookup may be served from the cache (`datapath.md` §4.3).
 pub const KEY_CACHE_MS: u64 = 1_000;
@@ -46,8 +50,12 @@ pub struct Daemon {
     /// The validated configuration.
     pub config: Arc<Config>,
     core: Mutex<Core>,
-    /// The writer thread's handle.
+    /// The writer thread's handle (control-plane commands; it also ingests the spool).
     pub writer: WriterHandle,
+    /// The data path's durability point (`docs/spool.md`).
+    pub spool: Arc<Spool>,
+    /// Ingestion counters.
+    pub ingest: Arc<IngestStats>,
     writer_join: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Read-only connections for admin queries, `/metrics` and `/ready`.
     pub readers: Readers,
@@ -147,18 +155,49 @@ impl Daemon {
                 ));
             }
         };
-        let (writer, join) =
-            match agent_cli_proxy_storage::Writer::spawn(&db, WriterConfig::default()) {
-                Ok(w) => w,
-                Err(e) => {
-                    return Err(fail(
-                        &logger,
-                        "startup.error",
-                        e.to_string(),
-                        vec![("path", json!(config.db_path))],
-                    ));
-                }
-            };
+        let spooled = match agent_cli_proxy_storage::Writer::spawn_with_spool(
+            &db,
+            WriterConfig::default(),
+            spool_config(&config),
+            IngestConfig {
+                batch: config.spool.ingest_batch as usize,
+                max_delay: Duration::from_millis(config.spool.ingest_max_delay_ms),
+            },
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                return Err(fail(
+                    &logger,
+                    "startup.error",
+                    e.to_string(),
+                    vec![
+                        ("path", json!(config.db_path)),
+                        ("spool_dir", json!(config.spool.dir)),
+                    ],
+                ));
+            }
+        };
+        if let Some(t) = &spooled.torn {
+            logger.event(
+                Level::Warn,
+                "spool.torn_tail",
+                "torn tail of the spool cut off",
+                vec![
+                    ("segment", json!(t.segment)),
+                    ("offset", json!(t.offset)),
+                    ("bytes", json!(t.bytes)),
+                ],
+            );
+        }
+        if spooled.boot_ingested > 0 {
+            logger.event(
+                Level::Info,
+                "spool.boot_ingested",
+                "records left in the spool applied",
+                vec![("records", json!(spooled.boot_ingested))],
+            );
+        }
+        let (writer, join) = (spooled.writer, spooled.join);
         let pricing = Arc::new(PricingState::load(&config, &logger));
         let core = Core::new(Arc::clone(&config), pricing.table(), seed);
         let sessions = agent_cli_proxy_core::dashboard::session::Sessions::new(
@@ -170,6 +209,8 @@ impl Daemon {
             config: Arc::clone(&config),
             core: Mutex::new(core),
             writer,
+            spool: spooled.spool,
+            ingest: spooled.ingest,
             writer_join: Mutex::new(Some(join)),
             logger,
             metrics: Mutex::new(MetricsRegistry::new()),
@@ -369,6 +410,7 @@ impl Daemon {
 
     /// Renders `/metrics` (a blocking read of today's `daily_usage`).
     pub fn render_metrics(&self) -> agent_cli_proxy_core::head::Reply {
+        self.flush_spool();
         let today = self.wall().to_day();
         let rows = self
             .readers
@@ -437,6 +479,20 @@ impl Daemon {
             "shutdown step failed",
             vec![("err", json!(e.to_string()))],
         );
+    }
+}
+
+fn spool_config(config: &Config) -> SpoolConfig {
+    use agent_cli_proxy_core::config::SpoolFsync;
+    SpoolConfig {
+        dir: config.spool.dir.as_ref().map(Into::into),
+        fsync: match config.spool.fsync {
+            SpoolFsync::Off => Fsync::Off,
+            SpoolFsync::Batch => Fsync::Batch,
+            SpoolFsync::Always => Fsync::Always,
+        },
+        segment_bytes: config.spool.segment_bytes,
+        max_bytes: config.spool.max_bytes,
     }
 }
 

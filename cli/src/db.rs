@@ -15,6 +15,7 @@ pub(crate) fn init(process: &BTreeMap<String, String>, env_file: Option<&Path>) 
     let loaded = env::load(process, env_file)?;
     let db_path = env::db_path(&loaded.vars);
     init_at(&db_path)?;
+    crate::spool::apply_leftover(&loaded.vars, &db_path)?;
     crate::out_line!("Initialized DB at {db_path}");
     Ok(ExitCode::SUCCESS)
 }
@@ -28,6 +29,7 @@ pub(crate) fn backup(process: &BTreeMap<String, String>, args: BackupArgs) -> Cm
     };
     let loaded = env::load(process, args.env.as_deref())?;
     let db_path = env::db_path(&loaded.vars);
+    crate::spool::apply_leftover(&loaded.vars, &db_path)?;
     let report = storage_backup(&DbPath::from_config(&db_path), &output)
         .map_err(|e| CliError::Runtime(crate::one_line(&e.to_string())))?;
     log::info(

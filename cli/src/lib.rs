@@ -76,6 +76,7 @@ mod log;
 pub mod pool;
 mod providers;
 mod service;
+mod spool;
 pub mod tls;
 mod usage;
 
@@ -206,6 +207,9 @@ fn run(cmd: Command, shell: &dyn Shell) -> CmdResult {
         Command::Db { command } => match command {
             DbCommand::Init(a) => db::init(&process, a.env.as_deref()),
             DbCommand::Backup(a) => db::backup(&process, a),
+            DbCommand::Spool {
+                command: args::SpoolCommand::Status(a),
+            } => spool::status(&process, a),
         },
         Command::Paths => env::paths(&process),
         Command::Doctor(a) => doctor::run(&process, a, shell),

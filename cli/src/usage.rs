@@ -29,6 +29,7 @@ use crate::{CliError, CmdResult, env};
 pub(crate) fn run(process: &BTreeMap<String, String>, args: UsageArgs) -> CmdResult {
     let loaded = env::load(process, args.env.as_deref())?;
     let db_path = env::db_path(&loaded.vars);
+    crate::spool::apply_leftover(&loaded.vars, &db_path)?;
     let report_kind = args.report.unwrap_or_default();
     let (tz, tz_name) = if args.local {
         let tz = TimeZone::system();

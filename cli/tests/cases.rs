@@ -1178,3 +1178,61 @@ pub fn dashboard_hash_password_from_stdin() {
     sb.run_with_input(&["dashboard", "hash-password"], "\n")
         .expect_code(1);
 }
+
+/// `usage` never cuts a name: `claude-code`, the most common tool, and every other tool name
+/// stay whole on their numbers' line, and a longer key (a whole session id) gets a line of
+/// its own; every line stays within 80 columns.
+pub fn usage_table_keeps_names_whole() {
+    let sb = configured();
+    let db = sb.data_dir().join("proxy.db");
+    sb.run(&["db", "init"]).expect_code(0);
+    let mut rows: Vec<Row> = ["claude-code", "hermes-agent", "gemini-cli", "opencode"]
+        .into_iter()
+        .map(|tool| Row::new("2026-11-23T10:00:00.000Z", tool))
+        .collect();
+    let mut session = Row::new("2026-11-23T11:00:00.000Z", "codex");
+    session.meta_json = Some(r#"{"session_id":"019a7e3c-1111-7222-8333-444455556666"}"#);
+    rows.push(session);
+    insert_rows(&db, &rows);
+    let range = ["--since", "2026-11-02", "--until", "2026-11-30"];
+
+    let r = sb.run(&[&["usage"][..], &range].concat());
+    r.expect_code(0);
+    for line in r.stdout.lines() {
+        assert!(line.chars().count() <= 80, "{line:?}");
+    }
+    assert!(!r.stdout.contains('~'), "{}", r.stdout);
+    for tool in [
+        "claude-code",
+        "hermes-agent",
+        "gemini-cli",
+        "opencode",
+        "codex",
+    ] {
+        let line = r
+            .stdout
+            .lines()
+            .find(|l| l.split_whitespace().any(|w| w == tool))
+            .unwrap_or_else(|| panic!("{tool} not whole:\n{}", r.stdout));
+        assert!(
+            line.contains('$'),
+            "{tool} is not on its numbers' line: {line:?}"
+        );
+    }
+
+    let r = sb.run(&[&["usage", "session"][..], &range].concat());
+    r.expect_code(0);
+    let at = r
+        .stdout
+        .lines()
+        .position(|l| {
+            l.trim_start()
+                .ends_with("019a7e3c-1111-7222-8333-444455556666")
+        })
+        .unwrap_or_else(|| panic!("session id not whole:\n{}", r.stdout));
+    let numbers = r.stdout.lines().nth(at + 1).unwrap();
+    assert!(numbers.contains('$'), "{numbers:?}\n{}", r.stdout);
+    for line in r.stdout.lines() {
+        assert!(line.chars().count() <= 80, "{line:?}");
+    }
+}

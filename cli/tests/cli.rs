@@ -95,6 +95,10 @@ fn main() -> ExitCode {
             cases::usage_empty_and_local_time_zone,
         ),
         (
+            "usage_table_keeps_names_whole",
+            cases::usage_table_keeps_names_whole,
+        ),
+        (
             "closed_stdout_is_not_a_panic",
             cases::closed_stdout_is_not_a_panic,
         ),

@@ -189,6 +189,8 @@ pub struct Config {
     pub cli_proxy_api_key: Secret,
     /// `DB_PATH` (`:memory:` allowed).
     pub db_path: String,
+    /// `SPOOL_*`.
+    pub spool: SpoolSettings,
     /// `PRICING_CACHE_PATH`.
     pub pricing_cache_path: String,
     /// `PRICING_URL`.
@@ -338,3 +340,31 @@ fn join_issues(issues: &[ConfigIssue]) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// `SPOOL_FSYNC` (`docs/spool.md` §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpoolFsync {
+    /// `off`: a record survives a process kill, not an OS crash.
+    Off,
+    /// `batch`: `fdatasync` at most every 2 ms.
+    Batch,
+    /// `always`: `fdatasync` per record.
+    Always,
+}
+
+/// The spool's settings (`docs/spool.md` §6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolSettings {
+    /// `SPOOL_DIR`, default `<DB_PATH>.spool`; `None` for `DB_PATH=:memory:`.
+    pub dir: Option<String>,
+    /// `SPOOL_FSYNC`.
+    pub fsync: SpoolFsync,
+    /// `SPOOL_INGEST_MAX_DELAY_MS` (1..10 000).
+    pub ingest_max_delay_ms: u64,
+    /// `SPOOL_INGEST_BATCH` (1..65 536).
+    pub ingest_batch: u32,
+    /// `SPOOL_SEGMENT_BYTES` (≥ 1 MiB).
+    pub segment_bytes: u64,
+    /// `SPOOL_MAX_BYTES` (≥ 16 MiB).
+    pub max_bytes: u64,
+}

@@ -7,18 +7,29 @@
 //!
 //! 1. read the candidates ([`CANDIDATE_LIMIT`] uncorrelated rows, newest first, started
 //!    within the lookback); none → end the tick with no HTTP call;
+//! 0. call [`Correlator::begin_tick`]: it forgets what aged past the lookback and returns
+//!    the pairings an earlier tick could not confirm; write each again (the write is
+//!    idempotent, §8.4) and [`Correlator::confirm`] each one the writer answered;
+//! 1. read the candidates ([`CANDIDATE_LIMIT`] uncorrelated rows, newest first, started
+//!    within the lookback); none → end the tick with no HTTP call;
 //! 2. ask [`Correlator::next_fetch`] for a URL (none once both endpoints are unsupported),
 //!    perform it, feed the answer to [`Correlator::handle_fetch`], and repeat while it says
-//!    [`FetchStep::Next`];
+//!    [`FetchStep::Next`]; queue records are held by the correlator from that moment on
+//!    ([`carry`]);
 //! 3. give the records to [`Correlator::match_tick`], apply every [`Assignment`] with one
-//!    writer command each, and feed the result to [`Correlator::handle_applied`], which
-//!    returns the `correlated logs` and `correlator.low_match_rate` records to log.
+//!    writer command each, [`Correlator::confirm`] each one the writer answered, and feed the
+//!    result to [`Correlator::handle_applied`], which returns the `correlated logs` and
+//!    `correlator.low_match_rate` records to log.
+//!
+//! A management call may take up to [`management_timeout_ms`]; the shell runs one tick at a
+//! time, so a slow answer delays the next tick instead of being cut off.
 //!
 //! Choices where the spec is silent:
 //!
 //! * A record is remembered as applied when it is assigned, not when the writer confirms: a
 //!   record whose write failed is never offered to another row, so no upstream record is
-//!   ever attributed twice even if a reply is lost after the commit.
+//!   ever attributed twice even if a reply is lost after the commit. Its pairing is written
+//!   again by the next ticks until the writer confirms it ([`carry`]).
 //! * Records with `failed: true` are never matched: a failed attempt on one account followed
 //!   by a retry on another would otherwise attribute the row to the wrong account.
 //! * Records with an empty `source` are never matched: they carry no account, and the row
@@ -32,6 +43,7 @@
 //! * The score is computed in tenths (`10·|Δt| + 1000·|Δtotal| + |Δlatency|`), so it is an
 //!   exact integer with the spec's ordering.
 
+pub mod carry;
 mod fetch;
 mod matcher;
 mod parse;
@@ -43,6 +55,7 @@ use serde_json::json;
 use crate::exchange::{Level, LogRecord};
 use crate::time::{Instant, UnixMillis};
 
+pub use carry::{Carry, Expired, Unapplied};
 pub use fetch::{Endpoint, FetchResponse, FetchState, FetchStep, Support};
 pub use matcher::{AppliedMemory, Assignment, DetailKey, MatchOutcome, match_candidates};
 pub use parse::{parse_legacy, parse_queue, parse_timestamp};
@@ -53,6 +66,8 @@ pub const CANDIDATE_LIMIT: u32 = 200;
 pub const MAX_DETAILS: usize = 10_000;
 /// Items asked from the queue per call.
 pub const QUEUE_BATCH: u32 = 500;
+/// Least time limit of one management call, in milliseconds.
+pub const MANAGEMENT_TIMEOUT_MS: u64 = 60_000;
 /// Breaker id of management calls.
 pub const BREAKER_ID: &str = "cliproxy-management";
 /// Samples in the low-match window.
@@ -61,6 +76,14 @@ pub const LOW_MATCH_WINDOW: usize = 5;
 pub const LOW_MATCH_THRESHOLD: f64 = 0.5;
 /// Least time between two low-match warnings.
 pub const LOW_MATCH_QUIET_MS: u64 = 3_600_000;
+
+/// The time limit of one management call: [`MANAGEMENT_TIMEOUT_MS`], or
+/// `UPSTREAM_TIMEOUT_MS` when that is set (non-zero) and longer. Never derived from the loop
+/// interval: the queue pops its records when it answers, so an answer cut off by a short
+/// limit is lost for good, and a busy router may well take longer than a short interval.
+pub fn management_timeout_ms(upstream_timeout_ms: u64) -> u64 {
+    upstream_timeout_ms.max(MANAGEMENT_TIMEOUT_MS)
+}
 
 /// The correlator's settings (`CLIPROXY_CORRELATION_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,14 +164,15 @@ pub struct UpstreamDetail {
     pub tokens: DetailTokens,
 }
 
-/// The state kept across ticks: endpoint support, the applied-record memory and the
-/// low-match window.
+/// The state kept across ticks: endpoint support, the applied-record memory, the records
+/// held until applied, and the low-match window.
 #[derive(Debug, Clone)]
 pub struct Correlator {
     config: MatchConfig,
     base_url: String,
     fetch: FetchState,
     applied: AppliedMemory,
+    carry: Carry,
     samples: LowMatchWindow,
 }
 
@@ -161,6 +185,7 @@ impl Correlator {
             base_url: base_url.trim_end_matches('/').to_owned(),
             fetch: FetchState::default(),
             applied: AppliedMemory::default(),
+            carry: Carry::default(),
             samples: LowMatchWindow::default(),
         }
     }
@@ -189,17 +214,67 @@ impl Correlator {
 
     /// Feeds the answer of a call to `endpoint`. Returns the next step and the records to
     /// log (the 404 warnings, `usage queue fetch failed`).
+    ///
+    /// The queue's records are taken into the correlator's keeping at once (they exist
+    /// nowhere else any more) and the step is [`FetchStep::Held`]; the legacy snapshot's
+    /// records come back in [`FetchStep::Records`] (the router keeps them).
     pub fn handle_fetch(
         &mut self,
         endpoint: Endpoint,
         response: FetchResponse,
     ) -> (FetchStep, Vec<LogRecord>) {
-        self.fetch.handle(endpoint, response, &self.base_url)
+        let (step, mut logs) = self.fetch.handle(endpoint, response, &self.base_url);
+        match (endpoint, step) {
+            (Endpoint::Queue, FetchStep::Records(records)) => {
+                let count = records.len() as u64;
+                let let_go = self.carry.keep(records);
+                if let_go > 0 {
+                    logs.push(LogRecord {
+                        level: Level::Warn,
+                        event: "correlator.records_let_go",
+                        msg: "too many unmatched usage records held, oldest let go",
+                        fields: vec![("count", json!(let_go)), ("held", json!(MAX_DETAILS))],
+                    });
+                }
+                (FetchStep::Held(count), logs)
+            }
+            (_, step) => (step, logs),
+        }
     }
 
-    /// Matches `candidates` (newest first) against `details` (fetch order) at `now`,
-    /// skipping records applied in an earlier tick, and remembers every assigned record
-    /// for the lookback period.
+    /// The start of a tick at `now`: forgets held records older than the lookback and
+    /// pairings no write confirmed within it (a warning says how many: those records are
+    /// lost), and returns the pairings to write again, oldest first.
+    pub fn begin_tick(&mut self, now: UnixMillis) -> (Vec<Assignment>, Vec<LogRecord>) {
+        let oldest = UnixMillis(now.0.saturating_sub(self.config.lookback_ms));
+        let expired = self.carry.expire(now, oldest);
+        let mut logs = Vec::new();
+        if expired.unmatched > 0 {
+            logs.push(LogRecord {
+                level: Level::Debug,
+                event: "correlator.records_expired",
+                msg: "usage records no row matched within the lookback were forgotten",
+                fields: vec![("count", json!(expired.unmatched))],
+            });
+        }
+        if expired.unconfirmed > 0 {
+            logs.push(LogRecord {
+                level: Level::Warn,
+                event: "correlator.unapplied_expired",
+                msg: "correlations the database did not take within the lookback were given up",
+                fields: vec![("count", json!(expired.unconfirmed))],
+            });
+        }
+        (self.carry.unconfirmed(), logs)
+    }
+
+    /// Matches `candidates` (newest first) against the held queue records followed by
+    /// `details` (fetch order) at `now`, skipping records applied in an earlier tick, and
+    /// remembers every assigned record for the lookback period. Held records no row took
+    /// stay held; `details` (the legacy snapshot, which the router keeps) are not held, and
+    /// one equal to a held record is left out so a record cannot be in the pool twice.
+    /// Every assignment stays unconfirmed until [`Correlator::confirm`]; a candidate with an
+    /// unconfirmed pairing is not matched again.
     pub fn match_tick(
         &mut self,
         candidates: &[Candidate],
@@ -207,12 +282,74 @@ impl Correlator {
         now: UnixMillis,
     ) -> MatchOutcome {
         self.applied.expire(now);
-        let outcome = match_candidates(candidates, details, now, self.config, &self.applied);
+        let mut pool = self.carry.take_unassigned();
+        let held = pool.len();
+        if held > 0 && !details.is_empty() {
+            let keys: std::collections::BTreeSet<DetailKey> =
+                pool.iter().map(DetailKey::of).collect();
+            pool.extend(
+                details
+                    .into_iter()
+                    .filter(|d| !keys.contains(&DetailKey::of(d))),
+            );
+        } else {
+            pool.extend(details);
+        }
+        // A row whose pairing is still unconfirmed already has its record: offering it
+        // another one could leave the first with no row once the retry finds the row taken.
+        let waiting = self.carry.rows_waiting();
+        let open: Vec<Candidate>;
+        let candidates = if waiting.is_empty() {
+            candidates
+        } else {
+            open = candidates
+                .iter()
+                .filter(|c| !waiting.contains(&c.id))
+                .cloned()
+                .collect();
+            &open
+        };
+        let (outcome, unused) =
+            matcher::match_records(candidates, pool, now, self.config, &self.applied);
+        self.carry.restore_unassigned(
+            unused
+                .into_iter()
+                .filter(|(index, _)| *index < held)
+                .map(|(_, d)| d)
+                .collect(),
+        );
         let until = UnixMillis(now.0.saturating_add(self.config.lookback_ms));
         for a in &outcome.assignments {
             self.applied.remember(a.key.clone(), until);
+            self.carry.track(a.clone(), until);
         }
         outcome
+    }
+
+    /// The writer answered the write of `assignment` (whether or not the row changed): its
+    /// record is applied and is not written again.
+    pub fn confirm(&mut self, assignment: &Assignment) -> bool {
+        self.carry.confirm(assignment.row_id, &assignment.key)
+    }
+
+    /// Records held and not applied.
+    pub fn unapplied(&self) -> Unapplied {
+        self.carry.unapplied()
+    }
+
+    /// The record to log when the correlator stops while holding records, so none vanishes
+    /// silently: counts only, never a record's content.
+    pub fn shutdown_log(&self) -> Option<LogRecord> {
+        let left = self.unapplied();
+        (left.total() > 0).then(|| LogRecord {
+            level: Level::Warn,
+            event: "correlator.unapplied_at_shutdown",
+            msg: "correlator stopped holding usage records it could not apply",
+            fields: vec![
+                ("unmatched", json!(left.unmatched)),
+                ("unconfirmed", json!(left.unconfirmed)),
+            ],
+        })
     }
 
     /// Records the tick's sample (`matched` rows written out of `total` candidates) and

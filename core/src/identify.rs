@@ -24,6 +24,10 @@ pub enum Matcher {
     Present(&'static str),
     /// The `user-agent` contains this text, ASCII case-insensitively.
     UaContains(&'static str),
+    /// The trimmed `user-agent` starts with this text, ASCII case-insensitively.
+    UaStartsWith(&'static str),
+    /// The header's trimmed value starts with this text, ASCII case-insensitively.
+    StartsWith(&'static str, &'static str),
     /// The header's trimmed value equals this text, ASCII case-insensitively.
     Equals(&'static str, &'static str),
 }
@@ -35,8 +39,9 @@ pub struct ToolRule {
     pub tool: &'static str,
     /// Conditions, any of which selects the tool.
     pub any_of: &'static [Matcher],
-    /// The header whose first 8 characters name the instance, if the tool has one.
-    pub session_header: Option<&'static str>,
+    /// The headers, first present wins, whose first 8 characters name the instance; empty
+    /// when the tool sends no session id.
+    pub session_headers: &'static [&'static str],
 }
 
 /// The tool rules of §6.2 in order; the first match wins, [`UNKNOWN`] otherwise.
@@ -44,7 +49,7 @@ pub const TOOL_RULES: &[ToolRule] = &[
     ToolRule {
         tool: "openclaw",
         any_of: &[Matcher::Present("x-agent-name")],
-        session_header: Some("x-openclaw-session-id"),
+        session_headers: &["x-openclaw-session-id"],
     },
     ToolRule {
         tool: "opencode",
@@ -53,7 +58,9 @@ pub const TOOL_RULES: &[ToolRule] = &[
             Matcher::Present("x-initiator"),
             Matcher::UaContains("opencode/"),
         ],
-        session_header: Some("x-opencode-session"),
+        // OpenCode sends `x-opencode-session` only to its own gateway; with the Anthropic and
+        // OpenAI providers its session id travels as `x-session-id`.
+        session_headers: &["x-opencode-session", "x-session-id"],
     },
     ToolRule {
         tool: "openclaw",
@@ -61,7 +68,7 @@ pub const TOOL_RULES: &[ToolRule] = &[
             Matcher::Present("x-openclaw-session-id"),
             Matcher::Equals("originator", "openclaw"),
         ],
-        session_header: Some("x-openclaw-session-id"),
+        session_headers: &["x-openclaw-session-id"],
     },
     ToolRule {
         tool: "hermes-agent",
@@ -69,25 +76,29 @@ pub const TOOL_RULES: &[ToolRule] = &[
             Matcher::UaContains("HermesAgent/"),
             Matcher::Present("x-activity-request-id"),
         ],
-        session_header: Some("x-activity-request-id"),
+        session_headers: &["x-activity-request-id"],
     },
     ToolRule {
         tool: "claude-code",
         any_of: &[Matcher::UaContains("claude-cli/")],
-        session_header: None,
+        session_headers: &["x-claude-code-session-id"],
     },
     ToolRule {
         tool: "codex",
+        // Every Codex front end names itself `codex_*` or `codex-*` (`codex_cli_rs`,
+        // `codex_exec`, `codex-tui`, `codex_vscode`, ...), in the user-agent and `originator`.
         any_of: &[
-            Matcher::UaContains("codex_cli_rs/"),
-            Matcher::Equals("originator", "codex_cli_rs"),
+            Matcher::UaStartsWith("codex_"),
+            Matcher::UaStartsWith("codex-"),
+            Matcher::StartsWith("originator", "codex_"),
+            Matcher::StartsWith("originator", "codex-"),
         ],
-        session_header: None,
+        session_headers: &["session-id"],
     },
     ToolRule {
         tool: "gemini-cli",
         any_of: &[Matcher::UaContains("GeminiCLI/")],
-        session_header: None,
+        session_headers: &[],
     },
 ];
 
@@ -95,7 +106,7 @@ pub const TOOL_RULES: &[ToolRule] = &[
 pub const UNKNOWN: ToolRule = ToolRule {
     tool: "unknown",
     any_of: &[],
-    session_header: None,
+    session_headers: &[],
 };
 
 /// Number of Unicode scalar values of a session header kept as the instance name.
@@ -146,8 +157,15 @@ pub fn instance_name(
     if let Some(agent) = header_text(headers, "x-agent-name") {
         return Some(agent.into_owned());
     }
-    let session = header_text(headers, rule.session_header?)?;
+    let session = session_id(headers, rule)?;
     Some(session.chars().take(SESSION_PREFIX_CHARS).collect())
+}
+
+/// The tool's whole session id: the first of its session headers that is present.
+pub fn session_id<'a>(headers: &'a HeaderMap, rule: &ToolRule) -> Option<Cow<'a, str>> {
+    rule.session_headers
+        .iter()
+        .find_map(|name| header_text(headers, name))
 }
 
 /// `<tool>-<instance>`, or `<tool>` without an instance.
@@ -182,12 +200,25 @@ fn matches(headers: &HeaderMap, m: &Matcher) -> bool {
         Matcher::UaContains(needle) => headers
             .get(http::header::USER_AGENT)
             .is_some_and(|ua| contains_ignore_ascii_case(ua.as_bytes(), needle.as_bytes())),
+        Matcher::UaStartsWith(prefix) => headers
+            .get(http::header::USER_AGENT)
+            .is_some_and(|ua| starts_with_ignore_ascii_case(ua.as_bytes(), prefix.as_bytes())),
         Matcher::Equals(name, want) => headers.get(name).is_some_and(|v| {
             v.as_bytes()
                 .trim_ascii()
                 .eq_ignore_ascii_case(want.as_bytes())
         }),
+        Matcher::StartsWith(name, prefix) => headers
+            .get(name)
+            .is_some_and(|v| starts_with_ignore_ascii_case(v.as_bytes(), prefix.as_bytes())),
     }
+}
+
+fn starts_with_ignore_ascii_case(value: &[u8], prefix: &[u8]) -> bool {
+    value
+        .trim_ascii()
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
 fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {

@@ -346,10 +346,7 @@ impl Core {
 
         let row = is_llm.then(|| {
             let rule = detect_tool(&head.headers);
-            let session_id = rule
-                .session_header
-                .and_then(|h| header_str(&head.headers, h))
-                .map(str::to_owned);
+            let session_id = identify::session_id(&head.headers, rule);
             PreLogRow {
                 request_id: req.request_id.clone(),
                 provider: provider_id.clone(),

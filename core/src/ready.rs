@@ -154,7 +154,29 @@ pub struct CheckResult {
     /// Disabled loops, sorted by name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed_loops: Option<Vec<FailedLoop>>,
+    /// Spool bytes held (spool check).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Ingestion lag, ms (spool check).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_ms: Option<u64>,
 }
+
+/// What the daemon knows about its spool when `/ready` runs (`docs/spool.md` §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpoolFacts {
+    /// Bytes held in segments.
+    pub bytes: u64,
+    /// How long the oldest unapplied record has waited, ms.
+    pub lag_ms: u64,
+    /// The last `Begin` was refused.
+    pub refusing: bool,
+}
+
+/// Ingestion lag above which the spool check warns.
+pub const SPOOL_WARN_LAG_MS: u64 = 5_000;
+/// Spool size above which the spool check warns: 64 MiB.
+pub const SPOOL_WARN_BYTES: u64 = 64 * 1_048_576;
 
 impl CheckResult {
     fn new(status: Status, output: Option<String>, response_time: Option<u64>) -> CheckResult {
@@ -166,7 +188,33 @@ impl CheckResult {
             loops: None,
             loop_health: None,
             failed_loops: None,
+            bytes: None,
+            lag_ms: None,
         }
+    }
+
+    /// The spool check: `fail` while a `Begin` would be refused, `warn` when ingestion lags
+    /// more than 5 s or the spool holds more than 64 MiB.
+    pub fn spool(facts: SpoolFacts) -> CheckResult {
+        let (status, output) = if facts.refusing {
+            (Status::Fail, Some("spool refuses new records".to_owned()))
+        } else if facts.lag_ms > SPOOL_WARN_LAG_MS {
+            (
+                Status::Warn,
+                Some(format!("ingestion lags {} ms", facts.lag_ms)),
+            )
+        } else if facts.bytes > SPOOL_WARN_BYTES {
+            (
+                Status::Warn,
+                Some(format!("spool holds {} bytes", facts.bytes)),
+            )
+        } else {
+            (Status::Pass, None)
+        };
+        let mut result = CheckResult::new(status, output, None);
+        result.bytes = Some(facts.bytes);
+        result.lag_ms = Some(facts.lag_ms);
+        result
     }
 
     /// The database check from the `SELECT 1` outcome.
@@ -283,6 +331,8 @@ pub struct ReadyReport {
     pub upstream: CheckResult,
     /// `supervisor` check.
     pub supervisor: CheckResult,
+    /// `spool` check.
+    pub spool: CheckResult,
 }
 
 impl ReadyReport {
@@ -293,6 +343,7 @@ impl ReadyReport {
             pricing: CheckResult::deadline_exceeded(),
             upstream: CheckResult::deadline_exceeded(),
             supervisor: CheckResult::deadline_exceeded(),
+            spool: CheckResult::deadline_exceeded(),
         }
     }
 
@@ -303,6 +354,7 @@ impl ReadyReport {
             &self.pricing,
             &self.upstream,
             &self.supervisor,
+            &self.spool,
         ]
         .iter()
         .map(|c| c.status)
@@ -425,6 +477,7 @@ mod tests {
             pricing: CheckResult::pricing(&facts(), UnixMillis(10_000), 86_400_000, 1),
             upstream: CheckResult::upstream(Ok(404), 12),
             supervisor: CheckResult::supervisor(&[], Instant::ZERO),
+            spool: CheckResult::spool(SpoolFacts::default()),
         }
     }
 
@@ -454,6 +507,7 @@ mod tests {
                 "pricing":{"status":"pass","ageMs":6000,"responseTime":1},
                 "upstream":{"status":"pass","output":"HTTP 404","responseTime":12},
                 "supervisor":{"status":"pass","loops":[],"loopHealth":[]},
+                "spool":{"status":"pass","bytes":0,"lagMs":0},
             }})
         );
         // Key order on the wire follows the spec.
@@ -647,5 +701,33 @@ mod tests {
         assert_ne!(next, run);
         // A clock that goes backwards never panics and still joins.
         assert_eq!(cache.decide(Instant::ZERO), ReadyDecision::Join(next));
+    }
+
+    #[test]
+    fn the_spool_check_warns_on_lag_or_size_and_fails_while_refusing() {
+        let ok = CheckResult::spool(SpoolFacts {
+            bytes: SPOOL_WARN_BYTES,
+            lag_ms: SPOOL_WARN_LAG_MS,
+            refusing: false,
+        });
+        assert_eq!(ok.status, Status::Pass);
+        let lag = CheckResult::spool(SpoolFacts {
+            lag_ms: SPOOL_WARN_LAG_MS + 1,
+            ..SpoolFacts::default()
+        });
+        assert_eq!(lag.status, Status::Warn);
+        let big = CheckResult::spool(SpoolFacts {
+            bytes: SPOOL_WARN_BYTES + 1,
+            ..SpoolFacts::default()
+        });
+        assert_eq!(big.status, Status::Warn);
+        let refusing = CheckResult::spool(SpoolFacts {
+            refusing: true,
+            ..SpoolFacts::default()
+        });
+        assert_eq!(refusing.status, Status::Fail);
+        let mut r = passing();
+        r.spool = refusing;
+        assert_eq!(r.reply().status, StatusCode::SERVICE_UNAVAILABLE);
     }
 }

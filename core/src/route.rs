@@ -59,15 +59,18 @@ pub const LLM_PATHS: &[&str] = &[
     "/api/generate",
 ];
 
-/// The one path that is never an LLM call, even with a `model`.
-pub const NON_LLM_PATH: &str = "/v1/images/generations";
+/// Paths that are never LLM calls, even with a `model`: image generation, and token
+/// counting, which generates nothing and is free (Claude Code and the SDKs call it before
+/// many turns, so a row per call would be noise that never gets a cost).
+pub const NON_LLM_PATHS: &[&str] = &["/v1/images/generations", "/v1/messages/count_tokens"];
 
-/// True when a request is an LLM generation call (§8): `POST`, not image generation, and
-/// either a generation path or a body `model` that is non-empty after trimming.
+/// True when a request is an LLM generation call (§8): `POST`, not one of
+/// [`NON_LLM_PATHS`], and either a generation path or a body `model` that is non-empty after
+/// trimming.
 ///
 /// `model` is the top-level body `model` string as inspected (`identify::Inspection::model`).
 pub fn is_llm_call(method: &Method, path: &str, model: Option<&str>) -> bool {
-    if *method != Method::POST || path == NON_LLM_PATH {
+    if *method != Method::POST || NON_LLM_PATHS.contains(&path) {
         return false;
     }
     LLM_PATHS.contains(&path) || model.is_some_and(|m| !m.trim().is_empty())
@@ -143,7 +146,7 @@ mod tests {
                 Method::POST,
                 "/v1/messages/count_tokens",
                 Some("claude"),
-                true,
+                false,
             ),
             (Method::POST, "/v1/messages/count_tokens", None, false),
             (Method::POST, "/v1/embeddings", Some("   "), false),

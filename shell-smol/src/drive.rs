@@ -19,16 +19,12 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use agent_cli_proxy_core::exchange::{
-    Downstream, Exchange, ExchangeEvent, StorageFailure, StorageOp, UpstreamFailure, UpstreamOp,
+    Downstream, Exchange, ExchangeEvent, UpstreamFailure, UpstreamOp,
 };
 use agent_cli_proxy_core::gate;
 use agent_cli_proxy_core::http1::{
     BodyFraming, ResponseEvent, encode_body, encode_end, encode_reply,
 };
-use agent_cli_proxy_core::time::Instant;
-use agent_cli_proxy_storage::Reply as StoreReply;
-use agent_cli_proxy_storage::from_core::op_from_exchange;
-use agent_cli_proxy_storage::{PendingReply, StorageError};
 use async_io::Timer;
 use bytes::BytesMut;
 use futures_lite::future;
@@ -42,12 +38,6 @@ use crate::upstream::UpConn;
 const FLUSH_AT: usize = 64 * 1024;
 
 type SendFuture = Pin<Box<dyn Future<Output = Result<UpConn, UpstreamFailure>> + Send>>;
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Awaited {
-    PreLog,
-    Finalize,
-}
 
 /// Releases a request's share of the global body budget when dropped.
 pub struct BudgetCharge {
@@ -84,7 +74,6 @@ enum Resp {
 
 enum Input {
     Shutdown,
-    Storage(Awaited, Result<StoreReply, StorageFailure>),
     Written(Result<UpConn, UpstreamFailure>),
     Upstream(Result<ResponseEvent, UpstreamFailure>),
     ClientGone,
@@ -107,7 +96,6 @@ pub async fn drive(
     let mut resp = Resp::NotStarted;
     let mut client_dead = false;
     let mut out = BytesMut::new();
-    let mut awaited: Option<(Awaited, PendingReply)> = None;
     let mut up = Up::None;
     let mut charge = Some(charge);
     let mut shutdown = Box::pin(shared.abort_exchanges.wait());
@@ -120,22 +108,8 @@ pub async fn drive(
         // Drain in the documented order; inputs discovered while draining are fed after.
         let mut client_gone = false;
         let mut stalled = false;
-        let mut storage_errors: Vec<(Awaited, StorageFailure)> = Vec::new();
-        while let Some(op) = ex.poll_storage() {
-            let kind = match &op {
-                StorageOp::CheckpointUsage { .. } => {
-                    // Fire-and-forget: a full queue drops it (boot recovery costs from input).
-                    let _ = d.writer.try_send(op_from_exchange(op));
-                    continue;
-                }
-                StorageOp::PreLog(_) => Awaited::PreLog,
-                StorageOp::Finalize(_) | StorageOp::FinalizeFallback { .. } => Awaited::Finalize,
-            };
-            match d.writer.submit(op_from_exchange(op)).await {
-                Ok(pending) => awaited = Some((kind, pending)),
-                Err(e) => storage_errors.push((kind, failure(&e))),
-            }
-        }
+        // Spooled and answered at once (`docs/spool.md` §2).
+        d.drain_storage(&mut ex);
         while let Some(op) = ex.poll_upstream() {
             match op {
                 UpstreamOp::Send { request, .. } => {
@@ -171,10 +145,6 @@ pub async fn drive(
             };
         }
         let now = d.now();
-        if let Some((kind, f)) = storage_errors.pop() {
-            feed_storage(&mut ex, kind, Err(f), now);
-            continue;
-        }
         if stalled {
             ex.handle_client_stalled(now);
             continue;
@@ -194,11 +164,6 @@ pub async fn drive(
         let input = future::poll_fn(|cx| {
             if !shutdown_seen && shutdown.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Input::Shutdown);
-            }
-            if let Some((kind, pending)) = awaited.as_mut()
-                && let Poll::Ready(res) = Pin::new(pending).poll(cx)
-            {
-                return Poll::Ready(Input::Storage(*kind, res.map_err(|e| failure(&e))));
             }
             match &mut up {
                 Up::Sending(fut) => {
@@ -226,10 +191,6 @@ pub async fn drive(
             Input::Shutdown => {
                 shutdown_seen = true;
                 ex.handle_shutdown(d.now());
-            }
-            Input::Storage(kind, res) => {
-                awaited = None;
-                feed_storage(&mut ex, kind, res, d.now());
             }
             Input::Written(Ok(conn)) => {
                 up = Up::Reading { conn, head: false };
@@ -341,30 +302,4 @@ async fn flush(
         Err(WriteError::Stalled) => *stalled = true,
     }
     out.clear();
-}
-
-fn feed_storage(
-    ex: &mut Exchange,
-    kind: Awaited,
-    res: Result<StoreReply, StorageFailure>,
-    now: Instant,
-) {
-    match kind {
-        Awaited::PreLog => {
-            let res = res.and_then(|r| match r {
-                StoreReply::RowId(id) => Ok(id),
-                other => Err(StorageFailure {
-                    message: format!("unexpected reply {other:?}"),
-                }),
-            });
-            ex.handle_prelog(res, now);
-        }
-        Awaited::Finalize => ex.handle_finalized(res.map(|_| ()), now),
-    }
-}
-
-fn failure(e: &StorageError) -> StorageFailure {
-    StorageFailure {
-        message: e.to_string(),
-    }
 }

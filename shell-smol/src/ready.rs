@@ -96,6 +96,7 @@ async fn run_checks(shared: &Arc<Shared>) -> ReadyReport {
         pricing,
         upstream,
         supervisor,
+        spool: CheckResult::spool(shared.daemon.spool_facts()),
     }
 }
 

@@ -461,8 +461,26 @@ struct Row {
     cost_status: String,
 }
 
+/// The newest finalized row. Rows reach the database from the spool within
+/// `SPOOL_INGEST_MAX_DELAY_MS` (`docs/spool.md` S7), so this polls for a while.
 fn last_row(dir: &Path) -> Row {
-    let db = rusqlite::Connection::open(dir.join("proxy.db")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if let Some(row) = read_last_row(dir)
+            && row.lifecycle != "pending"
+        {
+            return row;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no finalized row within 5 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+fn read_last_row(dir: &Path) -> Option<Row> {
+    let db = rusqlite::Connection::open(dir.join("proxy.db")).ok()?;
     db.query_row(
         "SELECT lifecycle_status, status, streamed, prompt_tokens, completion_tokens, total_tokens, cost_nanousd, cost_status FROM request_logs ORDER BY id DESC LIMIT 1",
         [],
@@ -479,7 +497,7 @@ fn last_row(dir: &Path) -> Row {
             })
         },
     )
-    .unwrap()
+    .ok()
 }
 
 fn environment(dir: &Path, port: u16, upstream_port: u16) -> BTreeMap<String, String> {

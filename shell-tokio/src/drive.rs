@@ -8,13 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_cli_proxy_core::exchange::{
-    Downstream, Exchange, ExchangeEvent, StorageFailure, StorageOp, UpstreamFailure, UpstreamOp,
+    Downstream, Exchange, ExchangeEvent, UpstreamFailure, UpstreamOp,
 };
 use agent_cli_proxy_core::http1::ResponseEvent;
-use agent_cli_proxy_core::time::Instant;
-use agent_cli_proxy_storage::Reply as StoreReply;
-use agent_cli_proxy_storage::from_core::op_from_exchange;
-use agent_cli_proxy_storage::{PendingReply, StorageError};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
@@ -24,12 +20,6 @@ use crate::service::{Outgoing, response_head, response_of_reply};
 use crate::upconn::UpConn;
 
 type SendFuture = Pin<Box<dyn Future<Output = Result<UpConn, UpstreamFailure>> + Send>>;
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Awaited {
-    PreLog,
-    Finalize,
-}
 
 /// Releases a request's share of the global body budget when dropped.
 pub struct BudgetCharge {
@@ -62,7 +52,6 @@ pub async fn drive(
     let _in_flight = Running(&shared);
     let mut head_tx = Some(head_tx);
     let mut body_tx: Option<mpsc::Sender<Item>> = None;
-    let mut awaited: Option<(Awaited, PendingReply)> = None;
     let mut sending: Option<SendFuture> = None;
     // The connection the response is read from, once the request is written, and whether
     // its head has arrived (the head is read even when the exchange wants no body yet).
@@ -78,22 +67,8 @@ pub async fn drive(
         // Drain in the documented order; inputs discovered while draining are fed after.
         let mut client_gone = false;
         let mut stalled = false;
-        let mut storage_errors: Vec<(Awaited, StorageFailure)> = Vec::new();
-        while let Some(op) = ex.poll_storage() {
-            let kind = match &op {
-                StorageOp::CheckpointUsage { .. } => {
-                    // Fire-and-forget: a full queue drops it (boot recovery costs from input).
-                    let _ = d.writer.try_send(op_from_exchange(op));
-                    continue;
-                }
-                StorageOp::PreLog(_) => Awaited::PreLog,
-                StorageOp::Finalize(_) | StorageOp::FinalizeFallback { .. } => Awaited::Finalize,
-            };
-            match d.writer.submit(op_from_exchange(op)).await {
-                Ok(pending) => awaited = Some((kind, pending)),
-                Err(e) => storage_errors.push((kind, failure(&e))),
-            }
-        }
+        // Spooled and answered at once (`docs/spool.md` §2).
+        d.drain_storage(&mut ex);
         while let Some(op) = ex.poll_upstream() {
             match op {
                 UpstreamOp::Send { request, .. } => {
@@ -159,10 +134,6 @@ pub async fn drive(
             return;
         }
         let now = d.now();
-        if let Some((kind, f)) = storage_errors.pop() {
-            feed_storage(&mut ex, kind, Err(f), now);
-            continue;
-        }
         if stalled {
             ex.handle_client_stalled(now);
             continue;
@@ -180,12 +151,6 @@ pub async fn drive(
                 shutdown_seen = true;
                 if changed.is_ok() {
                     ex.handle_shutdown(d.now());
-                }
-            }
-            reply = wait_awaited(&mut awaited), if awaited.is_some() => {
-                awaited = None;
-                if let Some((kind, res)) = reply {
-                    feed_storage(&mut ex, kind, res, d.now());
                 }
             }
             res = wait_send(&mut sending), if sending.is_some() => {
@@ -258,42 +223,6 @@ async fn send_frame(tx: &mpsc::Sender<Item>, bytes: Bytes, stall: Duration) -> D
         Ok(Ok(())) => Delivery::Sent,
         Ok(Err(_)) => Delivery::Gone,
         Err(_) => Delivery::Stalled,
-    }
-}
-
-fn feed_storage(
-    ex: &mut Exchange,
-    kind: Awaited,
-    res: Result<StoreReply, StorageFailure>,
-    now: Instant,
-) {
-    match kind {
-        Awaited::PreLog => {
-            let res = res.and_then(|r| match r {
-                StoreReply::RowId(id) => Ok(id),
-                other => Err(StorageFailure {
-                    message: format!("unexpected reply {other:?}"),
-                }),
-            });
-            ex.handle_prelog(res, now);
-        }
-        Awaited::Finalize => ex.handle_finalized(res.map(|_| ()), now),
-    }
-}
-
-fn failure(e: &StorageError) -> StorageFailure {
-    StorageFailure {
-        message: e.to_string(),
-    }
-}
-
-// Polls the reply in place: a branch that loses the select must not lose the reply.
-async fn wait_awaited(
-    awaited: &mut Option<(Awaited, PendingReply)>,
-) -> Option<(Awaited, Result<StoreReply, StorageFailure>)> {
-    match awaited.as_mut() {
-        Some((kind, pending)) => Some((*kind, pending.await.map_err(|e| failure(&e)))),
-        None => std::future::pending().await,
     }
 }
 

@@ -32,6 +32,11 @@ pub struct ReadyState {
 /// Answers `/ready`.
 pub async fn handle(shared: &Arc<Shared>) -> Reply {
     let d = &shared.daemon;
+    // Subscribe before deciding: a run that completes between the decision and the wait
+    // must still wake this joiner (`notify_waiters` wakes only registered waiters).
+    let finished = shared.ready.finished.notified();
+    tokio::pin!(finished);
+    finished.as_mut().enable();
     let decision = lock(&shared.ready.cache).decide(d.now());
     match decision {
         ReadyDecision::Cached(report) => {
@@ -44,7 +49,7 @@ pub async fn handle(shared: &Arc<Shared>) -> Reply {
             report.reply()
         }
         ReadyDecision::Join(_) => {
-            let _ = tokio::time::timeout(DEADLINE, shared.ready.finished.notified()).await;
+            let _ = tokio::time::timeout(DEADLINE, finished).await;
             match lock(&shared.ready.cache).last_report() {
                 Some(report) => report.reply(),
                 None => ReadyReport::deadline_exceeded().reply(),
@@ -89,6 +94,7 @@ async fn run_checks(shared: &Arc<Shared>) -> ReadyReport {
         pricing,
         upstream,
         supervisor,
+        spool: CheckResult::spool(shared.daemon.spool_facts()),
     }
 }
 

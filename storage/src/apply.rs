@@ -3,7 +3,7 @@
 
 mod backfill;
 mod keys;
-mod lifecycle;
+pub(crate) mod lifecycle;
 mod loops;
 
 use rusqlite::Connection;
@@ -44,7 +44,7 @@ pub(crate) fn apply(conn: &Connection, op: &Op) -> Result<Reply, StorageError> {
         Op::ShutdownFinalize { now, recoster } => {
             lifecycle::abort_pending(conn, now, "shutdown", recoster.as_ref()).map(Reply::Count)
         }
-        Op::WalCheckpoint | Op::Shutdown => Ok(Reply::Done),
+        Op::WalCheckpoint | Op::Shutdown | Op::SpoolFlush => Ok(Reply::Done),
     }
 }
 

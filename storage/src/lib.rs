@@ -27,11 +27,13 @@ pub mod backup;
 pub mod conn;
 pub mod error;
 pub mod from_core;
+pub mod ingest;
 pub mod lock;
 pub mod op;
 pub mod queries;
 pub mod recost;
 pub mod schema;
+pub mod spool;
 mod store;
 pub mod writer;
 
@@ -49,4 +51,4 @@ pub use op::{
 pub use recost::{CoreRecoster, SharedPricer};
 pub use schema::{Layout, MigrationReport};
 pub use store::Store;
-pub use writer::{PendingReply, Writer, WriterConfig, WriterHandle, WriterStats};
+pub use writer::{PendingReply, Spooled, Writer, WriterConfig, WriterHandle, WriterStats};

@@ -327,6 +327,9 @@ pub enum Op {
         /// Prices.
         recoster: SharedRecoster,
     },
+    /// Apply everything spooled so far before answering (read-your-writes, `docs/spool.md`
+    /// S6) → [`Reply::Flushed`]; a refused batch answers at once with what is still behind.
+    SpoolFlush,
     /// `PRAGMA wal_checkpoint(TRUNCATE)`, outside any transaction → [`Reply::Checkpoint`].
     WalCheckpoint,
     /// Drain the queue and stop the writer thread → [`Reply::Done`].
@@ -357,6 +360,7 @@ impl Op {
             Op::RevokeApiKey { .. } => "RevokeApiKey",
             Op::BootRecovery { .. } => "BootRecovery",
             Op::ShutdownFinalize { .. } => "ShutdownFinalize",
+            Op::SpoolFlush => "SpoolFlush",
             Op::WalCheckpoint => "WalCheckpoint",
             Op::Shutdown => "Shutdown",
         }
@@ -402,6 +406,13 @@ pub enum Reply {
     Done,
     /// The id of the inserted row.
     RowId(i64),
+    /// [`Op::SpoolFlush`]: records still unapplied and how long the oldest has waited.
+    Flushed {
+        /// Records not applied (0 when the flush reached the end).
+        behind: u64,
+        /// Milliseconds the oldest unapplied record has waited.
+        lag_ms: u64,
+    },
     /// True when this finalize won; false when the row had already left `pending` (a
     /// no-op).
     Finalized(bool),

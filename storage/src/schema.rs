@@ -15,11 +15,14 @@ pub const M001: &str = "001_init.sql";
 pub const M002: &str = "002_quota_local_usage_index.sql";
 /// Name of the third migration: exact integer costs.
 pub const M003: &str = "003_exact_cost.sql";
+/// Name of the fourth migration: the spool's applied position.
+pub const M004: &str = "004_spool_position.sql";
 /// Name recorded after upgrading an original 0.1 layout.
 pub const LEGACY: &str = "legacy-0.1-upgrade";
 
 const SQL_001: &str = include_str!("schema/001_init.sql");
 const SQL_002: &str = include_str!("schema/002_quota_local_usage_index.sql");
+const SQL_004: &str = include_str!("schema/004_spool_position.sql");
 
 /// The layout found before migrating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +68,10 @@ pub fn migrate(conn: &mut Connection) -> Result<MigrationReport, StorageError> {
     if !is_recorded(conn, M003)? || !has_column(conn, "request_logs", "cost_nanousd")? {
         run_step(conn, M003, &[M003], exact_cost)?;
         applied.push(M003);
+    }
+    if !is_recorded(conn, M004)? || !has_table(conn, "spool_position")? {
+        run_step(conn, M004, &[M004], |c| Ok(c.execute_batch(SQL_004)?))?;
+        applied.push(M004);
     }
     assert_schema(conn)?;
     Ok(MigrationReport { layout, applied })

@@ -33,14 +33,16 @@ use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use async_channel::{Receiver, Sender, TrySendError};
+use async_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use futures_channel::oneshot;
 use rusqlite::Connection;
 
 use crate::apply::{apply, wal_checkpoint};
 use crate::conn::{ConnOptions, DbPath};
 use crate::error::StorageError;
+use crate::ingest::{IngestConfig, IngestStats, Ingester};
 use crate::op::{FailureOp, Op, Reply};
+use crate::spool::{Doorbell, Spool, SpoolConfig, TornTail};
 use crate::store::Store;
 
 /// The thread's name.
@@ -148,16 +150,90 @@ impl Writer {
         store: Store,
         config: WriterConfig,
     ) -> Result<(WriterHandle, JoinHandle<()>), StorageError> {
+        Writer::start(
+            store.into_connection(),
+            config,
+            Arc::new(Doorbell::default()),
+            None,
+        )
+    }
+
+    /// Opens the database and the spool, applies the whole spool (`docs/spool.md` S5: before
+    /// boot recovery and the bind), then starts the thread as the spool's ingester.
+    pub fn spawn_with_spool(
+        path: &DbPath,
+        config: WriterConfig,
+        spool: SpoolConfig,
+        ingest: IngestConfig,
+    ) -> Result<Spooled, StorageError> {
+        let mut store = Store::open_with(path, config.conn)?;
+        store.migrate()?;
+        let conn = store.into_connection();
+        let applied = crate::ingest::applied_seq(&conn)?;
+        let bell = Arc::new(Doorbell::default());
+        let opened =
+            Spool::open(spool, applied, Arc::clone(&bell)).map_err(|e| StorageError::Io {
+                kind: std::io::ErrorKind::InvalidData,
+                message: e.to_string(),
+            })?;
+        let mut ingester = Ingester::new(Arc::clone(&opened.spool), opened.cursor, ingest);
+        let before = ingester.behind();
+        ingester.drain(&conn)?;
+        let ingest_stats = Arc::clone(ingester.stats());
+        let (handle, join) = Writer::start(conn, config, bell, Some(ingester))?;
+        Ok(Spooled {
+            writer: handle,
+            join,
+            spool: opened.spool,
+            ingest: ingest_stats,
+            torn: opened.torn,
+            boot_ingested: before,
+        })
+    }
+
+    fn start(
+        conn: Connection,
+        config: WriterConfig,
+        bell: Arc<Doorbell>,
+        ingester: Option<Ingester>,
+    ) -> Result<(WriterHandle, JoinHandle<()>), StorageError> {
         let (tx, rx) = async_channel::bounded(config.capacity.max(1));
         let stats = Arc::new(WriterStats::default());
         let thread_stats = Arc::clone(&stats);
-        let conn = store.into_connection();
         conn.execute_batch("PRAGMA ignore_check_constraints = ON;")?;
+        let thread_bell = Arc::clone(&bell);
         let join = std::thread::Builder::new()
             .name(THREAD_NAME.to_owned())
-            .spawn(move || run(conn, rx, &config, &thread_stats))?;
-        Ok((WriterHandle { tx, stats }, join))
+            .spawn(move || {
+                let mut thread = Thread {
+                    conn,
+                    rx,
+                    cfg: config,
+                    stats: thread_stats,
+                    bell: thread_bell,
+                    ingester,
+                };
+                thread.run();
+            })?;
+        Ok((WriterHandle { tx, stats, bell }, join))
     }
+}
+
+/// The writer started as the spool's ingester.
+#[derive(Debug)]
+pub struct Spooled {
+    /// The writer's handle (control-plane commands, flush, shutdown).
+    pub writer: WriterHandle,
+    /// The thread.
+    pub join: JoinHandle<()>,
+    /// The spool the data path appends to.
+    pub spool: Arc<Spool>,
+    /// Ingestion counters.
+    pub ingest: Arc<IngestStats>,
+    /// A torn tail cut off at boot (`spool.torn_tail`).
+    pub torn: Option<TornTail>,
+    /// Records applied at boot (left by the previous run).
+    pub boot_ingested: u64,
 }
 
 /// A cloneable handle to the writer thread.
@@ -165,6 +241,7 @@ impl Writer {
 pub struct WriterHandle {
     tx: Sender<Envelope>,
     stats: Arc<WriterStats>,
+    bell: Arc<Doorbell>,
 }
 
 impl std::fmt::Debug for WriterHandle {
@@ -193,6 +270,7 @@ impl WriterHandle {
             })
             .await
             .map_err(|_| StorageError::WriterGone)?;
+        self.bell.ring();
         Ok(PendingReply { rx })
     }
 
@@ -200,7 +278,10 @@ impl WriterHandle {
     /// drops it, counts it and answers `QueueFull`.
     pub fn try_send(&self, op: Op) -> Result<(), StorageError> {
         match self.tx.try_send(Envelope { op, reply: None }) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.bell.ring();
+                Ok(())
+            }
             Err(TrySendError::Full(_)) => {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 Err(StorageError::QueueFull)
@@ -249,37 +330,117 @@ impl Future for PendingReply {
     }
 }
 
-fn run(mut conn: Connection, rx: Receiver<Envelope>, cfg: &WriterConfig, stats: &WriterStats) {
-    let mut shutdown_replies = Vec::new();
-    while let Ok(first) = rx.recv_blocking() {
-        let mut batch = vec![first];
-        while batch.len() < cfg.max_batch.max(1) {
-            match rx.try_recv() {
-                Ok(env) => batch.push(env),
-                Err(_) => break,
+struct Thread {
+    conn: Connection,
+    rx: Receiver<Envelope>,
+    cfg: WriterConfig,
+    stats: Arc<WriterStats>,
+    bell: Arc<Doorbell>,
+    ingester: Option<Ingester>,
+}
+
+impl Thread {
+    /// Commands first, in groups; then the spool when its delay ran out or a batch is full;
+    /// then sleep until a command or an append rings, or the ingest deadline.
+    fn run(&mut self) {
+        let mut shutdown_replies = Vec::new();
+        let mut closed = false;
+        loop {
+            let mut batch = Vec::new();
+            while batch.len() < self.cfg.max_batch.max(1) {
+                match self.rx.try_recv() {
+                    Ok(env) => batch.push(env),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Closed) => {
+                        closed = true;
+                        break;
+                    }
+                }
             }
+            if !batch.is_empty() {
+                // These name rows the spool may still hold.
+                if batch.iter().any(|e| {
+                    matches!(
+                        e.op,
+                        Op::Correlate(_)
+                            | Op::BackfillChunk(_)
+                            | Op::BootRecovery { .. }
+                            | Op::ShutdownFinalize { .. }
+                    )
+                }) {
+                    self.ingest_all();
+                }
+                self.commands(batch, &mut shutdown_replies);
+                continue;
+            }
+            if closed {
+                self.ingest_all();
+                break;
+            }
+            let now = std::time::Instant::now();
+            let deadline = match &mut self.ingester {
+                Some(ing) => {
+                    if ing.due(now) {
+                        // A refusal is counted and retried after its backoff.
+                        let _ = ing.step(&self.conn, now);
+                        continue;
+                    }
+                    ing.deadline(now)
+                }
+                None => None,
+            };
+            self.bell.wait(deadline);
         }
+        for reply in shutdown_replies {
+            let _ = reply.send(Ok(Reply::Done));
+        }
+    }
+
+    fn ingest_all(&mut self) -> Reply {
+        match &mut self.ingester {
+            Some(ing) => {
+                let _ = ing.drain(&self.conn);
+                let now = std::time::Instant::now();
+                let _ = ing.deadline(now);
+                Reply::Flushed {
+                    behind: ing.behind(),
+                    lag_ms: ing.stats().lag_ms(),
+                }
+            }
+            None => Reply::Flushed {
+                behind: 0,
+                lag_ms: 0,
+            },
+        }
+    }
+
+    fn commands(&mut self, batch: Vec<Envelope>, shutdown_replies: &mut Vec<ReplySender>) {
         let mut group = Vec::new();
         for env in batch {
             match env.op {
                 Op::WalCheckpoint => {
-                    commit_group(&mut conn, std::mem::take(&mut group), cfg, stats);
-                    let result = wal_checkpoint(&conn).map(Reply::Checkpoint);
-                    finish(stats, env, result);
+                    self.commit(std::mem::take(&mut group));
+                    let result = wal_checkpoint(&self.conn).map(Reply::Checkpoint);
+                    finish(&self.stats, env, result);
+                }
+                Op::SpoolFlush => {
+                    self.commit(std::mem::take(&mut group));
+                    let reply = self.ingest_all();
+                    finish(&self.stats, env, Ok(reply));
                 }
                 Op::Shutdown => {
-                    commit_group(&mut conn, std::mem::take(&mut group), cfg, stats);
-                    rx.close();
+                    self.commit(std::mem::take(&mut group));
+                    self.rx.close();
                     shutdown_replies.extend(env.reply);
                 }
                 _ => group.push(env),
             }
         }
-        commit_group(&mut conn, group, cfg, stats);
+        self.commit(group);
     }
-    drop(conn);
-    for reply in shutdown_replies {
-        let _ = reply.send(Ok(Reply::Done));
+
+    fn commit(&mut self, group: Vec<Envelope>) {
+        commit_group(&mut self.conn, group, &self.cfg, &self.stats);
     }
 }
 

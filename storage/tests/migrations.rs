@@ -41,12 +41,12 @@ fn empty_database_gets_every_migration_and_passes_the_assertion() {
     assert_eq!(report.layout, Layout::Empty);
     assert_eq!(
         report.applied,
-        vec![schema::M001, schema::M002, schema::M003]
+        vec![schema::M001, schema::M002, schema::M003, schema::M004]
     );
     store.assert_schema().unwrap();
     assert_eq!(
         schema::recorded_migrations(store.connection()).unwrap(),
-        vec![schema::M001, schema::M002, schema::M003]
+        vec![schema::M001, schema::M002, schema::M003, schema::M004]
     );
 }
 
@@ -164,7 +164,7 @@ fn v02_database_is_upgraded_in_place_keeping_every_row() {
     };
     let (store, report) = Store::open_and_migrate(&path).unwrap();
     assert_eq!(report.layout, Layout::V02);
-    assert_eq!(report.applied, vec![schema::M003]);
+    assert_eq!(report.applied, vec![schema::M003, schema::M004]);
     assert_eq!(counts(&store), before);
     assert_eq!(count(&store, "SELECT COUNT(*) FROM api_keys"), 1);
     // Exact costs derived from the REAL ones.
@@ -193,7 +193,7 @@ fn v02_database_is_upgraded_in_place_keeping_every_row() {
     assert_eq!(unique, 0);
     assert_eq!(
         schema::recorded_migrations(store.connection()).unwrap(),
-        vec![schema::M001, schema::M002, schema::M003]
+        vec![schema::M001, schema::M002, schema::M003, schema::M004]
     );
     assert_eq!(store.pragmas().unwrap().journal_mode, "wal");
     drop(store);
@@ -212,7 +212,10 @@ fn v01_database_is_upgraded_in_place_keeping_every_row() {
     };
     let (store, report) = Store::open_and_migrate(&path).unwrap();
     assert_eq!(report.layout, Layout::V01);
-    assert_eq!(report.applied, vec![schema::LEGACY, schema::M003]);
+    assert_eq!(
+        report.applied,
+        vec![schema::LEGACY, schema::M003, schema::M004]
+    );
     assert_eq!(counts(&store), before);
     store.assert_schema().unwrap();
     // 0.1-only tables and columns stay.
@@ -235,11 +238,12 @@ fn v01_database_is_upgraded_in_place_keeping_every_row() {
         "007_drop_msg_id_unique.sql",
         "002_quota_local_usage_index.sql",
         "003_exact_cost.sql",
+        "004_spool_position.sql",
         "legacy-0.1-upgrade",
     ] {
         assert!(names.iter().any(|x| x == n), "missing {n} in {names:?}");
     }
-    assert_eq!(names.len(), 10);
+    assert_eq!(names.len(), 11);
     assert_eq!(
         count(&store, "SELECT cost_nanousd FROM request_logs WHERE id = 1"),
         12_300_000

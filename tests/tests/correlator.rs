@@ -1,6 +1,7 @@
 //! CI-23: the correlator against a fake CLIProxyAPI management API, on the tokio daemon —
-//! queue, queue 404 → legacy, legacy 404 → disabled (no more calls), slow and malformed
-//! answers, auth failures, matching on a mixed workload, idempotent application, the loop's
+//! queue, queue 404 → legacy, legacy 404 → disabled (no more calls), a slow router with a
+//! short interval, a database refusing writes, records held at shutdown, malformed answers,
+//! auth failures, matching on a mixed workload, idempotent application, the loop's
 //! health in `/ready`; and the quota endpoints answering from stored snapshots.
 // A test file: its helpers fail the test on any setup error.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -247,19 +248,232 @@ both_shells! {
     }
 }
 
+/// A proxied Anthropic call through the proxy; its row (status 200, 18 tokens) becomes a
+/// correlation candidate. Returns the call's time.
+fn send_call(p: &ProxyProcess, request_id: &str) -> Duration {
+    let began = Instant::now();
+    let r = request_blocking(
+        p.addr(),
+        "POST",
+        "/v1/messages",
+        &[("content-type", "application/json"), ("x-request-id", request_id)],
+        br#"{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .expect("proxied call");
+    let took = began.elapsed();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    took
+}
+
+/// The id and `started_at` (ms) of the finished row of `request_id`.
+fn row_of(p: &ProxyProcess, request_id: &str) -> (i64, u64) {
+    let mut row = None;
+    wait_for("the proxied call's row", Duration::from_secs(10), || {
+        row = db(p)
+            .query_row(
+                "SELECT id, started_at, total_tokens FROM request_logs
+                 WHERE msg_id = ?1 AND lifecycle_status != 'pending' AND status = 200",
+                [request_id],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                },
+            )
+            .ok();
+        row.is_some()
+    });
+    let (id, started, total) = row.unwrap();
+    assert_eq!(total, 18);
+    let started = agent_cli_proxy_core::correlate::parse_timestamp(&started).unwrap();
+    (id, started.0)
+}
+
+fn timed_health(p: &ProxyProcess) -> Duration {
+    let began = Instant::now();
+    let r = request_blocking(p.addr(), "GET", "/health", &[], b"").expect("health");
+    assert_eq!(r.status, 200);
+    began.elapsed()
+}
+
+fn daily_counts(p: &ProxyProcess) -> Vec<(String, i64)> {
+    db(p)
+        .prepare(
+            "SELECT cliproxy_account, request_count FROM daily_account_usage
+             ORDER BY cliproxy_account",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
 both_shells! {
-    fn slow_queue_falls_back_within_the_tick(shell: Shell) {
+    /// Issue 17: a router that takes 3 s to answer, a 400 ms interval. The answer is never cut
+    /// off (its records would be gone), ticks never overlap, nothing counts as a failure,
+    /// and the proxy keeps serving at full speed meanwhile.
+    fn slow_queue_with_a_short_interval_still_correlates_every_row(shell: Shell) {
         let mgmt = FakeManagement::start(KEY);
         mgmt.queue_mode(Mode::Slow(Duration::from_millis(3_000)));
-        let t = wall_ms() - 10_000;
-        mgmt.push_legacy(&[record(&iso(t), "slow@example.com", "5", MODEL, 42)]);
-        let p = start(shell, &mgmt, &[]);
-        let id = insert_row(&p, MODEL, t + 10, 42);
-        wait_for("row correlated via legacy", Duration::from_secs(20), || {
-            account(&p, id).0.is_some()
+        let p = start(
+            shell,
+            &mgmt,
+            &[("CLIPROXY_CORRELATION_INTERVAL_MS", "400"), ("CLI_PROXY_API_KEY", "upstream-key")],
+        );
+        let mut rows = Vec::new();
+        for i in 0..3 {
+            send_call(&p, &format!("slow-{i}"));
+            let (id, started) = row_of(&p, &format!("slow-{i}"));
+            rows.push((id, started, format!("acct{i}@example.com")));
+            // Distinct start times: each record then fits its own row exactly.
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        let t = wall_ms() - 20_000;
+        let inserted = insert_row(&p, MODEL, t, 5_000);
+        rows.push((inserted, t, "acct3@example.com".into()));
+        let records: Vec<Value> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, (id, started, acct))| {
+                let total = if *id == inserted { 5_000 } else { 18 };
+                record(&iso(*started), acct, &i.to_string(), MODEL, total)
+            })
+            .collect();
+        mgmt.push_queue(&records);
+        // While a slow management call is being answered, the proxy is not held up: both
+        // checks start and end inside one slow call (a call lasts 3 s, ticks are 400 ms
+        // apart, so a few tries find one).
+        let mut overlapped = 0;
+        for attempt in 0..5 {
+            wait_for("a slow queue call in flight", Duration::from_secs(20), || mgmt.in_flight() > 0);
+            let calls_before = mgmt.count("/v0/management/usage-queue");
+            let health = timed_health(&p);
+            let took = send_call(&p, &format!("slow-during-{attempt}"));
+            assert!(health < Duration::from_millis(1_000), "/health took {health:?}");
+            assert!(took < Duration::from_millis(2_000), "proxied call took {took:?}");
+            if mgmt.in_flight() > 0 && mgmt.count("/v0/management/usage-queue") == calls_before {
+                overlapped += 1;
+            }
+            let (id, started) = row_of(&p, &format!("slow-during-{attempt}"));
+            let acct = format!("during{attempt}@example.com");
+            mgmt.push_queue(&[record(&iso(started), &acct, "9", MODEL, 18)]);
+            rows.push((id, started, acct));
+            if overlapped > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        assert!(overlapped > 0, "no check ran inside a slow management call");
+
+        wait_for("every row correlated", Duration::from_secs(45), || {
+            rows.iter().all(|(id, _, _)| account(&p, *id).0.is_some())
         });
-        assert_eq!(account(&p, id).0.as_deref(), Some("slow@example.com"));
-        assert!(has_log(&p, "usage queue fetch failed"));
+        for (id, _, acct) in &rows {
+            assert_eq!(account(&p, *id).0.as_deref(), Some(acct.as_str()), "row {id}");
+        }
+        assert_eq!(mgmt.queue_len(), 0);
+        assert_eq!(mgmt.max_in_flight(), 1, "one management call at a time");
+        assert!(!has_log(&p, "usage queue fetch failed"), "no call was cut off");
+        assert_eq!(
+            mgmt.calls().iter().filter(|c| c.target == "/v0/management/usage").count(),
+            0,
+            "never fell back to the legacy endpoint"
+        );
+        let health = loop_health(&p, "correlator").expect("correlator in /ready");
+        assert_eq!(health["consecutiveFailures"], 0);
+        let daily = daily_counts(&p);
+        assert_eq!(daily.len(), rows.len());
+        assert!(daily.iter().all(|(_, n)| *n == 1), "each record applied once: {daily:?}");
+    }
+}
+
+both_shells! {
+    /// Issue 17: a tick pops records while the database refuses writes (another process
+    /// holds the write lock past the writer's retries). The records are kept, and written once
+    /// the database is back — each exactly once.
+    fn records_popped_while_the_database_refuses_writes_are_applied_once_it_is_back(shell: Shell) {
+        let mgmt = FakeManagement::start(KEY);
+        let p = start(shell, &mgmt, &[("CLIPROXY_CORRELATION_INTERVAL_MS", "400")]);
+        let t = wall_ms() - 20_000;
+        let rows = [insert_row(&p, MODEL, t, 1_000), insert_row(&p, MODEL, t + 300, 2_000)];
+        // Let startup writes (pricing, backfill) finish so the lock catches the correlator.
+        std::thread::sleep(Duration::from_millis(1_000));
+        let blocker = db(&p);
+        blocker.execute_batch("BEGIN EXCLUSIVE").expect("take the write lock");
+        mgmt.push_queue(&[
+            record(&iso(t + 20), "a@example.com", "0", MODEL, 1_000),
+            record(&iso(t + 320), "b@example.com", "1", MODEL, 2_000),
+        ]);
+        wait_for("the records popped", Duration::from_secs(20), || mgmt.queue_len() == 0);
+        wait_for("a refused correlation write", Duration::from_secs(45), || {
+            p.log_events().iter().any(|e| {
+                e["msg"] == "loop tick failed"
+                    && e["name"] == "correlator"
+                    && e["err"].as_str().is_some_and(|m| m.contains("correlation write failed"))
+            })
+        });
+        let uncorrelated: i64 = blocker
+            .query_row(
+                "SELECT COUNT(*) FROM request_logs WHERE cliproxy_account IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(uncorrelated, 2, "nothing written while locked");
+        blocker.execute_batch("ROLLBACK").expect("release the lock");
+        drop(blocker);
+
+        wait_for("both rows correlated", Duration::from_secs(45), || {
+            rows.iter().all(|id| account(&p, *id).0.is_some())
+        });
+        assert_eq!(account(&p, rows[0]).0.as_deref(), Some("a@example.com"));
+        assert_eq!(account(&p, rows[1]).0.as_deref(), Some("b@example.com"));
+        assert!(has_log(&p, "correlations held from an earlier tick were written"));
+        // A few more ticks: nothing is written a second time.
+        std::thread::sleep(Duration::from_millis(2_000));
+        assert_eq!(
+            daily_counts(&p),
+            vec![("a@example.com".into(), 1), ("b@example.com".into(), 1)]
+        );
+        assert!(!p.logs().contains(KEY) && !p.logs().contains("sk-client-secret"));
+    }
+}
+
+both_shells! {
+    /// Records popped but matched to no row are still held at shutdown: the log says how
+    /// many, and nothing about them.
+    fn records_still_held_at_shutdown_are_logged_as_a_count(shell: Shell) {
+        let mgmt = FakeManagement::start(KEY);
+        let mut p = start(shell, &mgmt, &[("CLIPROXY_CORRELATION_INTERVAL_MS", "400")]);
+        let t = wall_ms() - 20_000;
+        let id = insert_row(&p, MODEL, t, 10);
+        // The router finished two calls whose rows the proxy never wrote (another model).
+        mgmt.push_queue(&[
+            record(&iso(t), "held-a@example.com", "0", "gpt-5", 10),
+            record(&iso(t + 5), "held-b@example.com", "1", "gpt-5", 10),
+        ]);
+        wait_for("the records popped", Duration::from_secs(20), || mgmt.queue_len() == 0);
+        let calls = mgmt.count("/v0/management/usage-queue");
+        wait_for("a later tick", Duration::from_secs(20), || {
+            mgmt.count("/v0/management/usage-queue") > calls
+        });
+        assert_eq!(account(&p, id).0, None);
+        p.sigterm();
+        p.wait_exit();
+        let held: Vec<Value> = p
+            .log_events()
+            .into_iter()
+            .filter(|e| e["event"] == "correlator.unapplied_at_shutdown"
+                || e["msg"] == "correlator stopped holding usage records it could not apply")
+            .collect();
+        assert_eq!(held.len(), 1, "logged once: {held:?}");
+        assert_eq!(held[0]["unmatched"], 2);
+        assert_eq!(held[0]["unconfirmed"], 0);
+        let logs = p.logs();
+        assert!(!logs.contains("held-a@example.com") && !logs.contains("sk-client-secret"));
     }
 }
 

@@ -46,7 +46,24 @@ both_shells! {
         if skip_unbuilt(shell) {
             return;
         }
-        kill_loop(shell, "CI-17", 10, 100..=100).await;
+        kill_loop(shell, "CI-17", 10, 100..=100, &[]).await;
+    }
+
+    /// `docs/spool.md` §7: the same loop with one record per ingestion batch and no delay, so
+    /// the kill lands while the ingester is applying the spool: nothing lost, nothing applied
+    /// twice, nothing pending, `daily_usage` equal to the rows' aggregate.
+    async fn kill9_during_ingestion_loses_and_doubles_nothing(shell: Shell) {
+        if skip_unbuilt(shell) {
+            return;
+        }
+        kill_loop(
+            shell,
+            "SPOOL-KILL",
+            4,
+            60..=60,
+            &[("SPOOL_INGEST_BATCH", "1"), ("SPOOL_INGEST_MAX_DELAY_MS", "1")],
+        )
+        .await;
     }
 
     /// SK-2: the same loop for `ACP_KILL_ITERATIONS` (default 1 000) iterations with 50 to
@@ -60,7 +77,7 @@ both_shells! {
             .ok()
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(1_000);
-        kill_loop(shell, "SK-2", iterations, 50..=200).await;
+        kill_loop(shell, "SK-2", iterations, 50..=200, &[]).await;
     }
 }
 
@@ -99,12 +116,20 @@ struct Totals {
     slowest_recovery: Duration,
 }
 
-async fn kill_loop(shell: Shell, id: &str, iterations: usize, in_flight: RangeInclusive<usize>) {
+async fn kill_loop(
+    shell: Shell,
+    id: &str,
+    iterations: usize,
+    in_flight: RangeInclusive<usize>,
+    env: &[(&str, &str)],
+) {
     let seed = seed(&format!("{id} {shell}"));
     let mut rng = fastrand::Rng::with_seed(seed);
     let upstream = FakeUpstream::start();
     let url = upstream.url();
-    let proxy = ProxyProcess::start(shell, &[("CLI_PROXY_API_URL", url.as_str())]);
+    let mut vars = vec![("CLI_PROXY_API_URL", url.as_str())];
+    vars.extend_from_slice(env);
+    let proxy = ProxyProcess::start(shell, &vars);
     let addr = proxy.addr();
     tokio::task::spawn_blocking(move || wait_prices_loaded(addr, &[]))
         .await
@@ -228,6 +253,7 @@ fn check_iteration(
 ) -> Vec<String> {
     let mut problems =
         check_rows_against_ledger_from(&proxy.open_db_readonly(), ledger, ledger_start);
+    problems.extend(db::aggregate_mismatches(&proxy.db_path()));
     let prefix = plans
         .first()
         .map(|p| {

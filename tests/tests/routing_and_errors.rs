@@ -70,7 +70,7 @@ fn forbidden(code: &str) -> Value {
 }
 
 fn row_count(proxy: &ProxyProcess) -> i64 {
-    db::scalar(&proxy.db_path(), "SELECT COUNT(*) FROM request_logs", &[])
+    db::settled_scalar(&proxy.db_path(), "SELECT COUNT(*) FROM request_logs")
 }
 
 both_shells! {

@@ -22,8 +22,18 @@ pub fn answer(d: &Daemon, head: &RequestHead, body: &[u8], peer: std::net::IpAdd
         Ok(r) => r,
         Err(reply) => return reply,
     };
+    // Read-your-writes (`docs/spool.md` S6): every record spooled before this request is in
+    // the database before it is read.
+    let flushed = d.flush_spool();
     match run(d, req) {
-        Ok(reply) => reply,
+        Ok(mut reply) => {
+            if let Some(lag) = flushed.lag_ms {
+                reply
+                    .headers
+                    .insert("x-acp-ingest-lag-ms", http::HeaderValue::from(lag));
+            }
+            reply
+        }
         Err(e) => {
             d.logger.event(
                 Level::Error,

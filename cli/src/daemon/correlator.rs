@@ -6,24 +6,32 @@
 //! admin handler can hold the shell's implementation behind an `Arc` (see
 //! [`super::quota::QuotaService::install_http`]). No runtime type appears here.
 //!
-//! Management calls time out after the correlation interval, clamped to 1 000..10 000 ms
-//! (the spec gives no figure; a tick should end before the next one is due).
+//! A management call's time limit is the core's [`management_timeout_ms`] (60 s, or
+//! `UPSTREAM_TIMEOUT_MS` when longer), never the loop interval: the queue pops its records
+//! when it answers, so an answer cut off early is lost for good. Ticks are single-flight:
+//! the shell's loop starts the next one only after the previous ended, and [`CorrelatorLoop`]
+//! refuses to run two at once whoever calls it. Records the queue returned are held by the
+//! core until the writer confirms them (`correlate::carry`); what is still held when the loop
+//! ends is logged as counts.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use agent_cli_proxy_core::breaker::OutcomeClass;
 use agent_cli_proxy_core::config::Config;
 use agent_cli_proxy_core::correlate::{
-    BREAKER_ID, CANDIDATE_LIMIT, Candidate, Correlator, FetchResponse, FetchStep, MatchConfig,
+    Assignment, BREAKER_ID, CANDIDATE_LIMIT, Candidate, Correlator, FetchResponse, FetchStep,
+    MatchConfig, management_timeout_ms,
 };
 use agent_cli_proxy_core::exchange::Level;
 use agent_cli_proxy_storage::{Correlation, Op, Reply as StoreReply};
 use serde_json::json;
 
 use super::Daemon;
+use super::log::Logger;
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -112,25 +120,92 @@ pub struct TickSummary {
     pub unused_records: u64,
     /// Records skipped as applied in an earlier tick.
     pub skipped_applied: u64,
+    /// Rows written from pairings an earlier tick could not confirm.
+    pub retried: u64,
+    /// True when another tick was still running and this one did nothing.
+    pub skipped_in_flight: bool,
 }
 
 /// The correlator's state across ticks.
 pub struct CorrelatorLoop {
     state: Mutex<Correlator>,
     timeout: Duration,
+    running: AtomicBool,
+    logger: Logger,
+}
+
+/// Holds the single-flight flag for one tick; released when the tick ends or its future is
+/// dropped.
+struct Flight<'a>(&'a AtomicBool);
+
+impl<'a> Flight<'a> {
+    fn enter(flag: &'a AtomicBool) -> Option<Flight<'a>> {
+        flag.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| Flight(flag))
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl Drop for CorrelatorLoop {
+    // The loop's task owns the only handle, so this runs when the loop ends — at shutdown,
+    // when it is disabled, and also when a tick stuck past the stop deadline is cancelled,
+    // which no code after the loop would see.
+    fn drop(&mut self) {
+        if let Some(rec) = self.state().shutdown_log() {
+            self.logger.record(&rec);
+        }
+    }
 }
 
 impl CorrelatorLoop {
-    /// A correlator for `config` (`CLI_PROXY_API_URL`, `CLIPROXY_CORRELATION_*`).
-    pub fn new(config: &Config) -> CorrelatorLoop {
+    /// A correlator for `config` (`CLI_PROXY_API_URL`, `CLIPROXY_CORRELATION_*`,
+    /// `UPSTREAM_TIMEOUT_MS`); `logger` receives the count of records left unapplied when it
+    /// is dropped.
+    pub fn new(config: &Config, logger: Logger) -> CorrelatorLoop {
         let match_config = MatchConfig {
             window_ms: config.correlation_window_ms,
             lookback_ms: config.correlation_lookback_ms,
         };
         CorrelatorLoop {
             state: Mutex::new(Correlator::new(&config.cli_proxy_api_url, match_config)),
-            timeout: Duration::from_millis(config.correlation_interval_ms.clamp(1_000, 10_000)),
+            timeout: Duration::from_millis(management_timeout_ms(config.upstream_timeout_ms)),
+            running: AtomicBool::new(false),
+            logger,
         }
+    }
+
+    /// The time limit of one management call.
+    pub fn call_timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Records held and not applied yet.
+    pub fn unapplied(&self) -> agent_cli_proxy_core::correlate::Unapplied {
+        self.state().unapplied()
+    }
+
+    /// Writes one pairing (§8.4) and confirms it to the core once the writer answered:
+    /// `Ok(true)` when the row changed, `Ok(false)` when it already had an account.
+    async fn apply(&self, d: &Daemon, a: &Assignment, now: &str) -> Result<bool, String> {
+        let op = Op::Correlate(Correlation {
+            id: a.row_id,
+            source: a.source.clone(),
+            auth_index: a.auth_index.clone(),
+            now: now.to_owned(),
+        });
+        let changed = match d.writer.send(op).await {
+            Ok(StoreReply::Changed(changed)) => changed,
+            Ok(_) => false,
+            Err(e) => return Err(format!("correlation write failed: {e}")),
+        };
+        self.state().confirm(a);
+        Ok(changed)
     }
 
     /// True once both endpoints answered 404 (no more HTTP calls).
@@ -141,6 +216,33 @@ impl CorrelatorLoop {
     /// One tick (`control.md` §8.3). `Err` when the fetch failed or a write failed.
     pub async fn tick(&self, d: &Daemon, io: &dyn HttpGet) -> Result<TickSummary, String> {
         let mut summary = TickSummary::default();
+        let Some(_flight) = Flight::enter(&self.running) else {
+            summary.skipped_in_flight = true;
+            return Ok(summary);
+        };
+        // Pairings an earlier tick could not confirm go first; while the database refuses
+        // them there is no point popping more records.
+        let (retries, logs) = self.state().begin_tick(d.wall());
+        for rec in &logs {
+            d.logger.record(rec);
+        }
+        if !retries.is_empty() {
+            let now = d.wall().to_iso();
+            for a in &retries {
+                if self.apply(d, a, &now).await? {
+                    summary.retried += 1;
+                }
+            }
+            d.logger.event(
+                Level::Info,
+                "correlator.retried",
+                "correlations held from an earlier tick were written",
+                vec![
+                    ("written", json!(retries.len())),
+                    ("matched", json!(summary.retried)),
+                ],
+            );
+        }
         let since = self.state().candidates_since(d.wall());
         let readers = d.readers.clone();
         let rows = blocking(io, move || {
@@ -185,6 +287,7 @@ impl CorrelatorLoop {
             }
             match step {
                 FetchStep::Records(r) => break r,
+                FetchStep::Held(_) => break Vec::new(),
                 FetchStep::Next(next, next_url) => (endpoint, url) = (next, next_url),
                 FetchStep::Nothing => return Ok(summary),
                 FetchStep::Failed(message) => return Err(message),
@@ -194,21 +297,20 @@ impl CorrelatorLoop {
         let now = d.wall().to_iso();
         let mut write_error = None;
         for a in &outcome.assignments {
-            let op = Op::Correlate(Correlation {
-                id: a.row_id,
-                source: a.source.clone(),
-                auth_index: a.auth_index.clone(),
-                now: now.clone(),
-            });
-            match d.writer.send(op).await {
-                Ok(StoreReply::Changed(true)) => summary.matched += 1,
-                Ok(_) => {}
-                Err(e) => write_error = Some(e.to_string()),
+            match self.apply(d, a, &now).await {
+                Ok(true) => summary.matched += 1,
+                Ok(false) => {}
+                // The rest stay unconfirmed in the core and are written by the next tick.
+                Err(e) => {
+                    write_error = Some(e);
+                    break;
+                }
             }
         }
         summary.unmatched_rows = outcome.total - summary.matched;
         summary.unused_records = outcome.unused_records;
         summary.skipped_applied = outcome.skipped_applied;
+        let held = self.state().unapplied().unmatched;
         let logs = self
             .state()
             .handle_applied(summary.matched, outcome.total, d.now());
@@ -227,10 +329,12 @@ impl CorrelatorLoop {
                 ("unused_records", json!(summary.unused_records)),
                 ("skipped_applied", json!(summary.skipped_applied)),
                 ("dropped_records", json!(outcome.dropped)),
+                ("retried", json!(summary.retried)),
+                ("held_records", json!(held)),
             ],
         );
         match write_error {
-            Some(e) => Err(format!("correlation write failed: {e}")),
+            Some(e) => Err(e),
             None => Ok(summary),
         }
     }
@@ -239,3 +343,6 @@ impl CorrelatorLoop {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -160,7 +160,10 @@ pub fn enabled_loops(
         loops.push((
             LoopKind::Correlator,
             cfg.correlation_interval_ms,
-            Tick::Correlator(Arc::new(super::correlator::CorrelatorLoop::new(cfg))),
+            Tick::Correlator(Arc::new(super::correlator::CorrelatorLoop::new(
+                cfg,
+                d.logger.clone(),
+            ))),
         ));
     }
     match super::quota::enablement(cfg) {

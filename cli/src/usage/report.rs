@@ -6,7 +6,10 @@
 //!   last activity. Periods run oldest first.
 //! * A line whose rows include a `pending` cost shows `*` after its cost; the footnote gives
 //!   the number of such rows.
-//! * Keys longer than their column are cut with `~` in the table (never in JSON).
+//! * No key is ever cut: the key column holds 16 characters, enough for every tool name of
+//!   the rule table (`datapath.md` §6.2); a longer key (a `client_id`, a model, a session id)
+//!   gets a line of its own and its numbers go on the next line, so the table stays within 80
+//!   columns and names stay whole.
 //! * A session's `tool` is the tool of its first row.
 
 use std::collections::BTreeMap;
@@ -272,8 +275,9 @@ fn by_name(b: GroupBy) -> &'static str {
     }
 }
 
-/// Column widths; with one space between columns the table is exactly 80 wide.
-const WIDTHS: [usize; 9] = [10, 10, 6, 7, 7, 7, 7, 7, 11];
+/// Column widths; with one space between columns the table is exactly 80 wide. Counts are
+/// at most 5 characters ([`compact`]) and the token titles 6, which leaves 16 for the key.
+const WIDTHS: [usize; 9] = [10, 16, 5, 6, 6, 6, 6, 6, 11];
 
 /// The terminal table: header, lines, a total per period with more than one key, a grand
 /// total, and the pending-cost footnote.
@@ -345,7 +349,7 @@ fn cells(period: &str, key: &str, s: &Sums) -> [String; 9] {
     }
     [
         period.to_owned(),
-        cut(key, WIDTHS[1]),
+        key.to_owned(),
         compact(s.requests),
         compact(s.input),
         compact(s.output),
@@ -356,7 +360,14 @@ fn cells(period: &str, key: &str, s: &Sums) -> [String; 9] {
     ]
 }
 
-fn push_row(out: &mut String, cells: [String; 9]) {
+fn push_row(out: &mut String, mut cells: [String; 9]) {
+    if cells[1].chars().count() > WIDTHS[1] {
+        let period = std::mem::take(&mut cells[0]);
+        let key = std::mem::take(&mut cells[1]);
+        let width = WIDTHS[0];
+        out.push_str(format!("{period:<width$} {key}").trim_end());
+        out.push('\n');
+    }
     let mut line = String::new();
     for (i, (cell, width)) in cells.iter().zip(WIDTHS).enumerate() {
         if i > 0 {
@@ -370,15 +381,6 @@ fn push_row(out: &mut String, cells: [String; 9]) {
     }
     out.push_str(line.trim_end());
     out.push('\n');
-}
-
-fn cut(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_owned();
-    }
-    let mut s: String = text.chars().take(width - 1).collect();
-    s.push('~');
-    s
 }
 
 /// `950`, `12.3k`, `4.56M`, `1.20B`: three significant digits above 999; `T`, `P` and `E`

@@ -1,6 +1,7 @@
 //! [`Config::from_env`]: every variable of `control.md` §5.3 in table order, then the
 //! warnings of §5.5.
 
+use crate::config::{SpoolFsync, SpoolSettings};
 use crate::pricing::overrides::{Aliases, Overrides, parse_aliases_json, parse_overrides_json};
 use std::collections::BTreeMap;
 
@@ -144,6 +145,7 @@ pub(super) fn from_env(
         "DASHBOARD_SESSION_TTL_MS",
         crate::dashboard::session::DEFAULT_TTL_MS,
     );
+    let spool = read_spool(&mut r, &db_path);
     let deploy_dir = r.text("AGENT_CLI_PROXY_DEPLOY_DIR").map(str::to_owned);
     let runtime_dir = r.text("AGENT_CLI_PROXY_RUNTIME_DIR").map(str::to_owned);
     let init_env_file = r.text("AGENT_CLI_PROXY_ENV").map(str::to_owned);
@@ -198,6 +200,7 @@ pub(super) fn from_env(
         proxy_local_ok,
         cli_proxy_api_key,
         db_path,
+        spool,
         pricing_cache_path,
         pricing_url,
         stream_usage_inject,
@@ -397,5 +400,35 @@ fn warn_path(name: &str, path: &str, roots: &[Option<&str>], warnings: &mut Vec<
             name,
             format!("should be outside deploy/runtime directory {root} to survive releases"),
         ));
+    }
+}
+
+/// `SPOOL_*` (`docs/spool.md` §6).
+fn read_spool(r: &mut Reader<'_>, db_path: &str) -> SpoolSettings {
+    let dir = match r.text("SPOOL_DIR") {
+        Some(d) => Some(d.to_owned()),
+        None if db_path == ":memory:" => None,
+        None => Some(format!("{db_path}.spool")),
+    };
+    let fsync = match r
+        .text("SPOOL_FSYNC")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("off") => SpoolFsync::Off,
+        Some("batch") => SpoolFsync::Batch,
+        Some("always") => SpoolFsync::Always,
+        Some(_) => {
+            r.issue("SPOOL_FSYNC", "must be off, batch or always");
+            SpoolFsync::Off
+        }
+    };
+    SpoolSettings {
+        dir,
+        fsync,
+        ingest_max_delay_ms: r.int_range("SPOOL_INGEST_MAX_DELAY_MS", 50, 1, 10_000),
+        ingest_batch: r.int_range("SPOOL_INGEST_BATCH", 4_096, 1, 65_536) as u32,
+        segment_bytes: r.int_range("SPOOL_SEGMENT_BYTES", 67_108_864, 1_048_576, u64::MAX >> 1),
+        max_bytes: r.int_range("SPOOL_MAX_BYTES", 1_073_741_824, 16_777_216, u64::MAX >> 1),
     }
 }

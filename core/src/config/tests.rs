@@ -606,3 +606,41 @@ fn dashboard_variables() {
     assert!(bad[0].starts_with("DASHBOARD_PASSWORD_HASH must be an Argon2id PHC string"));
     assert!(!bad[0].contains("hunter2"));
 }
+
+#[test]
+fn spool_settings_default_next_to_the_database_and_are_validated() {
+    let c = ok(&[("DB_PATH", "/srv/acp/proxy.db")]);
+    assert_eq!(c.spool.dir.as_deref(), Some("/srv/acp/proxy.db.spool"));
+    assert_eq!(c.spool.fsync, crate::config::SpoolFsync::Off);
+    assert_eq!(
+        (c.spool.ingest_max_delay_ms, c.spool.ingest_batch),
+        (50, 4_096)
+    );
+    assert_eq!(
+        (c.spool.segment_bytes, c.spool.max_bytes),
+        (67_108_864, 1_073_741_824)
+    );
+    let m = ok(&[("DB_PATH", ":memory:")]);
+    assert_eq!(m.spool.dir, None);
+    let set = ok(&[
+        ("SPOOL_DIR", "/var/spool/acp"),
+        ("SPOOL_FSYNC", "always"),
+        ("SPOOL_INGEST_BATCH", "1"),
+    ]);
+    assert_eq!(set.spool.dir.as_deref(), Some("/var/spool/acp"));
+    assert_eq!(set.spool.fsync, crate::config::SpoolFsync::Always);
+    assert_eq!(set.spool.ingest_batch, 1);
+    for (name, bad) in [
+        ("SPOOL_FSYNC", "sometimes"),
+        ("SPOOL_INGEST_BATCH", "0"),
+        ("SPOOL_INGEST_MAX_DELAY_MS", "10001"),
+        ("SPOOL_SEGMENT_BYTES", "1000"),
+        ("SPOOL_MAX_BYTES", "1048576"),
+    ] {
+        let found = issues(&[(name, bad)]);
+        assert!(
+            found.iter().any(|i| i.starts_with(name)),
+            "{name}={bad}: {found:?}"
+        );
+    }
+}

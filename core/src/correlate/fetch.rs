@@ -63,6 +63,9 @@ pub enum FetchResponse {
 pub enum FetchStep {
     /// Match these records.
     Records(Vec<UpstreamDetail>),
+    /// The queue answered with this many records, now held by the correlator
+    /// ([`super::Correlator::handle_fetch`]): match them.
+    Held(u64),
     /// Call this endpoint (at this URL) in the same tick.
     Next(Endpoint, String),
     /// Nothing usable this tick and nothing went wrong (both endpoints unsupported).

@@ -118,22 +118,39 @@ pub fn match_candidates(
     config: MatchConfig,
     applied: &AppliedMemory,
 ) -> MatchOutcome {
+    match_records(candidates, details, now, config, applied).0
+}
+
+/// [`match_candidates`], also returning the usable records no row took, each with its
+/// index in `details`, so the caller can keep the ones it must not lose.
+pub(super) fn match_records(
+    candidates: &[Candidate],
+    details: Vec<UpstreamDetail>,
+    now: UnixMillis,
+    config: MatchConfig,
+    applied: &AppliedMemory,
+) -> (MatchOutcome, Vec<(usize, UpstreamDetail)>) {
     let mut out = MatchOutcome {
         total: candidates.len() as u64,
         ..MatchOutcome::default()
     };
     let oldest = now.0.saturating_sub(config.lookback_ms);
     let mut pool: Vec<Option<(i64, UpstreamDetail)>> = Vec::new();
+    let mut origin: Vec<usize> = Vec::new();
     let fetched = details.len();
-    for d in details {
+    for (index, d) in details.into_iter().enumerate() {
         match parse_timestamp(&d.timestamp) {
-            Some(t) if t.0 >= oldest => pool.push(Some((ms(t), d))),
+            Some(t) if t.0 >= oldest => {
+                pool.push(Some((ms(t), d)));
+                origin.push(index);
+            }
             _ => out.dropped += 1,
         }
     }
     if pool.len() > MAX_DETAILS {
         let extra = pool.len() - MAX_DETAILS;
         pool.drain(..extra);
+        origin.drain(..extra);
         out.dropped += extra as u64;
     }
     for slot in &mut pool {
@@ -185,8 +202,13 @@ pub fn match_candidates(
             score_tenths,
         });
     }
-    out.unused_records = pool.iter().filter(|s| s.is_some()).count() as u64;
-    out
+    let unused: Vec<(usize, UpstreamDetail)> = origin
+        .into_iter()
+        .zip(pool)
+        .filter_map(|(index, slot)| slot.map(|(_, d)| (index, d)))
+        .collect();
+    out.unused_records = unused.len() as u64;
+    (out, unused)
 }
 
 fn ms(t: UnixMillis) -> i64 {

@@ -197,7 +197,7 @@ fn queue_errors_fall_back_in_the_same_tick_but_keep_the_queue() {
 }
 
 #[test]
-fn queue_records_are_returned_as_is() {
+fn queue_records_are_held_by_the_correlator_as_soon_as_they_arrive() {
     let mut c = Correlator::new("http://h", CFG);
     let (step, logs) = c.handle_fetch(
         Endpoint::Queue,
@@ -207,10 +207,8 @@ fn queue_records_are_returned_as_is() {
         ),
     );
     assert!(logs.is_empty());
-    let FetchStep::Records(r) = step else {
-        panic!("records expected")
-    };
-    assert_eq!(r[0].source, "a");
+    assert_eq!(step, FetchStep::Held(1));
+    assert_eq!(c.carry.take_unassigned()[0].source, "a");
 }
 
 #[test]
@@ -524,5 +522,269 @@ proptest! {
                 written.insert(a.row_id, a.key);
             }
         }
+    }
+}
+
+fn queue_answer(records: &[UpstreamDetail]) -> FetchResponse {
+    let items: Vec<serde_json::Value> = records
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "timestamp": d.timestamp, "latency_ms": d.latency_ms, "source": d.source,
+                "auth_index": d.auth_index, "model": d.model, "failed": d.failed,
+                "tokens": {"total_tokens": d.tokens.total_tokens}
+            })
+        })
+        .collect();
+    http(200, &serde_json::Value::Array(items).to_string())
+}
+
+#[test]
+fn a_queue_record_no_row_takes_yet_is_offered_again_next_tick() {
+    let t = NOW.0 - 20_000;
+    let mut c = Correlator::new("http://h", CFG);
+    let (step, _) = c.handle_fetch(Endpoint::Queue, queue_answer(&[rec("a", "m", t, 10, 0)]));
+    assert_eq!(step, FetchStep::Held(1));
+    // The router answered before the proxy wrote the row: only an unrelated row exists.
+    let out = c.match_tick(&[cand(1, "other-model", t, 10, None)], Vec::new(), NOW);
+    assert!(out.assignments.is_empty());
+    assert_eq!(
+        c.unapplied(),
+        Unapplied {
+            unmatched: 1,
+            unconfirmed: 0
+        }
+    );
+    // Next tick the row exists; the queue has nothing new.
+    let later = UnixMillis(NOW.0 + 15_000);
+    let (retries, logs) = c.begin_tick(later);
+    assert!(retries.is_empty() && logs.is_empty());
+    let (step, _) = c.handle_fetch(Endpoint::Queue, http(200, "[]"));
+    assert_eq!(step, FetchStep::Held(0));
+    let out = c.match_tick(&[cand(2, "m", t + 5, 10, None)], Vec::new(), later);
+    assert_eq!(pairs(&out), vec![(2, "a".into())]);
+    assert_eq!(
+        c.unapplied(),
+        Unapplied {
+            unmatched: 0,
+            unconfirmed: 1
+        }
+    );
+    assert!(c.confirm(&out.assignments[0]));
+    assert_eq!(c.unapplied().total(), 0);
+    assert!(c.shutdown_log().is_none());
+}
+
+#[test]
+fn legacy_records_are_not_held_and_never_double_a_held_record() {
+    let t = NOW.0 - 20_000;
+    let mut c = Correlator::new("http://h", CFG);
+    let same = rec("a", "m", t, 10, 0);
+    c.handle_fetch(Endpoint::Queue, queue_answer(std::slice::from_ref(&same)));
+    c.match_tick(&[], Vec::new(), NOW);
+    // The queue fails, the legacy snapshot holds the same record plus another: two rows
+    // that both fit it must not both get it.
+    let rows = [cand(1, "m", t, 10, None), cand(2, "m", t, 10, None)];
+    let out = c.match_tick(&rows, vec![same, rec("b", "n", t, 10, 0)], NOW);
+    assert_eq!(pairs(&out), vec![(1, "a".into())]);
+    assert_eq!(out.unused_records, 1, "b matched no row");
+    // b came from the snapshot (the router keeps it): not held.
+    assert_eq!(
+        c.unapplied(),
+        Unapplied {
+            unmatched: 0,
+            unconfirmed: 1
+        }
+    );
+}
+
+#[test]
+fn an_unconfirmed_pairing_is_written_again_and_never_given_to_another_row() {
+    let t = NOW.0 - 20_000;
+    let mut c = Correlator::new("http://h", CFG);
+    c.handle_fetch(Endpoint::Queue, queue_answer(&[rec("a", "m", t, 10, 0)]));
+    let out = c.match_tick(&[cand(1, "m", t, 10, None)], Vec::new(), NOW);
+    let first = out.assignments[0].clone();
+    // The write failed: the next tick writes the same pairing again, and the record is not
+    // matched to the other row that fits it just as well.
+    let later = UnixMillis(NOW.0 + 15_000);
+    let (retries, _) = c.begin_tick(later);
+    assert_eq!(retries, vec![first.clone()]);
+    let out = c.match_tick(&[cand(2, "m", t, 10, None)], Vec::new(), later);
+    assert!(out.assignments.is_empty());
+    // Still failing ticks later; then the writer answers.
+    let (retries, _) = c.begin_tick(UnixMillis(NOW.0 + 60_000));
+    assert_eq!(retries.len(), 1);
+    let log = c.shutdown_log().expect("held records are reported");
+    assert_eq!(log.event, "correlator.unapplied_at_shutdown");
+    assert_eq!(
+        log.fields,
+        vec![
+            ("unmatched", serde_json::json!(0)),
+            ("unconfirmed", serde_json::json!(1))
+        ]
+    );
+    assert!(c.confirm(&first));
+    assert!(!c.confirm(&first), "confirmed once");
+    let (retries, _) = c.begin_tick(UnixMillis(NOW.0 + 75_000));
+    assert!(retries.is_empty());
+}
+
+#[test]
+fn held_records_and_pairings_are_given_up_after_the_lookback_with_a_count() {
+    let t = NOW.0 - 20_000;
+    let mut c = Correlator::new("http://h", CFG);
+    c.handle_fetch(
+        Endpoint::Queue,
+        queue_answer(&[rec("a", "m", t, 10, 0), rec("b", "n", t, 10, 0)]),
+    );
+    c.match_tick(&[cand(1, "m", t, 10, None)], Vec::new(), NOW);
+    assert_eq!(
+        c.unapplied(),
+        Unapplied {
+            unmatched: 1,
+            unconfirmed: 1
+        }
+    );
+    // Just before: both kept.
+    let (retries, logs) = c.begin_tick(UnixMillis(t + CFG.lookback_ms));
+    assert_eq!((retries.len(), logs.len()), (1, 0));
+    let (retries, logs) = c.begin_tick(UnixMillis(NOW.0 + CFG.lookback_ms));
+    assert!(retries.is_empty());
+    let events: Vec<_> = logs
+        .iter()
+        .map(|l| (l.level, l.event, l.fields.clone()))
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            (
+                Level::Debug,
+                "correlator.records_expired",
+                vec![("count", serde_json::json!(1))]
+            ),
+            (
+                Level::Warn,
+                "correlator.unapplied_expired",
+                vec![("count", serde_json::json!(1))]
+            ),
+        ]
+    );
+    assert_eq!(c.unapplied().total(), 0);
+}
+
+#[test]
+fn holding_more_than_the_cap_lets_the_oldest_go_with_a_warning() {
+    let t = NOW.0 - 20_000;
+    let mut c = Correlator::new("http://h", CFG);
+    let first: Vec<_> = (0..MAX_DETAILS)
+        .map(|i| rec(&format!("s{i}"), "m", t, 0, 0))
+        .collect();
+    let (_, logs) = c.handle_fetch(Endpoint::Queue, queue_answer(&first));
+    assert!(logs.is_empty());
+    let (step, logs) = c.handle_fetch(Endpoint::Queue, queue_answer(&[rec("new", "m", t, 0, 0)]));
+    assert_eq!(step, FetchStep::Held(1));
+    assert_eq!(logs[0].event, "correlator.records_let_go");
+    assert_eq!(logs[0].fields[0], ("count", serde_json::json!(1)));
+    let held = c.carry.take_unassigned();
+    assert_eq!((held.len(), held[0].source.as_str()), (MAX_DETAILS, "s1"));
+}
+
+#[test]
+fn a_management_call_limit_never_comes_from_the_loop_interval() {
+    assert_eq!(
+        management_timeout_ms(0),
+        60_000,
+        "UPSTREAM_TIMEOUT_MS unset"
+    );
+    assert_eq!(
+        management_timeout_ms(5_000),
+        60_000,
+        "shorter: the floor wins"
+    );
+    assert_eq!(management_timeout_ms(120_000), 120_000, "longer: it wins");
+}
+
+/// How a simulated write ends: committed and answered, refused, or committed with the
+/// answer lost (the tick stopped before the reply).
+#[derive(Debug, Clone, Copy)]
+enum Write {
+    Ok,
+    Refused,
+    LostReply,
+}
+
+fn arb_writes() -> impl Strategy<Value = Vec<Write>> {
+    prop::collection::vec(
+        prop_oneof![
+            Just(Write::Ok),
+            Just(Write::Refused),
+            Just(Write::LostReply)
+        ],
+        0..40,
+    )
+}
+
+proptest! {
+    #[test]
+    fn popped_records_are_applied_at_most_once_and_never_lost_despite_failed_writes(
+        ticks in prop::collection::vec((arb_rows(), arb_details(), arb_writes()), 1..6)
+    ) {
+        let mut c = Correlator::new("http://h", CFG);
+        // The storage model of §8.4: a row keeps the first account written.
+        let mut written: BTreeMap<i64, DetailKey> = BTreeMap::new();
+        let mut all_rows: Vec<Candidate> = Vec::new();
+        let mut popped: BTreeSet<DetailKey> = BTreeSet::new();
+        let write = |written: &mut BTreeMap<i64, DetailKey>, a: &Assignment, how: Write| {
+            if !matches!(how, Write::Refused) {
+                written.entry(a.row_id).or_insert_with(|| a.key.clone());
+            }
+            matches!(how, Write::Ok)
+        };
+        for (tick, (rows, details, writes)) in ticks.iter().enumerate() {
+            let now = UnixMillis(NOW.0 + tick as u64 * 15_000);
+            let mut outcomes = writes.iter().copied().chain(std::iter::repeat(Write::Ok));
+            let (retries, _) = c.begin_tick(now);
+            for a in &retries {
+                if write(&mut written, a, outcomes.next().unwrap_or(Write::Ok)) {
+                    c.confirm(a);
+                }
+            }
+            let (mut cands, recs) = build(rows, details, now.0 as i64 - 60_000, tick);
+            for cnd in &mut cands {
+                cnd.id += tick as i64 * 1000;
+            }
+            all_rows.extend(cands);
+            popped.extend(recs.iter().filter(|d| !d.failed).map(DetailKey::of));
+            c.handle_fetch(Endpoint::Queue, queue_answer(&recs));
+            let mut open: Vec<Candidate> = all_rows
+                .iter()
+                .filter(|r| !written.contains_key(&r.id))
+                .cloned()
+                .collect();
+            open.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+            let out = c.match_tick(&open, Vec::new(), now);
+            for a in &out.assignments {
+                if write(&mut written, a, outcomes.next().unwrap_or(Write::Ok)) {
+                    c.confirm(a);
+                }
+            }
+        }
+        // The database is healthy again: one more tick writes what is left.
+        let end = UnixMillis(NOW.0 + ticks.len() as u64 * 15_000);
+        let (retries, _) = c.begin_tick(end);
+        for a in &retries {
+            write(&mut written, a, Write::Ok);
+            c.confirm(a);
+        }
+        // Never one record on two rows, and every row holds the record paired with it.
+        let applied: BTreeSet<DetailKey> = written.values().cloned().collect();
+        prop_assert_eq!(applied.len(), written.len());
+        // Every popped record is applied or still held, none in both.
+        let held: BTreeSet<DetailKey> = c.carry.take_unassigned().iter().map(DetailKey::of).collect();
+        prop_assert_eq!(c.unapplied().unconfirmed, 0);
+        prop_assert!(applied.is_disjoint(&held));
+        let kept: BTreeSet<DetailKey> = applied.union(&held).cloned().collect();
+        prop_assert_eq!(kept, popped);
     }
 }

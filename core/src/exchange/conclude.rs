@@ -179,13 +179,12 @@ impl Exchange {
         self.events.push_back(ExchangeEvent::Metric(m));
     }
 
-    pub(super) fn prelog_fields(&self, row_id: i64) -> Vec<(&'static str, Value)> {
+    pub(super) fn prelog_fields(&self) -> Vec<(&'static str, Value)> {
         let Some(p) = &self.prelog else {
             return Vec::new();
         };
         vec![
             ("request_id", json!(self.request_id)),
-            ("row_id", json!(row_id)),
             ("provider", json!(p.provider)),
             ("model", json!(p.model)),
             ("path", json!(p.path)),
@@ -283,7 +282,6 @@ impl Exchange {
             "request finalized",
             vec![
                 ("request_id", json!(self.request_id)),
-                ("row_id", json!(row.row_id)),
                 ("lifecycle_status", json!(row.lifecycle_status)),
                 ("status", json!(row.status)),
                 ("path", json!(self.path)),

@@ -24,7 +24,7 @@ impl Exchange {
         match res {
             Ok(row_id) => {
                 self.row = RowState::Pending(row_id);
-                let fields = self.prelog_fields(row_id);
+                let fields = self.prelog_fields();
                 self.log(
                     Level::Info,
                     "lifecycle.pre_logged",
@@ -215,7 +215,6 @@ impl Exchange {
                     "finalize failed; applying the fallback update",
                     vec![
                         ("request_id", json!(self.request_id)),
-                        ("row_id", json!(row_id)),
                         ("err", json!(failure.message)),
                     ],
                 );
@@ -236,7 +235,6 @@ impl Exchange {
                     "finalize and its fallback failed; boot recovery will settle the row",
                     vec![
                         ("request_id", json!(self.request_id)),
-                        ("row_id", json!(row_id)),
                         ("err", json!(failure.message)),
                     ],
                 );

@@ -32,6 +32,7 @@ const PATHS: &[&str] = &[
     "/ready",
     "/v1",
     "/",
+    "/v1/messages/count_tokens",
 ];
 const NAMES: &[&str] = &[
     "user-agent",
@@ -56,6 +57,9 @@ const NAMES: &[&str] = &[
     "x-forwarded-proto",
     "forwarded",
     "cf-visitor",
+    "x-claude-code-session-id",
+    "session-id",
+    "x-session-id",
 ];
 const PEERS: &[&str] = &[
     "127.0.0.1",

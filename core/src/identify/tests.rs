@@ -118,6 +118,27 @@ fn tool_rule_table_in_order_with_ties() {
             "codex",
         ),
         (&[("user-agent", "GeminiCLI/0.1.0 (linux)")], "gemini-cli"),
+        // Every Codex front end: the user-agent or the originator starts with `codex_`/`codex-`.
+        (
+            &[(
+                "user-agent",
+                "codex_exec/0.171.0 (Ubuntu 24.4.0; x86_64) xterm",
+            )],
+            "codex",
+        ),
+        (
+            &[("user-agent", "codex-tui/0.171.0 (Linux; x86_64)")],
+            "codex",
+        ),
+        (&[("user-agent", "Codex_VSCode/1.2")], "codex"),
+        (&[("originator", "codex_exec")], "codex"),
+        (&[("originator", " codex-tui ")], "codex"),
+        (&[("originator", "codex_vscode")], "codex"),
+        // A prefix, not a substring, and the separator is required.
+        (&[("user-agent", "my-codex_exec/1")], "unknown"),
+        (&[("user-agent", "codexfoo/1")], "unknown"),
+        (&[("originator", "mycodex_exec")], "unknown"),
+        (&[("originator", "codex")], "unknown"),
         // Substring needs the slash.
         (&[("user-agent", "claude-cli")], "unknown"),
         (&[("x-initiator", "")], "unknown"),
@@ -177,6 +198,79 @@ fn instance_name_precedence() {
     assert_eq!(
         id(&[("user-agent", "GeminiCLI/1"), ("x-request-id", "zz")]),
         "gemini-cli"
+    );
+}
+
+#[test]
+fn each_tool_names_its_instances_from_its_own_session_header() {
+    let none = BTreeMap::new();
+    let id = |pairs: &[(&'static str, &str)]| identify(&headers(pairs), &none).client_id;
+    assert_eq!(
+        id(&[
+            ("user-agent", "claude-cli/2.1.337 (external, sdk-cli)"),
+            (
+                "x-claude-code-session-id",
+                "3f1c9a2e-5b7d-4c1e-9f00-aa11bb22cc33"
+            ),
+        ]),
+        "claude-code-3f1c9a2e"
+    );
+    assert_eq!(
+        id(&[
+            ("user-agent", "codex_exec/0.171.0 (Linux; x86_64)"),
+            ("originator", "codex_exec"),
+            ("session-id", "019a7e3c-1111-7222-8333-444455556666"),
+            ("thread-id", "ffffffff-0000"),
+        ]),
+        "codex-019a7e3c"
+    );
+    // OpenCode with the Anthropic or OpenAI provider: `x-session-id` only.
+    assert_eq!(
+        id(&[
+            ("user-agent", "opencode/1.18.33"),
+            ("x-session-id", "ses_5a1b2c3d4e5f"),
+        ]),
+        "opencode-ses_5a1b"
+    );
+    // Its own gateway's header wins when both are sent.
+    assert_eq!(
+        id(&[
+            ("user-agent", "opencode/1.18.33"),
+            ("x-session-id", "ses_other"),
+            ("x-opencode-session", "ses_first"),
+        ]),
+        "opencode-ses_firs"
+    );
+    // A blank first header falls through to the next one.
+    assert_eq!(
+        id(&[
+            ("user-agent", "opencode/1.18.33"),
+            ("x-opencode-session", "  "),
+            ("x-session-id", "ses_next0"),
+        ]),
+        "opencode-ses_next"
+    );
+    // Session headers belong to their tool: another tool's header names no instance.
+    assert_eq!(
+        id(&[("user-agent", "claude-cli/2"), ("session-id", "abc")]),
+        "claude-code"
+    );
+    assert_eq!(
+        id(&[("originator", "codex_exec"), ("x-session-id", "abc")]),
+        "codex"
+    );
+    assert_eq!(
+        id(&[
+            ("user-agent", "curl/8"),
+            ("x-claude-code-session-id", "abc")
+        ]),
+        "unknown"
+    );
+    // The whole session id, not its prefix, is what `meta_json.session_id` keeps.
+    let h = headers(&[("originator", "codex-tui"), ("session-id", " 0123456789 ")]);
+    assert_eq!(
+        session_id(&h, detect_tool(&h)).as_deref(),
+        Some("0123456789")
     );
 }
 

@@ -18,7 +18,7 @@ use crate::op::{AuditInfo, CostStatus, FinalizeRow, PreLogRow, RecostRow, Recost
 /// Rows handled per step of a bulk abort.
 const CHUNK: i64 = 500;
 
-pub(super) fn prelog(conn: &Connection, r: &PreLogRow) -> Result<i64, StorageError> {
+pub(crate) fn prelog(conn: &Connection, r: &PreLogRow) -> Result<i64, StorageError> {
     conn.prepare_cached(
         "INSERT INTO request_logs (request_id, provider, model, tool, client_id, agent,
            user_agent, source_ip, msg_id, path, streamed, proxy_api_key_id, source,
@@ -47,7 +47,7 @@ pub(super) fn prelog(conn: &Connection, r: &PreLogRow) -> Result<i64, StorageErr
     Ok(conn.last_insert_rowid())
 }
 
-pub(super) fn checkpoint(conn: &Connection, id: i64, t: &TokenColumns) -> Result<(), StorageError> {
+pub(crate) fn checkpoint(conn: &Connection, id: i64, t: &TokenColumns) -> Result<(), StorageError> {
     conn.prepare_cached(
         "UPDATE request_logs SET prompt_tokens = ?2, completion_tokens = ?3,
            cache_creation_tokens = ?4, cache_read_tokens = ?5, reasoning_tokens = ?6,
@@ -69,7 +69,7 @@ pub(super) fn checkpoint(conn: &Connection, id: i64, t: &TokenColumns) -> Result
 
 /// The first finalize wins: the update requires `lifecycle_status = 'pending'`; a later one
 /// changes nothing and answers `false`.
-pub(super) fn finalize(conn: &Connection, r: &FinalizeRow) -> Result<bool, StorageError> {
+pub(crate) fn finalize(conn: &Connection, r: &FinalizeRow) -> Result<bool, StorageError> {
     let Some(key) = pending_key(conn, r.id)? else {
         return Ok(false);
     };
@@ -121,7 +121,7 @@ pub(super) fn finalize(conn: &Connection, r: &FinalizeRow) -> Result<bool, Stora
 }
 
 /// Outcome O16; see the module docs for the bucket it adds.
-pub(super) fn fallback(
+pub(crate) fn fallback(
     conn: &Connection,
     id: i64,
     message: &str,

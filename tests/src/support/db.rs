@@ -52,6 +52,54 @@ pub fn scalar(db: &Path, sql: &str, params: &[&dyn ToSql]) -> i64 {
     }
 }
 
+/// The integer `sql` returns once it has held still for 300 ms: rows reach the database from
+/// the spool within `SPOOL_INGEST_MAX_DELAY_MS` (50 ms by default, `docs/spool.md` S7), so a
+/// count read at once could miss rows still on their way. Gives up after 10 s.
+pub fn settled_scalar(db: &Path, sql: &str) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = query(db, sql, &[]).ok().and_then(|r| first_int(&r));
+    let mut since = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(25));
+        let now = query(db, sql, &[]).ok().and_then(|r| first_int(&r));
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= Duration::from_millis(300) || Instant::now() >= deadline {
+            return last.unwrap_or_else(|| panic!("query {sql:?} returned no integer"));
+        }
+    }
+}
+
+fn first_int(rows: &[Value]) -> Option<i64> {
+    rows.first()
+        .and_then(Value::as_object)
+        .and_then(|o| o.values().next())
+        .and_then(Value::as_i64)
+}
+
+/// Where `daily_usage` differs from the aggregate of the finalized rows (`docs/accounting.md`
+/// §6.1), one line per bucket; empty when they agree.
+pub fn aggregate_mismatches(db: &Path) -> Vec<String> {
+    rows(
+        db,
+        "WITH agg AS (
+           SELECT substr(started_at, 1, 10) AS day, provider, model, COUNT(*) AS n,
+             SUM(total_tokens) AS t, SUM(cost_nanousd) AS cost
+           FROM request_logs WHERE lifecycle_status != 'pending' GROUP BY 1, 2, 3)
+         SELECT a.day, a.provider, a.model, a.n, d.request_count, a.t, d.total_tokens,
+                a.cost, d.cost_nanousd
+         FROM agg a LEFT JOIN daily_usage d
+           ON d.day = a.day AND d.provider = a.provider AND d.model = a.model
+         WHERE d.day IS NULL OR d.request_count != a.n OR d.total_tokens != a.t
+           OR d.cost_nanousd != a.cost",
+        &[],
+    )
+    .into_iter()
+    .map(|r| format!("daily_usage differs from the rows: {r}"))
+    .collect()
+}
+
 /// Every `request_logs` row whose `msg_id` is `msg_id`, oldest first.
 pub fn rows_by_msg_id(db: &Path, msg_id: &str) -> Vec<Value> {
     rows(

@@ -1,7 +1,11 @@
 //! [`FakeManagement`], a scriptable CLIProxyAPI management API: the destructive
 //! `/v0/management/usage-queue` and the cumulative legacy `/v0/management/usage`, each of
 //! which can answer normally, with a status, slowly or with malformed JSON. Requests without
-//! the expected management key get 401. Every request is recorded with its key headers.
+//! the expected management key get 401. Every request is recorded with its key headers, and
+//! the most management calls ever in flight at once is kept (single-flight checks).
+//!
+//! `POST /v1/messages` answers a small Anthropic message at once (usage 11 in / 7 out), so a
+//! test can send real proxied calls through the proxy to the same `CLI_PROXY_API_URL`.
 //!
 //! Plain threads and blocking sockets: one request per connection (`connection: close`),
 //! which is all a poller needs.
@@ -23,7 +27,8 @@ pub enum Mode {
     Status(u16),
     /// 200 with a body that is not JSON.
     Malformed,
-    /// Waits this long, then serves.
+    /// Takes the answer (the queue pops its records) at once, then waits this long before
+    /// sending it, as a busy router does.
     Slow(Duration),
 }
 
@@ -46,6 +51,8 @@ struct State {
     queue: Vec<Value>,
     legacy: Vec<Value>,
     calls: Vec<Call>,
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 /// The fake management API; stops when dropped.
@@ -76,6 +83,8 @@ impl FakeManagement {
             queue: Vec::new(),
             legacy: Vec::new(),
             calls: Vec::new(),
+            in_flight: 0,
+            max_in_flight: 0,
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let (s, st) = (Arc::clone(&state), Arc::clone(&stop));
@@ -119,6 +128,21 @@ impl FakeManagement {
     /// Adds records to the legacy snapshot (returned on every served call).
     pub fn push_legacy(&self, records: &[Value]) {
         self.lock().legacy.extend_from_slice(records);
+    }
+
+    /// Records waiting in the queue (not popped yet).
+    pub fn queue_len(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    /// Management calls being answered right now.
+    pub fn in_flight(&self) -> usize {
+        self.lock().in_flight
+    }
+
+    /// The most management calls ever answered at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.lock().max_in_flight
     }
 
     /// Every request so far.
@@ -172,6 +196,28 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) {
         }
     }
     let text = String::from_utf8_lossy(&buf).into_owned();
+    // Read the request body too: closing with unread bytes would reset the connection
+    // before the proxy reads the answer.
+    let head_len = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(0, |p| p + 4);
+    let content_length = text
+        .split("\r\n")
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body_read = buf.len() - head_len;
+    while body_read < content_length {
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => body_read += n,
+        }
+    }
     let mut lines = text.split("\r\n");
     let target = lines
         .next()
@@ -203,16 +249,23 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) {
         } else {
             None
         };
+        if mode.is_some() {
+            st.in_flight += 1;
+            st.max_in_flight = st.max_in_flight.max(st.in_flight);
+        }
         (mode, authorized)
     };
+    let management = mode.is_some();
     let (status, body) = match mode {
+        None if target == "/v1/messages" => (200, MESSAGE.to_vec()),
         None => (404, b"{\"error\":\"not found\"}".to_vec()),
         Some(_) if !authorized => (401, b"{\"error\":\"invalid management key\"}".to_vec()),
         Some(Mode::Status(code)) => (code, b"{\"error\":\"scripted\"}".to_vec()),
         Some(Mode::Malformed) => (200, b"{\"usage\": [not json".to_vec()),
         Some(Mode::Slow(d)) => {
+            let body = body_for(&target, state);
             std::thread::sleep(d);
-            (200, body_for(&target, state))
+            (200, body)
         }
         Some(Mode::Serve) => (200, body_for(&target, state)),
     };
@@ -222,7 +275,16 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) {
     );
     let _ = conn.write_all(head.as_bytes());
     let _ = conn.write_all(&body);
+    if management {
+        state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .in_flight -= 1;
+    }
 }
+
+/// The answer to `POST /v1/messages`.
+const MESSAGE: &[u8] = br#"{"id":"msg_fake","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":11,"output_tokens":7}}"#;
 
 fn body_for(target: &str, state: &Mutex<State>) -> Vec<u8> {
     let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);

@@ -409,6 +409,14 @@ impl ProxyProcess {
         }
     }
 
+    /// [`ProxyProcess::restart`] that returns the failure (with the logs) instead of
+    /// panicking, for starts that are meant to fail.
+    pub fn try_restart(&mut self) -> io::Result<()> {
+        self.kill9();
+        self.spawn_child()
+            .and_then(|()| self.wait_healthy(HEALTH_TIMEOUT))
+    }
+
     /// Waits until `GET /health` answers 200, the process exits, or `timeout` passes.
     pub fn wait_healthy(&mut self, timeout: Duration) -> io::Result<()> {
         let spawned = Instant::now();

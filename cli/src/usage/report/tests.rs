@@ -162,7 +162,15 @@ fn table_fits_80_columns_with_period_totals_and_footnote() {
         assert!(line.chars().count() <= 80, "{line:?}");
     }
     assert_eq!(table.matches("(total)").count(), 1, "{table}");
-    assert!(table.contains("a-very-lo~"), "{table}");
+    assert!(!table.contains('~'), "{table}");
+    // The long key gets a line of its own in the key column; its numbers follow on the next.
+    let at = table
+        .lines()
+        .position(|l| l == format!("{:11}a-very-long-tool-name", ""))
+        .unwrap_or_else(|| panic!("{table}"));
+    let numbers = table.lines().nth(at + 1).unwrap();
+    assert!(numbers.starts_with(&" ".repeat(28)), "{numbers:?}");
+    assert!(numbers.ends_with("$0.0000*"), "{numbers:?}");
     assert!(table.contains("$0.0000*"), "{table}");
     assert!(table.contains("* 1 row(s) with cost pending"), "{table}");
     let total_line = table.lines().find(|l| l.starts_with("TOTAL")).unwrap();
@@ -188,4 +196,34 @@ fn json_totals_are_exact_sums() {
     assert_eq!(doc["totals"]["cost_nanousd"], 21_000_000);
     assert_eq!(doc["totals"]["total_tokens"], 4_000);
     assert_eq!(doc["since"], Value::Null);
+}
+
+#[test]
+fn every_tool_name_of_the_rule_table_prints_whole_on_one_line() {
+    use agent_cli_proxy_core::identify::{TOOL_RULES, UNKNOWN};
+    let mut tools: Vec<&str> = TOOL_RULES
+        .iter()
+        .chain([&UNKNOWN])
+        .map(|r| r.tool)
+        .collect();
+    tools.sort_unstable();
+    tools.dedup();
+    let rows: Vec<UsageRow> = tools
+        .iter()
+        .map(|t| row("2026-11-26T10:00:00.000Z", t, "p", None))
+        .collect();
+    let lines = aggregate(&rows, Report::Daily, GroupBy::Tool, &TimeZone::UTC, &never);
+    let table = to_table(Report::Daily, GroupBy::Tool, &lines);
+    for tool in tools {
+        let line = table
+            .lines()
+            .find(|l| l.split_whitespace().any(|w| w == tool))
+            .unwrap_or_else(|| panic!("{tool} missing:\n{table}"));
+        assert!(
+            line.ends_with("$0.0105"),
+            "{tool} not on its numbers' line: {line:?}"
+        );
+        assert!(line.chars().count() <= 80, "{line:?}");
+    }
+    assert!(table.contains(" claude-code "), "{table}");
 }

@@ -1,0 +1,90 @@
+//! The exchange's storage operations on the spool (`docs/spool.md` §2): each is appended with
+//! one `write` and answered at once, so no exchange waits for the database. Both shells call
+//! [`Daemon::drain_storage`] where they used to queue writer commands and await replies.
+
+use agent_cli_proxy_core::exchange::{Exchange, StorageFailure, StorageOp};
+use agent_cli_proxy_core::ready::SpoolFacts;
+use agent_cli_proxy_storage::from_core::op_from_exchange;
+use agent_cli_proxy_storage::spool::Record;
+use agent_cli_proxy_storage::{Op, Reply as StoreReply};
+
+use super::Daemon;
+
+/// Read-your-writes of an admin answer (`docs/spool.md` S6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flushed {
+    /// Milliseconds the oldest record not yet in the database has waited; `None` when the
+    /// answer reflects every record spooled before the request.
+    pub lag_ms: Option<u64>,
+}
+
+impl Daemon {
+    /// Performs every storage operation `ex` has queued, feeding each result back before
+    /// taking the next (a result may queue more).
+    pub fn drain_storage(&self, ex: &mut Exchange) {
+        while let Some(op) = ex.poll_storage() {
+            let request_id = ex.request_id().to_owned();
+            let now = self.now();
+            match op {
+                StorageOp::PreLog(row) => {
+                    let res = self.spool.append(&Record::Begin(row)).map(|seq| seq as i64);
+                    ex.handle_prelog(res.map_err(|e| failure(&e)), now);
+                }
+                StorageOp::CheckpointUsage { columns, .. } => {
+                    // Fire-and-forget, as before: boot recovery costs from the last one that
+                    // made it, and the finalize carries the full counts anyway.
+                    let _ = self.spool.append(&Record::Usage {
+                        request_id,
+                        tokens: columns,
+                    });
+                }
+                op @ StorageOp::Finalize(_) => {
+                    let Op::Finalize(row) = op_from_exchange(op) else {
+                        continue;
+                    };
+                    let res = self.spool.append(&Record::End { request_id, row });
+                    ex.handle_finalized(res.map(|_| ()).map_err(|e| failure(&e)), now);
+                }
+                StorageOp::FinalizeFallback { message, at, .. } => {
+                    let res = self.spool.append(&Record::Fallback {
+                        request_id,
+                        message,
+                        now: at,
+                    });
+                    ex.handle_finalized(res.map(|_| ()).map_err(|e| failure(&e)), now);
+                }
+            }
+        }
+    }
+
+    /// The spool's state for `/ready`.
+    pub fn spool_facts(&self) -> SpoolFacts {
+        let stats = self.spool.stats();
+        SpoolFacts {
+            bytes: stats.bytes(),
+            lag_ms: self.ingest.lag_ms(),
+            refusing: stats.refusing(),
+        }
+    }
+
+    /// Applies every spooled record before an admin answer or `/metrics` (blocking: call it
+    /// where the shell runs blocking work). Bounded by the writer: a refused batch answers at
+    /// once with the lag.
+    pub fn flush_spool(&self) -> Flushed {
+        match futures_lite::future::block_on(self.writer.send(Op::SpoolFlush)) {
+            Ok(StoreReply::Flushed { behind: 0, .. }) => Flushed { lag_ms: None },
+            Ok(StoreReply::Flushed { lag_ms, .. }) => Flushed {
+                lag_ms: Some(lag_ms),
+            },
+            _ => Flushed {
+                lag_ms: Some(self.ingest.lag_ms()),
+            },
+        }
+    }
+}
+
+fn failure(e: &impl std::fmt::Display) -> StorageFailure {
+    StorageFailure {
+        message: e.to_string(),
+    }
+}

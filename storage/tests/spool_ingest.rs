@@ -1,0 +1,246 @@
+//! Ingestion of the spool (`docs/spool.md` §4): every record lands exactly once, in order,
+//! across restarts and refusals; `Begin` and `End` in different batches still meet.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/helpers.rs"]
+mod helpers;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_cli_proxy_storage::ingest::IngestConfig;
+use agent_cli_proxy_storage::spool::{Doorbell, Record, Spool, SpoolConfig};
+use agent_cli_proxy_storage::{
+    ConnOptions, DbPath, Op, Reply, Spooled, Store, Writer, WriterConfig,
+};
+use futures_lite::future::block_on;
+use helpers::*;
+use rusqlite::Connection;
+
+fn spool_dir(path: &DbPath) -> std::path::PathBuf {
+    let mut p = path.file().unwrap().as_os_str().to_owned();
+    p.push(".spool");
+    p.into()
+}
+
+fn start(path: &DbPath, batch: usize) -> Spooled {
+    Writer::spawn_with_spool(
+        path,
+        WriterConfig {
+            conn: ConnOptions {
+                busy_timeout_ms: 20,
+            },
+            ..WriterConfig::default()
+        },
+        SpoolConfig::in_dir(spool_dir(path)),
+        IngestConfig {
+            batch,
+            max_delay: Duration::from_millis(5),
+        },
+    )
+    .unwrap()
+}
+
+fn call(i: usize) -> (Record, Record) {
+    let started = format!("2026-05-04T10:00:{:02}.{:03}Z", i / 1000 % 60, i % 1000);
+    let mut row = prelog("anthropic", "m", &started);
+    row.request_id = format!("req-{i}");
+    let begin = Record::Begin(Box::new(row));
+    let end = Record::End {
+        request_id: format!("req-{i}"),
+        row: Box::new(finalize(0, tokens(10 + i as u64, 5), 3)),
+    };
+    (begin, end)
+}
+
+fn flush(s: &Spooled) -> (u64, u64) {
+    match block_on(s.writer.send(Op::SpoolFlush)).unwrap() {
+        Reply::Flushed { behind, lag_ms } => (behind, lag_ms),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn stop(s: Spooled) {
+    block_on(s.writer.shutdown()).unwrap();
+    s.join.join().unwrap();
+}
+
+fn applied(store: &Store) -> i64 {
+    count(store, "SELECT applied_seq FROM spool_position")
+}
+
+#[test]
+fn spooled_calls_land_once_each_with_the_aggregate_kept() {
+    let (_dir, path) = temp_db();
+    let s = start(&path, 4_096);
+    for i in 0..300 {
+        let (b, e) = call(i);
+        s.spool.append(&b).unwrap();
+        s.spool.append(&e).unwrap();
+    }
+    assert_eq!(flush(&s), (0, 0));
+    stop(s);
+    let store = migrated(&path);
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM request_logs"), 300);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM request_logs WHERE lifecycle_status = 'completed'"
+        ),
+        300
+    );
+    assert_eq!(applied(&store), 600);
+    assert_aggregate(&store);
+    // Ids follow spool order.
+    let first: String = store
+        .connection()
+        .query_row(
+            "SELECT request_id FROM request_logs ORDER BY id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(first, "req-0");
+}
+
+#[test]
+fn begin_and_end_in_different_batches_meet_by_request_id() {
+    let (_dir, path) = temp_db();
+    let s = start(&path, 1);
+    let (b, e) = call(1);
+    s.spool.append(&b).unwrap();
+    assert_eq!(flush(&s).0, 0);
+    s.spool
+        .append(&Record::Usage {
+            request_id: "req-1".into(),
+            tokens: tokens(4, 1),
+        })
+        .unwrap();
+    s.spool.append(&e).unwrap();
+    assert_eq!(flush(&s).0, 0);
+    stop(s);
+    // And across a restart: the in-flight map is gone, the indexed lookup finds the row.
+    let s = start(&path, 1);
+    let (b2, e2) = call(2);
+    s.spool.append(&b2).unwrap();
+    flush(&s);
+    stop(s);
+    let s = start(&path, 1);
+    s.spool.append(&e2).unwrap();
+    flush(&s);
+    stop(s);
+    let store = migrated(&path);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM request_logs WHERE lifecycle_status = 'completed'"
+        ),
+        2
+    );
+    assert_aggregate(&store);
+}
+
+#[test]
+fn records_left_by_a_killed_process_are_applied_at_the_next_start_and_never_twice() {
+    let (_dir, path) = temp_db();
+    migrated(&path);
+    // A process that spooled and died before its ingester ran.
+    {
+        let opened = Spool::open(
+            SpoolConfig::in_dir(spool_dir(&path)),
+            0,
+            Arc::new(Doorbell::default()),
+        )
+        .unwrap();
+        for i in 0..50 {
+            let (b, e) = call(i);
+            opened.spool.append(&b).unwrap();
+            if i % 2 == 0 {
+                opened.spool.append(&e).unwrap();
+            }
+        }
+    }
+    let s = start(&path, 7);
+    assert_eq!(s.boot_ingested, 75);
+    stop(s);
+    let s = start(&path, 7);
+    assert_eq!(s.boot_ingested, 0);
+    stop(s);
+    let store = migrated(&path);
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM request_logs"), 50);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM request_logs WHERE lifecycle_status = 'pending'"
+        ),
+        25
+    );
+    assert_eq!(applied(&store), 75);
+}
+
+#[test]
+fn a_locked_database_delays_ingestion_and_loses_nothing() {
+    let (_dir, path) = temp_db();
+    let s = start(&path, 16);
+    let blocker = Connection::open(path.file().unwrap()).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    for i in 0..40 {
+        let (b, e) = call(i);
+        s.spool.append(&b).unwrap();
+        s.spool.append(&e).unwrap();
+    }
+    let (behind, _) = flush(&s);
+    assert!(
+        behind > 0,
+        "the flush cannot reach the end while the lock is held"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    blocker.execute_batch("COMMIT").unwrap();
+    // The ingester retries on its own after the backoff.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while s.spool.stats().unapplied() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ingestion never resumed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop(s);
+    let store = migrated(&path);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM request_logs WHERE lifecycle_status = 'completed'"
+        ),
+        40
+    );
+    assert_aggregate(&store);
+}
+
+#[test]
+fn a_record_the_database_rejects_is_set_aside_and_the_rest_applied() {
+    let (_dir, path) = temp_db();
+    let s = start(&path, 64);
+    // An End whose Begin never existed: no row to finalize.
+    let (_, orphan) = call(99);
+    let (b, e) = call(1);
+    s.spool.append(&b).unwrap();
+    s.spool.append(&orphan).unwrap();
+    s.spool.append(&e).unwrap();
+    assert_eq!(flush(&s).0, 0);
+    assert_eq!(s.ingest.rejected(), 1);
+    let copy = spool_dir(&path)
+        .join("rejected")
+        .join(format!("{:020}.rec", 2));
+    assert!(copy.exists(), "{} missing", copy.display());
+    stop(s);
+    let store = migrated(&path);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM request_logs WHERE lifecycle_status = 'completed'"
+        ),
+        1
+    );
+}
