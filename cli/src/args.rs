@@ -16,6 +16,8 @@ pub(crate) struct Cli {
     pub command: Option<Command>,
 }
 
+// Parsed once per process; boxing the larger variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run the proxy daemon.
@@ -78,8 +80,18 @@ pub(crate) struct InitArgs {
     #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
     /// CLI_PROXY_API_URL.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "direct")]
     pub cliproxy_api_url: Option<String>,
+    /// No router: send calls straight to Anthropic and OpenAI, each tool with its own key
+    /// (writes a providers file next to the env file).
+    #[arg(long)]
+    pub direct: bool,
+    /// Anthropic's base URL in direct mode.
+    #[arg(long, value_name = "URL", requires = "direct")]
+    pub anthropic_url: Option<String>,
+    /// OpenAI's base URL in direct mode.
+    #[arg(long, value_name = "URL", requires = "direct")]
+    pub openai_url: Option<String>,
     /// Name of the environment variable holding CLI_PROXY_API_KEY.
     #[arg(long, value_name = "NAME")]
     pub cliproxy_api_key_env: Option<String>,

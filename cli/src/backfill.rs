@@ -4,8 +4,12 @@
 //! The forced pricing refresh of step 1: a `file:///` `PRICING_URL` is read here; an http(s)
 //! one goes through [`Shell::fetch`]. A successful fetch replaces the cache file (written
 //! atomically, as §4.5 says). When the refresh fails the CLI warns
-//! (`cost.backfill_pricing_failed`) and prices from the cache file of any age, else from an
-//! empty table (overrides still apply).
+//! (`cost.backfill_pricing_failed`) and prices from the cache file of any age, else from the
+//! snapshot compiled into the binary (overrides still apply).
+//!
+//! Rows that recorded no token (the call failed before the upstream sent usage) are not
+//! candidates (`agent_cli_proxy_storage::backfill::NO_USAGE_SQL`); the command counts them in
+//! its output so "pending" is never mistaken for them.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,11 +20,12 @@ use std::time::Duration;
 use agent_cli_proxy_core::config::Config;
 use agent_cli_proxy_core::cost::{self, CostInput};
 use agent_cli_proxy_core::pricing::cache_file::{from_cache_file, to_cache_file};
+use agent_cli_proxy_core::pricing::snapshot::snapshot_table;
 use agent_cli_proxy_core::pricing::{PriceTable, Pricer};
 use agent_cli_proxy_core::provider::{ProviderType, Providers};
 use agent_cli_proxy_core::time::UnixMillis;
 use agent_cli_proxy_core::usage::{Convention, UsageRecord};
-use agent_cli_proxy_storage::backfill::DEFAULT_CHUNK_SIZE;
+use agent_cli_proxy_storage::backfill::{DEFAULT_CHUNK_SIZE, NO_USAGE_SQL};
 use agent_cli_proxy_storage::{
     AuditInfo, BackfillFlight, BackfillOptions, CostStatus, DbPath, RecostResult, RecostRow,
     Recoster, Store,
@@ -70,6 +75,7 @@ pub(crate) fn run(
     let (mut store, _) = Store::open_and_migrate(&DbPath::from_config(db)).map_err(|e| {
         CliError::Runtime(format!("DB_PATH {db}: {}", crate::one_line(&e.to_string())))
     })?;
+    let since_for_count = opts.since.clone();
     let counts = store
         .run_backfill(&BackfillFlight::new(), opts, Arc::new(recoster))
         .map_err(|e| {
@@ -83,7 +89,31 @@ pub(crate) fn run(
         counts.pending,
         counts.unsupported
     );
+    let no_usage = count_no_usage(&store, since_for_count.as_deref())
+        .map_err(|e| CliError::Runtime(format!("DB_PATH {db}: {e}")))?;
+    if no_usage > 0 {
+        crate::out_line!(
+            "[backfill-costs] {no_usage} call(s) without usage left alone: they failed before the upstream answered, so their cost is 0, not pending"
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Finalized `pending` rows in the window that recorded no token.
+fn count_no_usage(store: &Store, since: Option<&str>) -> Result<i64, String> {
+    store
+        .connection()
+        .query_row(
+            &format!(
+                "SELECT COUNT(*) FROM request_logs \
+                 WHERE lifecycle_status IN ('completed','error','aborted') \
+                   AND cost_status IN ('pending','unresolved') \
+                   AND (?1 IS NULL OR started_at >= ?1) AND {NO_USAGE_SQL}"
+            ),
+            [since],
+            |r| r.get(0),
+        )
+        .map_err(|e| crate::one_line(&e.to_string()))
 }
 
 /// Costs rows from their columns with the CLI's prices.
@@ -157,7 +187,9 @@ fn refresh_prices(config: &Config, shell: &dyn Shell) -> PriceTable {
             std::fs::read(&config.pricing_cache_path)
                 .ok()
                 .and_then(|bytes| from_cache_file(&bytes).ok())
-                .map_or_else(PriceTable::empty, |c| c.table)
+                .map(|c| c.table)
+                .or_else(|| snapshot_table().ok())
+                .unwrap_or_else(PriceTable::empty)
         }
     }
 }

@@ -14,7 +14,10 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use agent_cli_proxy_core::config::{Config, ConfigError, Paths};
+use agent_cli_proxy_core::pricing::PriceSource;
+use agent_cli_proxy_core::pricing::cache_file::from_cache_file;
 use agent_cli_proxy_core::provider::ProviderSource;
+use agent_cli_proxy_core::provider::direct::{routing_json, routing_table};
 use agent_cli_proxy_storage::{DbPath, Store};
 use serde_json::{Value, json};
 
@@ -95,8 +98,17 @@ pub(crate) fn run(
             for issue in &c.issues {
                 crate::out_line!("  - {issue}");
             }
-            if let Some(d) = &c.details {
-                crate::out_line!("  {d}");
+            match (&c.details, c.name) {
+                // The routing table reads better as a table than as one JSON line.
+                (Some(_), "providers") if c.passed() => {
+                    if let Ok((config, _)) = &validated {
+                        for line in crate::providers::routing_lines(config) {
+                            crate::out_line!("  {line}");
+                        }
+                    }
+                }
+                (Some(d), _) => crate::out_line!("  {d}"),
+                (None, _) => {}
             }
         }
     }
@@ -186,6 +198,8 @@ fn providers_check(validated: &Validated) -> Check {
                     "count": config.providers.list().len(),
                     "source": source,
                     "invalid": [],
+                    "router": config.has_router().then_some(&config.cli_proxy_api_url),
+                    "routing": routing_json(&routing_table(&config.providers)),
                 })),
             }
         }
@@ -217,10 +231,23 @@ fn pricing_check(validated: &Validated, vars: &BTreeMap<String, String>) -> Chec
         .and_then(|m| m.modified().ok())
         .and_then(|t| SystemTime::now().duration_since(t).ok())
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let issues = if meta.is_some() {
-        Vec::new()
-    } else {
-        vec![format!("pricing cache not found: {path}")]
+    // What the daemon would load at startup: a readable cache file, else the snapshot
+    // compiled into the binary. A missing cache is not a failure any more; an unreadable one
+    // still is, since the daemon would silently fall back to older prices.
+    let cached = meta
+        .as_ref()
+        .map(|_| std::fs::read(&path).map_err(|e| e.to_string()))
+        .map(|r| r.and_then(|b| from_cache_file(&b).map_err(|e| e.to_string())));
+    let (issues, source) = match cached {
+        Some(Ok(file)) => (
+            Vec::new(),
+            PriceSource::CacheFile.describe(Some(file.fetched_at)),
+        ),
+        Some(Err(e)) => (
+            vec![format!("pricing cache unreadable: {path}: {e}")],
+            PriceSource::Snapshot.describe(None),
+        ),
+        None => (Vec::new(), PriceSource::Snapshot.describe(None)),
     };
     Check {
         name: "pricingCache",
@@ -230,6 +257,7 @@ fn pricing_check(validated: &Validated, vars: &BTreeMap<String, String>) -> Chec
             "exists": meta.is_some(),
             "size": meta.as_ref().map(std::fs::Metadata::len),
             "ageMs": age_ms,
+            "source": source,
         })),
     }
 }
@@ -242,6 +270,17 @@ fn upstream_check(validated: &Validated, shell: &dyn Shell) -> Check {
             details: Some(json!({"statusCode": null})),
         };
     };
+    if !config.has_router() {
+        return Check {
+            name: "upstream",
+            issues: Vec::new(),
+            details: Some(json!({
+                "statusCode": null,
+                "router": null,
+                "note": "no router (direct mode): calls go to the providers' own URLs",
+            })),
+        };
+    }
     let url = format!("{}/health", config.cli_proxy_api_url);
     let (issues, code) = match shell.probe("HEAD", &url, PROBE_TIMEOUT) {
         Ok(code) if (200..500).contains(&code) => (Vec::new(), Some(code)),

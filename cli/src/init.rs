@@ -7,6 +7,10 @@
 //! * The data directory is made absolute against the working directory, so `DB_PATH` and
 //!   `PRICING_CACHE_PATH` are always absolute; so is the env path.
 //! * A port from `PROXY_PORT` must be an integer from 1 to 65535; a host must not be blank.
+//! * Direct mode writes `providers.json` next to the env file (mode 0600) and points
+//!   `PROVIDERS_CONFIG_PATH` at it; `CLI_PROXY_API_URL` is written empty. An existing
+//!   providers file is refused like the env file, replaced with `--force`, kept with
+//!   `--merge`.
 
 mod interactive;
 pub(crate) mod prompt;
@@ -35,6 +39,8 @@ pub(crate) struct InitValues {
     pub auth_dir: String,
     /// `DASHBOARD_PASSWORD_HASH` (empty: the dashboard has no sign-in of its own).
     pub dashboard_hash: String,
+    /// Direct mode: the vendors' base URLs (Anthropic, OpenAI); `None` with a router.
+    pub direct: Option<(String, String)>,
 }
 
 /// How an existing env file is treated.
@@ -120,7 +126,9 @@ fn non_interactive_values(
             validate_port(text).map_err(|m| CliError::Runtime(format!("PROXY_PORT {m}")))?
         }
     };
+    let direct = args.direct.then(|| direct_urls(args));
     let api_url = match (&args.cliproxy_api_url, var("CLI_PROXY_API_URL")) {
+        _ if direct.is_some() => String::new(),
         (Some(u), _) if !u.trim().is_empty() => u.trim().to_owned(),
         (_, Some(u)) => u.to_owned(),
         _ if process.get("PROXY_LOCAL_OK").map(String::as_str) == Some("1") => {
@@ -164,7 +172,25 @@ fn non_interactive_values(
         mgmt_key,
         auth_dir,
         dashboard_hash,
+        direct,
     })
+}
+
+/// The vendors' URLs of direct mode: the flags, else the vendors' public APIs.
+pub(crate) fn direct_urls(args: &InitArgs) -> (String, String) {
+    use agent_cli_proxy_core::provider::direct::{ANTHROPIC_URL, OPENAI_URL};
+    let pick = |flag: &Option<String>, default: &str| {
+        flag.as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .unwrap_or(default)
+            .trim_end_matches('/')
+            .to_owned()
+    };
+    (
+        pick(&args.anthropic_url, ANTHROPIC_URL),
+        pick(&args.openai_url, OPENAI_URL),
+    )
 }
 
 /// `PROXY_PORT`'s rule: an integer from 1 to 65535.
@@ -205,6 +231,14 @@ pub(crate) fn write(values: &InitValues, existing: Existing) -> Result<Written, 
     let env_path = env::absolute(&values.env_path)?;
     let data_dir = env::absolute(&values.data_dir)?;
     let mut entries = entries(values, &data_dir);
+    if let Some((anthropic, openai)) = &values.direct {
+        let providers_path = env_path.with_file_name("providers.json");
+        write_direct_providers(&providers_path, anthropic, openai, existing)?;
+        entries.push((
+            "PROVIDERS_CONFIG_PATH".to_owned(),
+            providers_path.display().to_string(),
+        ));
+    }
     if existing == Existing::Merge && env_path.exists() {
         let old = std::fs::read_to_string(&env_path).map_err(|e| {
             CliError::Runtime(format!("could not read {}: {e}", env_path.display()))
@@ -225,6 +259,32 @@ pub(crate) fn write(values: &InitValues, existing: Existing) -> Result<Written, 
         db_path,
         data_dir,
     })
+}
+
+/// Writes the direct-mode providers document (`provider::direct`).
+fn write_direct_providers(
+    path: &Path,
+    anthropic: &str,
+    openai: &str,
+    existing: Existing,
+) -> Result<(), CliError> {
+    if path.exists() {
+        match existing {
+            Existing::Refuse => {
+                return Err(CliError::Runtime(format!(
+                    "{} already exists; use --force to overwrite, or --merge to keep it",
+                    path.display()
+                )));
+            }
+            Existing::Merge => return Ok(()),
+            Existing::Force => {}
+        }
+    }
+    let doc = agent_cli_proxy_core::provider::direct::direct_document(anthropic, openai);
+    let mut text = env::pretty(&doc);
+    text.push('\n');
+    fsutil::write_private_atomic(path, text.as_bytes())?;
+    Ok(())
 }
 
 pub(crate) fn print_created(w: &Written) {

@@ -99,6 +99,10 @@ pub trait Shell {
     fn probe(&self, method: &str, url: &str, timeout: Duration) -> Result<u16, String>;
     /// The binary's name for messages and the service unit (`agent-cli-proxy` or `-smol`).
     fn binary_name(&self) -> &'static str;
+    /// The runtime behind `serve` (`tokio`, `smol`), printed by `--version`.
+    fn build_name(&self) -> &'static str {
+        "test"
+    }
     /// `GET` of a URL with a timeout, returning the body of a 2xx answer (any other status
     /// is an error text). `backfill-costs` uses it for its forced pricing refresh; the
     /// default says the shell has no such client, and the backfill then prices from the
@@ -136,7 +140,10 @@ where
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     let name = shell.binary_name();
-    let command = Cli::command().name(name).bin_name(name);
+    let command = Cli::command()
+        .name(name)
+        .bin_name(name)
+        .version(version_line(shell.build_name()));
     let matches = match command.clone().try_get_matches_from(&args) {
         Ok(m) => m,
         Err(e) => return clap_failure(&e, &args, name),
@@ -241,6 +248,17 @@ fn service_usage(bin: &str) -> String {
 
 fn providers_usage(bin: &str) -> String {
     format!("Usage: {bin} providers <show|path|init>")
+}
+
+/// `--version`'s text after the binary name: version, git commit and runtime build.
+pub fn version_line(build: &str) -> &'static str {
+    // clap keeps the version for the whole process; built once per run.
+    format!(
+        "{} (commit {}, {build} build)",
+        env!("CARGO_PKG_VERSION"),
+        env!("ACP_GIT_COMMIT")
+    )
+    .leak()
 }
 
 /// Help and version go to stdout (exit 0); anything else is a usage error in one line plus a

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use agent_cli_proxy_core::config::Paths;
+use agent_cli_proxy_core::config::{Config, Paths};
+use agent_cli_proxy_core::provider::direct::{routing_json, routing_table};
 use agent_cli_proxy_core::provider::{Provider, ProviderSource};
 use serde_json::{Value, json};
 
@@ -42,7 +43,12 @@ fn show(vars: &BTreeMap<String, String>, as_json: bool) -> CmdResult {
         };
         crate::out_line!(
             "{}",
-            env::pretty(&json!({"providers": list, "source": source}))
+            env::pretty(&json!({
+                "providers": list,
+                "source": source,
+                "router": config.has_router().then_some(&config.cli_proxy_api_url),
+                "routing": routing_json(&routing_table(providers)),
+            }))
         );
     } else {
         crate::out_line!("id\ttype\tpaths\tmodels\tauth");
@@ -65,8 +71,62 @@ fn show(vars: &BTreeMap<String, String>, as_json: bool) -> CmdResult {
                 auth
             );
         }
+        // After the spec's tab-separated list, so scripts reading it are not disturbed.
+        crate::out_line!("");
+        for line in routing_lines(&config) {
+            crate::out_line!("{line}");
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The active routing as an aligned text table: which path goes to which provider and URL,
+/// with whose key; the last line says what happens to every other path.
+pub(crate) fn routing_lines(config: &Config) -> Vec<String> {
+    let lines = routing_table(&config.providers);
+    let rows: Vec<[String; 5]> = lines
+        .iter()
+        .map(|l| {
+            let models = if l.models.is_empty() {
+                "*".to_owned()
+            } else {
+                l.models.join(",")
+            };
+            [
+                l.path.clone(),
+                models,
+                l.provider.clone(),
+                l.upstream.clone(),
+                l.auth.clone(),
+            ]
+        })
+        .collect();
+    let header = ["PATH", "MODELS", "PROVIDER", "UPSTREAM", "AUTH"].map(str::to_owned);
+    let mut widths = header.clone().map(|h| h.len());
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let render = |r: &[String; 5]| {
+        let mut out = String::new();
+        for (i, (cell, w)) in r.iter().zip(widths).enumerate() {
+            if i + 1 == r.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out
+    };
+    let mode = if config.has_router() {
+        format!("Routing (router {}):", config.cli_proxy_api_url)
+    } else {
+        "Routing (direct mode, no router):".to_owned()
+    };
+    let mut out = vec![mode, render(&header)];
+    out.extend(rows.iter().map(render));
+    out
 }
 
 fn provider_json(p: &Provider) -> Value {

@@ -33,9 +33,19 @@ pub fn version_help_and_no_command() {
     let sb = Sandbox::new();
     let r = sb.run(&["--version"]);
     r.expect_code(0);
+    // Version, the commit this tree was built from, and the runtime (the test shell's).
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    assert!(!head.is_empty(), "git is needed to check the commit");
     assert_eq!(
         r.stdout.trim(),
-        format!("agent-cli-proxy {}", env!("CARGO_PKG_VERSION"))
+        format!(
+            "agent-cli-proxy {} (commit {head}, test build)",
+            env!("CARGO_PKG_VERSION")
+        )
     );
     assert_eq!(sb.run(&["-V"]).stdout, r.stdout);
     let r = sb.run(&[]);
@@ -366,6 +376,7 @@ pub fn init_interactive_through_a_pty() {
         "",                      // Data directory (default)
         "",                      // Proxy host
         "3200",                  // Proxy port
+        "",                      // router or direct (router)
         "http://127.0.0.1:9999", // CLIProxyAPI URL
         "pty-secret-key",        // CLIProxyAPI proxy key (secret)
         "y",                     // Generate ADMIN_API_KEY
@@ -411,6 +422,7 @@ pub fn init_interactive_through_a_pty() {
         "Data directory (",
         "Proxy host (127.0.0.1): ",
         "Proxy port (3100): ",
+        "(router/direct) (router): ",
         "CLIProxyAPI URL (http://localhost:8317): ",
         "CLIProxyAPI proxy key (configured): ",
         "Generate ADMIN_API_KEY for admin API? [y/N]: ",
@@ -469,7 +481,7 @@ pub fn init_interactive_through_a_pty() {
 
 pub fn init_interactive_without_tty_refuses_secret_prompt() {
     let sb = Sandbox::new();
-    let r = sb.run_with_input(&["init"], "\n\n\n\n\n");
+    let r = sb.run_with_input(&["init"], "\n\n\n\n\n\n");
     r.expect_code(1);
     assert_eq!(
         one_line(&r.stderr),
@@ -635,10 +647,13 @@ pub fn doctor_text_and_upstream_5xx() {
         lines.contains(&"  - upstream returned HTTP 503"),
         "{lines:?}"
     );
+    // No cache file: the daemon would price from the snapshot compiled in, so it passes
+    // and says so.
     assert!(
-        lines.contains(&"FAIL pricingCache"),
-        "missing cache fails: {lines:?}"
+        lines.contains(&"PASS pricingCache"),
+        "missing cache falls back to the snapshot: {lines:?}"
     );
+    assert!(r.stdout.contains("\"kind\":\"snapshot\""), "{}", r.stdout);
     assert!(lines.contains(&"  {\"statusCode\":503}"), "{lines:?}");
     sb.set("ACP_TEST_PROBE", "connection refused");
     let v = sb.run(&["doctor", "--json"]).expect_code(1).json();
@@ -829,7 +844,15 @@ pub fn providers_path_init_show() {
                 .starts_with("local\topenai-compatible\t/v1/chat/completions\tllama,qwen\tnone")),
         "{lines:?}"
     );
-    assert_eq!(lines.len(), 1 + 8, "6 built-ins + 2 custom");
+    let blank = lines.iter().position(|l| l.is_empty()).unwrap();
+    assert_eq!(blank, 1 + 8, "6 built-ins + 2 custom");
+    // Then the routing table: a title, a header, one line per provider path, the catch-all.
+    assert_eq!(lines[blank + 1], "Routing (router http://127.0.0.1:9):");
+    assert!(lines[blank + 2].starts_with("PATH "), "{lines:?}");
+    assert!(
+        lines.last().unwrap().starts_with("(other paths)"),
+        "{lines:?}"
+    );
     let r = sb.run(&["providers", "show", "--json"]);
     r.expect_code(0);
     assert!(!r.stdout.contains("glm-secret-value"));
@@ -1235,4 +1258,244 @@ pub fn usage_table_keeps_names_whole() {
     for line in r.stdout.lines() {
         assert!(line.chars().count() <= 80, "{line:?}");
     }
+}
+
+/// Runs interactive `init` in a pseudo terminal (`script`), one answer at a time; returns
+/// its stdout. `None` when `script` is missing (the caller says so).
+fn init_through_pty(sb: &Sandbox, answers: &[&str]) -> Option<String> {
+    let script = which("script")?;
+    let exe = std::env::current_exe().unwrap();
+    let mut child = std::process::Command::new(&script)
+        .args(["-qec", &format!("{} init", s(&exe)), "/dev/null"])
+        .env_clear()
+        .envs(&sb.vars)
+        .env("ACP_CLI_CHILD", "1")
+        .current_dir(sb.dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        for a in answers {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            stdin.write_all(format!("{a}\n").as_bytes()).unwrap();
+            stdin.flush().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(stdout)
+}
+
+fn assert_direct_files(sb: &Sandbox, anthropic: &str, openai: &str) {
+    let env_path = sb.config_dir().join(".env");
+    let text = std::fs::read_to_string(&env_path).unwrap();
+    let providers = sb.config_dir().join("providers.json");
+    assert!(text.contains("CLI_PROXY_API_URL=\n"), "{text}");
+    assert!(
+        text.contains(&format!("PROVIDERS_CONFIG_PATH={}\n", s(&providers))),
+        "{text}"
+    );
+    assert!(!text.contains("CLIPROXY_MGMT_KEY=k"), "{text}");
+    assert_eq!(mode(&providers), 0o600);
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&providers).unwrap()).unwrap();
+    let list = doc["providers"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["id"], "anthropic");
+    assert_eq!(list[0]["upstreamBaseUrl"], anthropic);
+    assert_eq!(
+        list[0]["paths"],
+        serde_json::json!(["/v1/messages", "/v1/messages/count_tokens"])
+    );
+    assert_eq!(list[1]["id"], "openai");
+    assert_eq!(list[1]["upstreamBaseUrl"], openai);
+    assert_eq!(
+        list[1]["paths"],
+        serde_json::json!(["/v1/chat/completions", "/v1/responses"])
+    );
+    for p in list {
+        assert_eq!(p["auth"], "preserve", "the proxy stores no vendor key");
+    }
+}
+
+pub fn init_direct_mode_needs_no_router() {
+    // Scripted form.
+    let sb = Sandbox::new();
+    sb.run(&["init", "--non-interactive", "--direct"])
+        .expect_code(0);
+    assert_direct_files(&sb, "https://api.anthropic.com", "https://api.openai.com");
+    // A second run refuses to replace either file; --force replaces both.
+    sb.run(&["init", "--non-interactive", "--direct"])
+        .expect_code(1);
+    sb.run(&[
+        "init",
+        "--non-interactive",
+        "--direct",
+        "--force",
+        "--anthropic-url",
+        "http://127.0.0.1:7001/",
+        "--openai-url",
+        "http://127.0.0.1:7002",
+    ])
+    .expect_code(0);
+    assert_direct_files(&sb, "http://127.0.0.1:7001", "http://127.0.0.1:7002");
+    // --direct and a router URL exclude each other.
+    sb.run(&[
+        "init",
+        "--non-interactive",
+        "--direct",
+        "--cliproxy-api-url",
+        "http://x",
+    ])
+    .expect_code(2);
+
+    // The routing table says where each route goes and what the rest gets.
+    let r = sb.run(&["providers", "show"]);
+    r.expect_code(0);
+    assert!(
+        r.stdout.contains("Routing (direct mode, no router):"),
+        "{}",
+        r.stdout
+    );
+    let line = |path: &str, provider: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{path} ")) && l.contains(&format!(" {provider} ")))
+            .unwrap_or_else(|| panic!("no {path} {provider} line in {}", r.stdout))
+            .to_owned()
+    };
+    assert!(line("/v1/messages/count_tokens", "anthropic").contains("http://127.0.0.1:7001"));
+    assert!(line("/v1/responses", "openai").ends_with("preserve (client's own key)"));
+    assert!(line("/v1/chat/completions", "xai").contains("none: 502 NO_UPSTREAM"));
+    assert!(
+        r.stdout
+            .lines()
+            .last()
+            .unwrap()
+            .contains("none: 404 NO_ROUTE")
+    );
+
+    // doctor: passes without probing a router, and prices from the built-in snapshot.
+    let r = sb.run(&["doctor", "--json"]);
+    let v = r.json();
+    r.expect_code(0);
+    assert!(!r.stderr.contains("probe"), "no router to probe: {r:?}");
+    assert_eq!(v["checks"]["upstream"]["details"]["router"], Value::Null);
+    assert_eq!(v["checks"]["providers"]["details"]["router"], Value::Null);
+    let routing = v["checks"]["providers"]["details"]["routing"]
+        .as_array()
+        .unwrap();
+    assert!(routing.iter().any(|l| l["path"] == "/v1/messages"
+        && l["provider"] == "anthropic"
+        && l["upstream"] == "http://127.0.0.1:7001"));
+    let source = &v["checks"]["pricingCache"]["details"]["source"];
+    assert_eq!(source["kind"], "snapshot", "{v:#}");
+    assert_eq!(source["license"], "MIT");
+    assert_eq!(source["date"].as_str().unwrap().len(), 10);
+
+    // Interactive form: the direct answer skips the router's questions.
+    let sb = Sandbox::new();
+    let answers = [
+        "",       // Config .env path (default)
+        "",       // Data directory (default)
+        "",       // Proxy host
+        "",       // Proxy port
+        "direct", // router or direct
+        "n",      // Generate ADMIN_API_KEY
+        "n",      // Protect the dashboard with a password
+        "n",      // install service
+    ];
+    let Some(stdout) = init_through_pty(&sb, &answers) else {
+        panic!(
+            "`script` (util-linux) is needed for the interactive direct-mode check: apt-get install util-linux"
+        );
+    };
+    assert!(!stdout.contains("CLIProxyAPI URL"), "{stdout}");
+    assert!(!stdout.contains("account correlation"), "{stdout}");
+    assert_direct_files(&sb, "https://api.anthropic.com", "https://api.openai.com");
+}
+
+pub fn calls_without_usage_are_not_cost_pending() {
+    // Two calls of the same day: one that never reached its upstream (connection refused:
+    // an `error` row with no token, stored `pending`), one with tokens still unpriced.
+    let mut sb = configured();
+    let db = sb.data_dir().join("proxy.db");
+    sb.run(&["db", "init"]).expect_code(0);
+    let mut refused = Row::new("2026-11-20T10:00:00.000Z", "codex");
+    refused.lifecycle = "error";
+    refused.cost_status = "pending";
+    refused.model = "zzz-unpriced";
+    refused.prompt = 0;
+    refused.completion = 0;
+    refused.cache_read = 0;
+    refused.total = 0;
+    refused.cost_nanousd = 0;
+    let mut unpriced = Row::new("2026-11-20T11:00:00.000Z", "codex");
+    unpriced.cost_status = "pending";
+    unpriced.model = "zzz-unpriced";
+    unpriced.cost_nanousd = 0;
+    insert_rows(&db, &[refused, unpriced]);
+
+    let r = sb.run(&["usage", "--since", "2026-11-20", "--until", "2026-11-20"]);
+    r.expect_code(0);
+    assert!(
+        r.stdout.contains(
+            "* 1 row(s) with cost pending: tokens counted, cost not yet; run backfill-costs"
+        ),
+        "only the row with tokens is pending: {}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(
+            "1 call(s) without usage (failed before the upstream answered): cost 0, nothing to backfill"
+        ),
+        "{}",
+        r.stdout
+    );
+    let v = sb
+        .run(&[
+            "usage",
+            "--since",
+            "2026-11-20",
+            "--until",
+            "2026-11-20",
+            "--json",
+        ])
+        .expect_code(0)
+        .json();
+    let text = v.to_string();
+    assert!(text.contains(r#""no_usage_rows":1"#), "{text}");
+    assert!(text.contains(r#""pending_cost_rows":1"#), "{text}");
+
+    // The backfill scans only the row with tokens and says why it left the other alone.
+    sb.set("PRICING_URL", "file:///nonexistent/api.json");
+    let r = sb.run(&["backfill-costs", "--all"]);
+    r.expect_code(0);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "[backfill-costs] scanned=1 updated=0 ok=0 pending=1 unsupported=0",
+            "[backfill-costs] 1 call(s) without usage left alone: they failed before the upstream answered, so their cost is 0, not pending",
+        ],
+        "{r:?}"
+    );
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let audits: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM cost_audit WHERE request_log_id = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(audits, 0, "the refused call's row was not touched");
 }

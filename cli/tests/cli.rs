@@ -57,6 +57,14 @@ fn main() -> ExitCode {
             cases::dashboard_hash_password_from_stdin,
         ),
         (
+            "init_direct_mode_needs_no_router",
+            cases::init_direct_mode_needs_no_router,
+        ),
+        (
+            "calls_without_usage_are_not_cost_pending",
+            cases::calls_without_usage_are_not_cost_pending,
+        ),
+        (
             "init_interactive_without_tty_refuses_secret_prompt",
             cases::init_interactive_without_tty_refuses_secret_prompt,
         ),

@@ -181,7 +181,8 @@ pub struct Config {
     pub proxy_require_api_key: bool,
     /// `ADMIN_API_KEY` (empty: admin routes need no token).
     pub admin_api_key: Secret,
-    /// `CLI_PROXY_API_URL`, trailing `/` removed.
+    /// `CLI_PROXY_API_URL`, trailing `/` removed; empty in direct mode (no router: the
+    /// providers document routes `anthropic` and `openai` itself, see `provider::direct`).
     pub cli_proxy_api_url: String,
     /// `PROXY_LOCAL_OK` was exactly `1`.
     pub proxy_local_ok: bool,
@@ -285,6 +286,11 @@ impl Config {
         inputs: &ExternalInputs,
     ) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
         load::from_env(env, inputs)
+    }
+
+    /// Whether a CLIProxyAPI router is configured (false in direct mode).
+    pub fn has_router(&self) -> bool {
+        !self.cli_proxy_api_url.is_empty()
     }
 
     /// The `GET /admin/config` body (`control.md` §6.5); secrets appear only as booleans.

@@ -266,6 +266,34 @@ pub fn framing(status: StatusCode) -> Reply {
     Reply::json_value(status, &json!({ "error": reason })).closing()
 }
 
+/// Direct mode (no `CLI_PROXY_API_URL`): the request's path is served by no provider, so it
+/// would have been forwarded to the router. 404, no row.
+pub fn no_route(path: &str) -> Reply {
+    let path: String = path.chars().take(100).collect();
+    Reply::json_value(
+        StatusCode::NOT_FOUND,
+        &json!({
+            "error": format!("no provider serves {path} and CLI_PROXY_API_URL is not set"),
+            "code": "NO_ROUTE",
+        }),
+    )
+}
+
+/// Direct mode (no `CLI_PROXY_API_URL`): the request resolved to a built-in provider the
+/// providers file did not replace (for example `xai` for a `grok-` model), whose upstream is
+/// the router. 502, no row.
+pub fn no_upstream(provider_id: &str) -> Reply {
+    Reply::json_value(
+        StatusCode::BAD_GATEWAY,
+        &json!({
+            "error": format!(
+                "provider {provider_id} has no upstream: it goes through CLI_PROXY_API_URL, which is not set"
+            ),
+            "code": "NO_UPSTREAM",
+        }),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

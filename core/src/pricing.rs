@@ -9,6 +9,8 @@
 //! * [`Pricer`]: table + overrides + aliases, cheap to clone; [`Pricer::lookup`] runs the
 //!   steps of §4.4 and reports the [`MatchSource`].
 //! * [`refresh`]: the pure decisions of `refresh(force)` (§4.5).
+//! * [`snapshot`]: the prices compiled into the binary and [`PriceSource`], which prices are
+//!   in force.
 //!
 //! Choices where the spec is silent (each also noted where it is implemented):
 //! * A repeated JSON key replaces the earlier value in its first position (`JSON.parse`).
@@ -26,10 +28,12 @@ mod lookup;
 mod models_dev;
 pub mod overrides;
 pub mod refresh;
+pub mod snapshot;
 mod table;
 
 pub use lookup::{MatchSource, PriceMatch, Pricer};
 pub use overrides::{Aliases, Overrides};
+pub use snapshot::PriceSource;
 pub use table::PriceTable;
 
 use thiserror::Error;

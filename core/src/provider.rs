@@ -11,6 +11,7 @@
 //!   provider ids; the provider's own spelling of the id is returned.
 
 pub mod config;
+pub mod direct;
 mod resolve;
 
 use std::sync::Arc;

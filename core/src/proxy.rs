@@ -27,6 +27,7 @@ use crate::headers::ManagedKeyHeader;
 use crate::identify::{self, detect_tool};
 use crate::limiter::{RateDecision, RateLimiter};
 use crate::pricing::{PriceTable, Pricer};
+use crate::provider::ProviderOrigin;
 use crate::route::{self, Route};
 use crate::time::{Instant, UnixMillis};
 use crate::transform::{self, TransformInput, UpstreamSettings};
@@ -233,6 +234,15 @@ impl Core {
             Ok(r) => r,
             Err(unknown) => return reply(unknown.reply(), events),
         };
+        // Direct mode: without a router, a request only the router could serve is refused
+        // before anything is logged or sent (`provider::direct`).
+        if resolved.provider.upstream_base_url.is_empty() {
+            let refusal = match resolved.provider.origin {
+                ProviderOrigin::Synthesized => errors::no_route(&head.path),
+                _ => errors::no_upstream(&resolved.provider.id),
+            };
+            return reply(refusal, events);
+        }
         let provider = Arc::clone(&resolved.provider);
         let provider_id = provider.id.clone();
         let is_llm = route::is_llm_call(&head.method, &head.path, inspection.model.as_deref());

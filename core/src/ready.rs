@@ -268,6 +268,17 @@ impl CheckResult {
         CheckResult::new(status, Some(output), Some(response_time_ms))
     }
 
+    /// The upstream check in direct mode: there is no router to probe, and the vendors are
+    /// not probed (their health URLs differ and a probe would need a key), so it passes and
+    /// says why.
+    pub fn upstream_direct() -> CheckResult {
+        CheckResult::new(
+            Status::Pass,
+            Some("no router (direct mode): not probed".to_owned()),
+            Some(0),
+        )
+    }
+
     /// The supervisor check over the enabled loops.
     pub fn supervisor(loops: &[LoopState], now: Instant) -> CheckResult {
         let mut sorted: Vec<&LoopState> = loops.iter().collect();

@@ -66,6 +66,10 @@ impl Shell for SmolShell {
         "agent-cli-proxy-smol"
     }
 
+    fn build_name(&self) -> &'static str {
+        "smol"
+    }
+
     fn fetch(&self, url: &str, timeout: Duration) -> Result<Vec<u8>, String> {
         async_io::block_on(async {
             let up = upstream::Upstream::new();

@@ -52,6 +52,10 @@ impl Shell for TokioShell {
         "agent-cli-proxy"
     }
 
+    fn build_name(&self) -> &'static str {
+        "tokio"
+    }
+
     fn fetch(&self, url: &str, timeout: Duration) -> Result<Vec<u8>, String> {
         let rt = runtime(1).map_err(|e| e.to_string())?;
         rt.block_on(async {

@@ -138,6 +138,9 @@ async fn pricing(shared: &Arc<Shared>) -> CheckResult {
 }
 
 async fn upstream(shared: &Arc<Shared>) -> CheckResult {
+    if !shared.daemon.config.has_router() {
+        return CheckResult::upstream_direct();
+    }
     let url = format!("{}/health", shared.daemon.config.cli_proxy_api_url);
     let started = std::time::Instant::now();
     let probe = shared.upstream.probe(http::Method::HEAD, &url);

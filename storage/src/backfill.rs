@@ -11,6 +11,18 @@ use crate::op::{BackfillChunk, BackfillCounts, ChunkOutcome, Op, Reply, SharedRe
 use crate::store::Store;
 use crate::writer::WriterHandle;
 
+/// SQL condition true for a `request_logs` row that recorded no token at all: the call never
+/// produced usage (connection refused, timeout or an upstream error before any body, a
+/// request rejected before the upstream). Its cost is exactly 0 whatever the price, so it is
+/// not "cost pending": the backfill skips it and the reports do not count it as pending. The
+/// row keeps its stored `cost_status` (the schema and `accounting.md` §5.4 stay as they are);
+/// only the selection changes.
+pub const NO_USAGE_SQL: &str =
+    "(COALESCE(prompt_tokens, 0) = 0 AND COALESCE(completion_tokens, 0) = 0
+    AND COALESCE(cache_read_tokens, 0) = 0 AND COALESCE(cache_creation_tokens, 0) = 0
+    AND COALESCE(cache_write_1h_tokens, 0) = 0 AND COALESCE(reasoning_tokens, 0) = 0
+    AND COALESCE(total_tokens, 0) = 0)";
+
 /// Default `COST_BACKFILL_CHUNK_SIZE`.
 pub const DEFAULT_CHUNK_SIZE: u32 = 500;
 

@@ -324,21 +324,23 @@ fn backfill_limit_and_lookback_bound_the_scan() {
     let mut store = migrated(&path);
     for day in ["2026-04-01", "2026-05-01", "2026-05-02", "2026-05-03"] {
         let id = pre(&mut store, "a", "m", &format!("{day}T00:00:00.000Z"));
-        store
-            .execute(Op::FinalizeFallback {
-                id,
-                message: "x".into(),
-                now: "n".into(),
-            })
-            .unwrap();
+        let mut fin = finalize(id, tokens(10, 0), 0);
+        fin.cost_nanousd = 0;
+        fin.cost_status = agent_cli_proxy_storage::CostStatus::Pending;
+        store.execute(Op::Finalize(Box::new(fin))).unwrap();
     }
     let flight = BackfillFlight::new();
     let since = BackfillOptions {
         since: Some("2026-05-01T00:00:00.000Z".into()),
         ..BackfillOptions::default()
     };
+    // Prices for "m" stay unknown, so every row remains a candidate for the next run.
+    let unpriced = || flat_unpriced(1, &["m"]);
     assert_eq!(
-        store.run_backfill(&flight, since, flat(1)).unwrap().scanned,
+        store
+            .run_backfill(&flight, since, unpriced())
+            .unwrap()
+            .scanned,
         3
     );
     let limited = BackfillOptions {
@@ -347,11 +349,65 @@ fn backfill_limit_and_lookback_bound_the_scan() {
     };
     assert_eq!(
         store
-            .run_backfill(&flight, limited, flat(1))
+            .run_backfill(&flight, limited, unpriced())
             .unwrap()
             .scanned,
         2
     );
+}
+
+#[test]
+fn backfill_leaves_rows_without_usage_alone() {
+    // A call that never produced usage (connection refused, an error before any body, a
+    // finalize fallback with no checkpoint) recorded no token: its cost is 0 at any price,
+    // so it is not a backfill candidate and keeps its row as it is.
+    let (_dir, path) = temp_db();
+    let mut store = migrated(&path);
+    let empty = pre(
+        &mut store,
+        "anthropic",
+        "claude",
+        "2026-05-04T10:00:00.000Z",
+    );
+    store
+        .execute(Op::FinalizeFallback {
+            id: empty,
+            message: "x".into(),
+            now: "n".into(),
+        })
+        .unwrap();
+    let used = pre(
+        &mut store,
+        "anthropic",
+        "claude",
+        "2026-05-04T10:00:01.000Z",
+    );
+    let mut fin = finalize(used, tokens(100, 0), 0);
+    fin.cost_nanousd = 0;
+    fin.cost_status = agent_cli_proxy_storage::CostStatus::Pending;
+    store.execute(Op::Finalize(Box::new(fin))).unwrap();
+    let counts = store
+        .run_backfill(&BackfillFlight::new(), BackfillOptions::default(), flat(10))
+        .unwrap();
+    assert_eq!((counts.scanned, counts.updated, counts.ok), (1, 1, 1));
+    assert_eq!(
+        count(
+            &store,
+            &format!("SELECT cost_status = 'pending' FROM request_logs WHERE id = {empty}")
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &store,
+            &format!(
+                "SELECT COUNT(*) FROM request_logs WHERE {}",
+                agent_cli_proxy_storage::backfill::NO_USAGE_SQL
+            )
+        ),
+        1
+    );
+    assert_aggregate(&store);
 }
 
 #[test]

@@ -262,5 +262,6 @@ fn pricing(d: &Daemon, model: Option<String>, provider: Option<String>) -> Reply
         "ageMs": age,
         "cachePath": d.config.pricing_cache_path,
         "url": d.config.pricing_url,
+        "source": d.pricing.source().describe(fetched_at),
     }))
 }

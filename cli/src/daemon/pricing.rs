@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use agent_cli_proxy_core::config::Config;
 use agent_cli_proxy_core::exchange::Level;
 use agent_cli_proxy_core::pricing::cache_file::{from_cache_file, to_cache_file};
-use agent_cli_proxy_core::pricing::{PriceTable, Pricer};
+use agent_cli_proxy_core::pricing::snapshot::snapshot_table;
+use agent_cli_proxy_core::pricing::{PriceSource, PriceTable, Pricer};
 use agent_cli_proxy_core::time::UnixMillis;
 use agent_cli_proxy_storage::{CoreRecoster, SharedPricer, SharedRecoster};
 use serde_json::json;
@@ -17,6 +18,7 @@ use super::Logger;
 struct Loaded {
     table: Arc<PriceTable>,
     fetched_at: Option<UnixMillis>,
+    source: PriceSource,
 }
 
 /// Prices in memory and where they come from.
@@ -27,7 +29,8 @@ pub struct PricingState {
 
 impl PricingState {
     /// Loads the cache file synchronously (step 6 of startup); a missing or unreadable file
-    /// only warns and leaves an empty table.
+    /// falls back to the snapshot compiled into the binary (without a `fetchedAt`, so the
+    /// startup refresh still fetches and replaces it when the network allows).
     pub fn load(config: &Config, logger: &Logger) -> PricingState {
         let cache_path = PathBuf::from(&config.pricing_cache_path);
         let loaded = match std::fs::read(&cache_path) {
@@ -35,6 +38,7 @@ impl PricingState {
                 Ok(file) => Loaded {
                     table: Arc::new(file.table),
                     fetched_at: Some(file.fetched_at),
+                    source: PriceSource::CacheFile,
                 },
                 Err(e) => {
                     logger.event(
@@ -46,10 +50,10 @@ impl PricingState {
                             ("err", json!(e.to_string())),
                         ],
                     );
-                    empty()
+                    snapshot(logger)
                 }
             },
-            Err(_) => empty(),
+            Err(_) => snapshot(logger),
         };
         PricingState {
             loaded: Mutex::new(loaded),
@@ -65,6 +69,11 @@ impl PricingState {
     /// When the current table was fetched.
     pub fn fetched_at(&self) -> Option<UnixMillis> {
         self.lock().fetched_at
+    }
+
+    /// Which prices are in force.
+    pub fn source(&self) -> PriceSource {
+        self.lock().source
     }
 
     /// The cache file path.
@@ -90,6 +99,7 @@ impl PricingState {
         let mut loaded = self.lock();
         loaded.table = table;
         loaded.fetched_at = Some(fetched_at);
+        loaded.source = PriceSource::Fetched;
     }
 
     /// A recoster over the current prices (storage's, over the core's cost rules).
@@ -110,10 +120,28 @@ impl PricingState {
     }
 }
 
-fn empty() -> Loaded {
-    Loaded {
-        table: Arc::new(PriceTable::empty()),
-        fetched_at: None,
+fn snapshot(logger: &Logger) -> Loaded {
+    match snapshot_table() {
+        Ok(table) => Loaded {
+            table: Arc::new(table),
+            fetched_at: None,
+            source: PriceSource::Snapshot,
+        },
+        Err(e) => {
+            // Unreachable with the committed snapshot (a core test parses it); kept so a bad
+            // regeneration degrades to "cost pending" instead of a failed start.
+            logger.event(
+                Level::Warn,
+                "pricing.snapshot_invalid",
+                "built-in pricing snapshot could not be parsed",
+                vec![("err", json!(e.to_string()))],
+            );
+            Loaded {
+                table: Arc::new(PriceTable::empty()),
+                fetched_at: None,
+                source: PriceSource::None,
+            }
+        }
     }
 }
 

@@ -56,13 +56,28 @@ fn collect<R: BufRead, W: Write>(
         .map_or_else(|| "3100".to_owned(), |p| p.to_string());
     let port = validate_port(&p.ask("Proxy port", &port_default)?)
         .map_err(|m| CliError::Runtime(format!("Proxy port {m}")))?;
-    let api_url = p.ask(
-        "CLIProxyAPI URL",
-        args.cliproxy_api_url
-            .as_deref()
-            .unwrap_or("http://localhost:8317"),
-    )?;
-    let api_key = p.secret("CLIProxyAPI proxy key", "proxy")?;
+    let route = loop {
+        let answer = p.ask(
+            "Send calls to a CLIProxyAPI router, or directly to Anthropic/OpenAI with each tool's own key? (router/direct)",
+            if args.direct { "direct" } else { "router" },
+        )?;
+        match answer.trim().to_ascii_lowercase().as_str() {
+            "router" | "r" => break None,
+            "direct" | "d" => break Some(super::direct_urls(args)),
+            _ => crate::out_line!("Please answer router or direct."),
+        }
+    };
+    let (api_url, api_key) = if route.is_some() {
+        (String::new(), "proxy".to_owned())
+    } else {
+        let api_url = p.ask(
+            "CLIProxyAPI URL",
+            args.cliproxy_api_url
+                .as_deref()
+                .unwrap_or("http://localhost:8317"),
+        )?;
+        (api_url, p.secret("CLIProxyAPI proxy key", "proxy")?)
+    };
     let admin_key = if is_loopback(&host) {
         if p.confirm("Generate ADMIN_API_KEY for admin API?", false)? {
             random_hex_key()?
@@ -78,15 +93,18 @@ fn collect<R: BufRead, W: Write>(
     } else {
         String::new()
     };
-    let mgmt_key = if p.confirm("Enable CLIProxyAPI account correlation?", false)? {
-        p.secret("CLIProxyAPI management key", "")?
-    } else {
-        String::new()
-    };
-    let auth_dir = if p.confirm(
-        "Enable subscription quota checks from local CLIProxyAPI auth files?",
-        false,
-    )? {
+    // Correlation and quota checks read CLIProxyAPI's data: only asked with a router.
+    let mgmt_key =
+        if route.is_none() && p.confirm("Enable CLIProxyAPI account correlation?", false)? {
+            p.secret("CLIProxyAPI management key", "")?
+        } else {
+            String::new()
+        };
+    let auth_dir = if route.is_none()
+        && p.confirm(
+            "Enable subscription quota checks from local CLIProxyAPI auth files?",
+            false,
+        )? {
         let default = match &paths.home {
             Some(h) => format!("{}/.cli-proxy-api", h.trim_end_matches('/')),
             None => "~/.cli-proxy-api".to_owned(),
@@ -106,6 +124,7 @@ fn collect<R: BufRead, W: Write>(
         mgmt_key,
         auth_dir,
         dashboard_hash,
+        direct: route,
     })
 }
 

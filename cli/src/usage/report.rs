@@ -5,7 +5,9 @@
 //! * Inside a period, lines are ordered by cost (highest first), then key; session lines by
 //!   last activity. Periods run oldest first.
 //! * A line whose rows include a `pending` cost shows `*` after its cost; the footnote gives
-//!   the number of such rows.
+//!   the number of such rows. Calls that recorded no token (they failed before the upstream
+//!   sent usage) are never pending: their cost is 0 at any price; a second footnote counts
+//!   them so the request count still adds up.
 //! * No key is ever cut: the key column holds 16 characters, enough for every tool name of
 //!   the rule table (`datapath.md` §6.2); a longer key (a `client_id`, a model, a session id)
 //!   gets a line of its own and its numbers go on the next line, so the table stays within 80
@@ -32,6 +34,7 @@ pub(crate) struct Sums {
     pub total: u64,
     pub cost_nanousd: u64,
     pub pending_cost_rows: u64,
+    pub no_usage_rows: u64,
 }
 
 impl Sums {
@@ -44,6 +47,7 @@ impl Sums {
         self.total = self.total.saturating_add(o.total);
         self.cost_nanousd = self.cost_nanousd.saturating_add(o.cost_nanousd);
         self.pending_cost_rows = self.pending_cost_rows.saturating_add(o.pending_cost_rows);
+        self.no_usage_rows = self.no_usage_rows.saturating_add(o.no_usage_rows);
     }
 
     fn json(&self) -> serde_json::Map<String, Value> {
@@ -57,6 +61,7 @@ impl Sums {
             "cost_nanousd": self.cost_nanousd,
             "cost_usd": nanousd_to_usd(self.cost_nanousd),
             "pending_cost_rows": self.pending_cost_rows,
+            "no_usage_rows": self.no_usage_rows,
         });
         match v {
             Value::Object(m) => m,
@@ -201,6 +206,7 @@ fn row_sums(row: &UsageRow, anthropic: bool) -> Sums {
         total: row.total_tokens,
         cost_nanousd: row.cost_nanousd,
         pending_cost_rows: u64::from(row.cost_pending),
+        no_usage_rows: u64::from(row.no_usage),
     }
 }
 
@@ -337,6 +343,12 @@ pub(crate) fn to_table(report: Report, by: GroupBy, lines: &[Line]) -> String {
         out.push_str(&format!(
             "* {} row(s) with cost pending: tokens counted, cost not yet; run backfill-costs\n",
             t.pending_cost_rows
+        ));
+    }
+    if t.no_usage_rows > 0 {
+        out.push_str(&format!(
+            "  {} call(s) without usage (failed before the upstream answered): cost 0, nothing to backfill\n",
+            t.no_usage_rows
         ));
     }
     out

@@ -58,8 +58,9 @@ pub(super) fn from_env(
     }
     let admin_api_key = Secret::new(r.text("ADMIN_API_KEY").unwrap_or(""));
     let proxy_local_ok = r.raw("PROXY_LOCAL_OK") == Some("1");
+    let direct = providers_route_directly(env, inputs);
     let (cli_proxy_api_url, upstream_host) =
-        read_upstream_url(&mut r, proxy_local_ok, &mut warnings);
+        read_upstream_url(&mut r, proxy_local_ok, direct, &mut warnings);
     let cli_proxy_api_key = Secret::new(r.text("CLI_PROXY_API_KEY").unwrap_or("proxy"));
     let db_path = r.text("DB_PATH").unwrap_or(&paths.db_path).to_owned();
     let pricing_cache_path = r
@@ -116,6 +117,12 @@ pub(super) fn from_env(
     let client_name_mapping = read_client_name_mapping(&mut r);
     let providers = read_providers(&mut r, env, inputs, &cli_proxy_api_url, &mut warnings);
     let cliproxy_mgmt_key = Secret::new(r.text("CLIPROXY_MGMT_KEY").unwrap_or(""));
+    if !cliproxy_mgmt_key.is_empty() && cli_proxy_api_url.is_empty() && direct {
+        r.issue(
+            "CLIPROXY_MGMT_KEY",
+            "needs CLI_PROXY_API_URL (account correlation reads the router's management API)",
+        );
+    }
     let correlation_interval_ms = r.positive_ms("CLIPROXY_CORRELATION_INTERVAL_MS", 15_000);
     let correlation_lookback_ms = r.positive_ms("CLIPROXY_CORRELATION_LOOKBACK_MS", 300_000);
     let correlation_window_ms = r.positive_ms("CLIPROXY_CORRELATION_WINDOW_MS", 30_000);
@@ -162,7 +169,10 @@ pub(super) fn from_env(
             ));
         }
     }
-    let remote = !host_loopback || !upstream_host.as_deref().is_some_and(is_loopback_host);
+    // Without a router (direct mode) CLI_PROXY_API_KEY is never sent, so its placeholder
+    // does not matter.
+    let remote = !cli_proxy_api_url.is_empty()
+        && (!host_loopback || !upstream_host.as_deref().is_some_and(is_loopback_host));
     let placeholder_checks = [
         ("ADMIN_API_KEY", &admin_api_key, true),
         ("CLI_PROXY_API_KEY", &cli_proxy_api_key, remote),
@@ -248,13 +258,20 @@ pub(super) fn from_env(
 }
 
 /// `CLI_PROXY_API_URL` and its host (for the placeholder rule).
+/// `direct`: the providers document routes `anthropic` and `openai` itself
+/// (`provider::direct`), so an unset URL means "no router" (an empty URL) rather than an
+/// error; the local default of `PROXY_LOCAL_OK=1` still wins when both apply.
 fn read_upstream_url(
     r: &mut Reader<'_>,
     local_ok: bool,
+    direct: bool,
     warnings: &mut Vec<ConfigWarning>,
 ) -> (String, Option<String>) {
     const NAME: &str = "CLI_PROXY_API_URL";
     let Some(raw) = r.text(NAME) else {
+        if direct && !local_ok {
+            return (String::new(), None);
+        }
         if local_ok {
             warnings.push(ConfigWarning::new(
                 NAME,
@@ -275,6 +292,22 @@ fn read_upstream_url(
             (String::new(), None)
         }
     }
+}
+
+/// Whether the providers document that `read_providers` will load routes directly. Looked
+/// at ahead of time so `CLI_PROXY_API_URL`'s issue keeps its place in table order.
+fn providers_route_directly(env: &BTreeMap<String, String>, inputs: &ExternalInputs) -> bool {
+    let inline = env
+        .get("PROVIDERS_JSON")
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty());
+    let text = match (inline, &inputs.providers_file) {
+        (Some(text), _) => text,
+        (None, Some(FileRead::Contents(text))) => text.as_str(),
+        _ => return false,
+    };
+    serde_json::from_str::<Value>(text)
+        .is_ok_and(|doc| crate::provider::direct::routes_directly(&doc))
 }
 
 pub(crate) fn url_message(problem: UrlProblem) -> &'static str {

@@ -644,3 +644,40 @@ fn spool_settings_default_next_to_the_database_and_are_validated() {
         );
     }
 }
+
+#[test]
+fn direct_mode_needs_no_router_url() {
+    let doc = crate::provider::direct::direct_document("https://a.example", "https://o.example");
+    let mut e = env(&[("PROVIDERS_JSON", &doc.to_string())]);
+    e.remove("CLI_PROXY_API_URL");
+    let (c, w) = Config::from_env(&e, &ExternalInputs::default()).unwrap();
+    assert!(!c.has_router());
+    assert_eq!(c.cli_proxy_api_url, "");
+    // The router key is never sent without a router: no placeholder warning for it.
+    assert!(w.iter().all(|w| w.path != "CLI_PROXY_API_KEY"), "{w:?}");
+    let anthropic = c.providers.get("anthropic").unwrap();
+    assert_eq!(anthropic.upstream_base_url, "https://a.example");
+    // The same document read from PROVIDERS_CONFIG_PATH.
+    let mut e = env(&[("PROVIDERS_CONFIG_PATH", "/p.json")]);
+    e.remove("CLI_PROXY_API_URL");
+    let inputs = ExternalInputs {
+        providers_file: Some(FileRead::Contents(doc.to_string())),
+    };
+    assert!(!Config::from_env(&e, &inputs).unwrap().0.has_router());
+    // Only one vendor routed: the router is still required.
+    let half = serde_json::json!({"providers": [doc["providers"][0].clone()]});
+    let mut e = env(&[("PROVIDERS_JSON", &half.to_string())]);
+    e.remove("CLI_PROXY_API_URL");
+    assert!(Config::from_env(&e, &ExternalInputs::default()).is_err());
+    // Account correlation reads the router's management API.
+    let mut e = env(&[
+        ("PROVIDERS_JSON", &doc.to_string()),
+        ("CLIPROXY_MGMT_KEY", "k-123"),
+    ]);
+    e.remove("CLI_PROXY_API_URL");
+    let err = Config::from_env(&e, &ExternalInputs::default()).unwrap_err();
+    assert_eq!(err.issues[0].path, "CLIPROXY_MGMT_KEY");
+    // With a router set as well, it is used as before.
+    let c = ok(&[("PROVIDERS_JSON", &doc.to_string())]);
+    assert!(c.has_router());
+}

@@ -10,9 +10,22 @@ use super::{sql_int, usd};
 use crate::error::StorageError;
 use crate::op::{BackfillChunk, BackfillCounts, ChunkOutcome, CostStatus};
 
+/// §6.2 step 2, less the rows that recorded no token ([`crate::backfill::NO_USAGE_SQL`],
+/// spelled out because `concat!` takes only literals; a test keeps the two equal): a
+/// zero-token row costs 0 at any price, so re-costing it could never change it.
 const CANDIDATE: &str = "lifecycle_status IN ('completed','error','aborted')
     AND cost_status IN ('pending','unresolved')
-    AND (?1 IS NULL OR started_at >= ?1)";
+    AND (?1 IS NULL OR started_at >= ?1)
+    AND NOT (COALESCE(prompt_tokens, 0) = 0 AND COALESCE(completion_tokens, 0) = 0
+    AND COALESCE(cache_read_tokens, 0) = 0 AND COALESCE(cache_creation_tokens, 0) = 0
+    AND COALESCE(cache_write_1h_tokens, 0) = 0 AND COALESCE(reasoning_tokens, 0) = 0
+    AND COALESCE(total_tokens, 0) = 0)";
+
+#[cfg(test)]
+#[test]
+fn candidate_excludes_exactly_the_no_usage_rows() {
+    assert!(CANDIDATE.ends_with(&format!("AND NOT {}", crate::backfill::NO_USAGE_SQL)));
+}
 
 pub(super) fn chunk(conn: &Connection, c: &BackfillChunk) -> Result<ChunkOutcome, StorageError> {
     let max_id = match c.max_id {

@@ -15,6 +15,7 @@ fn row(started_at: &str, tool: &str, provider: &str, meta: Option<&str>) -> Usag
         total_tokens: 2_000,
         cost_nanousd: 10_500_000,
         cost_pending: false,
+        no_usage: false,
     }
 }
 
@@ -175,6 +176,36 @@ fn table_fits_80_columns_with_period_totals_and_footnote() {
     assert!(table.contains("* 1 row(s) with cost pending"), "{table}");
     let total_line = table.lines().find(|l| l.starts_with("TOTAL")).unwrap();
     assert!(total_line.ends_with("$0.0210*"), "{total_line}");
+    assert!(!table.contains("without usage"), "{table}");
+}
+
+#[test]
+fn calls_without_usage_are_not_cost_pending() {
+    let mut failed = row("2026-11-26T10:00:00.000Z", "codex", "openai", None);
+    failed.prompt_tokens = 0;
+    failed.completion_tokens = 0;
+    failed.cache_creation_tokens = 0;
+    failed.cache_read_tokens = 0;
+    failed.total_tokens = 0;
+    failed.cost_nanousd = 0;
+    failed.no_usage = true;
+    let rows = [
+        failed,
+        row("2026-11-26T11:00:00.000Z", "codex", "openai", None),
+    ];
+    let lines = aggregate(&rows, Report::Daily, GroupBy::Tool, &TimeZone::UTC, &never);
+    let table = to_table(Report::Daily, GroupBy::Tool, &lines);
+    assert!(!table.contains("cost pending"), "{table}");
+    assert!(!table.contains('*'), "{table}");
+    assert!(
+        table.contains("1 call(s) without usage (failed before the upstream answered)"),
+        "{table}"
+    );
+    let total = totals(&lines);
+    assert_eq!(
+        (total.requests, total.pending_cost_rows, total.no_usage_rows),
+        (2, 0, 1)
+    );
 }
 
 #[test]
