@@ -608,6 +608,22 @@ fn dashboard_in_a_real_browser_tokio() {
         ),
         "pass"
     );
+    // Every check /ready reports (the spool's too, when the daemon has one) is on the page.
+    let ready = request_blocking(proxy.addr(), "GET", "/ready", &[], b"")
+        .unwrap()
+        .json()
+        .unwrap();
+    let names: Vec<&String> = ready["checks"].as_object().unwrap().keys().collect();
+    assert!(names.len() >= 4, "{ready}");
+    for name in names {
+        let shown = eval(
+            &tab,
+            &format!(
+                "document.querySelector('[data-metric=\"check-{name}\"]')?.dataset.value ?? 'missing'"
+            ),
+        );
+        assert_ne!(shown, "missing", "check {name} not shown");
+    }
     open("", "#accounts");
     wait_for(
         &tab,
