@@ -428,6 +428,7 @@ impl Daemon {
         let snapshot = Snapshot {
             active_streams: u64::try_from(self.active_streams.load(Ordering::Relaxed)).unwrap_or(0),
             log_dropped_lines: self.logger.dropped_lines(),
+            spool: self.spool_snapshot(),
         };
         metrics::reply(self.metrics().render(&rows, &snapshot))
     }

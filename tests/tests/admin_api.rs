@@ -86,7 +86,7 @@ const DAILY_USAGE: [&str; 11] = [
     "cost_nanousd",
 ];
 
-const METRIC_SERIES: [&str; 14] = [
+const METRIC_SERIES: [&str; 19] = [
     "agent_cli_proxy_up",
     "agent_cli_proxy_requests_today",
     "agent_cli_proxy_tokens_today",
@@ -101,6 +101,11 @@ const METRIC_SERIES: [&str; 14] = [
     "agent_cli_proxy_active_streams",
     "agent_cli_proxy_panics_total",
     "agent_cli_proxy_log_dropped_lines_total",
+    "agent_cli_proxy_spool_bytes",
+    "agent_cli_proxy_spool_records_total",
+    "agent_cli_proxy_ingest_lag_ms",
+    "agent_cli_proxy_ingest_batch_records",
+    "agent_cli_proxy_ingest_failures_total",
 ];
 
 both_shells! {
