@@ -43,6 +43,7 @@ pub mod provider;
 pub mod transform;
 
 pub mod admin;
+pub mod dashboard;
 pub mod metrics;
 pub mod ready;
 pub mod supervisor;

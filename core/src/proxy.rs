@@ -156,19 +156,6 @@ impl Core {
         route::route(&head.method, &head.path)
     }
 
-    /// The admin gate (`datapath.md` §2.1) for `/metrics` and `/admin/*`.
-    #[allow(clippy::result_large_err)]
-    pub fn admin_gate(&self, head: &RequestHead, peer: IpAddr) -> Result<(), Reply> {
-        let has_body = gate::declares_body(&head.headers);
-        gate::admin_gate(
-            head,
-            peer,
-            has_body,
-            self.config.proxy_port,
-            &self.config.admin_api_key,
-        )
-    }
-
     /// SHA-256 hex of the request's credential, for the managed-key lookup; `None` when the
     /// request carries none.
     pub fn credential_hash(head: &RequestHead) -> Option<String> {

@@ -21,6 +21,9 @@ pub enum Route {
     Metrics,
     /// Row 4: `/admin` or `/admin/...` with any method, behind the admin gate.
     Admin,
+    /// `/dashboard` or `/dashboard/...` with any method (`dashboard.md` §1), behind the first
+    /// three checks of the admin gate.
+    Dashboard,
     /// Rows 6–17: a path under `/v1/`, `/api/`, `/v1beta/` or `/v1internal`, proxied with any
     /// method.
     Proxy,
@@ -40,6 +43,9 @@ pub fn route(method: &Method, path: &str) -> Route {
     }
     if path == "/admin" || path.starts_with("/admin/") {
         return Route::Admin;
+    }
+    if crate::dashboard::is_dashboard_path(path) {
+        return Route::Dashboard;
     }
     if path.starts_with("/v1/") || path.starts_with("/api/") || gemini::is_gemini_path(path) {
         return Route::Proxy;
@@ -130,7 +136,9 @@ mod tests {
             ),
             (Method::POST, "/v1internal:generateContent", Route::Proxy),
             (Method::GET, "/v1beta", Route::NotFound),
-            (Method::GET, "/dashboard", Route::NotFound),
+            (Method::GET, "/dashboard", Route::Dashboard),
+            (Method::POST, "/dashboard/x", Route::Dashboard),
+            (Method::GET, "/dashboards", Route::NotFound),
             (Method::GET, "/", Route::NotFound),
             (Method::GET, "/api", Route::NotFound),
             (Method::GET, "/health/", Route::NotFound),

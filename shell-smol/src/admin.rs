@@ -11,11 +11,12 @@ use crate::server::Shared;
 /// Largest admin request body accepted (key names and lists are tiny).
 const MAX_ADMIN_BODY: u64 = 1_048_576;
 
-/// Answers one admin request that passed the gate. `Err(None)`: the client went away.
+/// Answers one admin request from `peer` that passed the gate. `Err(None)`: the client went away.
 pub async fn handle(
     shared: &Arc<Shared>,
     client: &mut Client,
     head: RequestHead,
+    peer: std::net::IpAddr,
 ) -> Result<Reply, Option<Reply>> {
     let body = match client
         .read_body(MAX_ADMIN_BODY, true, shared.limits.body_idle)
@@ -29,7 +30,7 @@ pub async fn handle(
     };
     let s = Arc::clone(shared);
     Ok(blocking::unblock(move || {
-        agent_cli_proxy_cli::daemon::admin::answer(&s.daemon, &head, &body)
+        agent_cli_proxy_cli::daemon::admin::answer(&s.daemon, &head, &body, peer)
     })
     .await)
 }

@@ -151,7 +151,7 @@ async fn handle(shared: &Arc<Shared>, client: &mut Client, head: RequestHead) ->
             Err(r) => Err(r),
         },
         Route::Metrics => {
-            let gate = shared.daemon.core().admin_gate(&head, peer);
+            let gate = shared.daemon.admin_gate(&head, peer);
             match gate {
                 Err(r) => Ok(r),
                 Ok(()) => match ignore_body(client, limits).await {
@@ -164,12 +164,15 @@ async fn handle(shared: &Arc<Shared>, client: &mut Client, head: RequestHead) ->
             }
         }
         Route::Admin => {
-            let gate = shared.daemon.core().admin_gate(&head, peer);
+            let gate = shared.daemon.admin_gate(&head, peer);
             match gate {
                 Err(r) => Ok(r),
-                Ok(()) => admin::handle(shared, client, head).await,
+                Ok(()) => admin::handle(shared, client, head, peer).await,
             }
         }
+        Route::Dashboard => ignore_body(client, limits)
+            .await
+            .map(|()| shared.daemon.dashboard(&head, peer)),
         Route::NotFound => ignore_body(client, limits)
             .await
             .map(|()| errors::not_found()),

@@ -13,8 +13,13 @@ use crate::server::Shared;
 /// Largest admin request body accepted (key names and lists are tiny).
 const MAX_ADMIN_BODY: usize = 1_048_576;
 
-/// Answers one admin request that passed the gate.
-pub async fn handle(shared: &Arc<Shared>, head: RequestHead, body: Incoming) -> Reply {
+/// Answers one admin request from `peer` that passed the gate.
+pub async fn handle(
+    shared: &Arc<Shared>,
+    head: RequestHead,
+    body: Incoming,
+    peer: std::net::IpAddr,
+) -> Reply {
     let limited = http_body_util::Limited::new(body, MAX_ADMIN_BODY);
     let body: Bytes = match limited.collect().await {
         Ok(b) => b.to_bytes(),
@@ -22,7 +27,7 @@ pub async fn handle(shared: &Arc<Shared>, head: RequestHead, body: Incoming) -> 
     };
     let s = Arc::clone(shared);
     tokio::task::spawn_blocking(move || {
-        agent_cli_proxy_cli::daemon::admin::answer(&s.daemon, &head, &body)
+        agent_cli_proxy_cli::daemon::admin::answer(&s.daemon, &head, &body, peer)
     })
     .await
     .unwrap_or_else(|_| agent_cli_proxy_core::admin::internal_error())

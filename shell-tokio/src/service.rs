@@ -50,7 +50,7 @@ pub async fn handle(
         Route::Health => reply(Reply::json(StatusCode::OK, r#"{"status":"ok"}"#), secure),
         Route::Ready => reply(ready::handle(&shared).await, secure),
         Route::Metrics => {
-            let gate = shared.daemon.core().admin_gate(&head, peer.ip());
+            let gate = shared.daemon.admin_gate(&head, peer.ip());
             match gate {
                 Err(r) => reply(r, secure),
                 Ok(()) => {
@@ -63,12 +63,13 @@ pub async fn handle(
             }
         }
         Route::Admin => {
-            let gate = shared.daemon.core().admin_gate(&head, peer.ip());
+            let gate = shared.daemon.admin_gate(&head, peer.ip());
             match gate {
                 Err(r) => reply(r, secure),
-                Ok(()) => reply(admin::handle(&shared, head, body).await, secure),
+                Ok(()) => reply(admin::handle(&shared, head, body, peer.ip()).await, secure),
             }
         }
+        Route::Dashboard => reply(shared.daemon.dashboard(&head, peer.ip()), secure),
         Route::NotFound => reply(errors::not_found(), secure),
         Route::Proxy => proxy::handle(&shared, head, body, peer.ip(), secure).await,
     };

@@ -9,11 +9,13 @@
 //! Aggregated `cost_usd` values are recomputed from the integer sum of `cost_nanousd`, never
 //! summed in floating point; a single stored row's `cost_usd` is returned as stored.
 
+mod dashboard;
 mod keys;
 mod logs;
 mod quotas;
 mod usage;
 
+pub use dashboard::{SeriesDimension, SeriesKey, SeriesPoint, UsageSummary};
 pub use keys::{ApiKeyGrant, ApiKeyInfo, ApiKeyUsage};
 pub use logs::{CostAuditRow, LogFilter, LogRow, Stats};
 pub use quotas::{QuotaHistory, QuotaHistoryEntry, QuotaSnapshot};
