@@ -600,7 +600,7 @@ pub fn doctor_json_pass_and_fail() {
     );
     assert_eq!(db["tablesCount"], db["tables"].as_array().unwrap().len());
     assert!(!db["appliedMigrations"].as_array().unwrap().is_empty());
-    assert_eq!(v["checks"]["providers"]["details"]["count"], 6);
+    assert_eq!(v["checks"]["providers"]["details"]["count"], 7);
     assert_eq!(v["checks"]["pricingCache"]["details"]["exists"], true);
     assert_eq!(v["checks"]["upstream"]["details"]["statusCode"], 200);
     assert!(
