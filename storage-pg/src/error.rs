@@ -1,0 +1,27 @@
+//! Errors of the PostgreSQL backend.
+
+/// Why a PostgreSQL operation failed. The connection URL never appears in a message: it may
+/// carry a password (`docs/replicas.md` §1).
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// The server or the connection refused a statement.
+    #[error("postgres: {0}")]
+    Postgres(#[from] postgres::Error),
+    /// A named migration failed; it was rolled back as a whole.
+    #[error("postgres migration {name} failed: {source}")]
+    Migration {
+        /// The migration's name.
+        name: &'static str,
+        /// The server's answer.
+        source: postgres::Error,
+    },
+    /// `DATABASE_URL` cannot be used (syntax, or a setting not supported yet).
+    #[error("DATABASE_URL: {0}")]
+    Config(String),
+    /// The schema lacks columns or indexes the queries rely on.
+    #[error("postgres schema is missing {}", missing.join(", "))]
+    SchemaAssertion {
+        /// `table.column` or `index.name`, in check order.
+        missing: Vec<String>,
+    },
+}

@@ -1,0 +1,122 @@
+//! PostgreSQL storage of agent-cli-proxy for several replicas sharing one database
+//! (`docs/replicas.md`). In progress: the schema and its migrations, ingestion of a replica's
+//! spool, and the first read queries; see the Status section of `docs/replicas.md` for what
+//! is not there yet.
+//!
+//! Built on the synchronous `postgres` crate (rust-postgres): the API here is blocking, like
+//! the SQLite storage, so both shells can call it from their blocking threads. That crate
+//! drives `tokio-postgres` on a private current-thread runtime inside each [`PgStore`]; no
+//! runtime appears in this API and none is required of the caller.
+//!
+//! Rows, results and spool records are the storage crate's types; nothing is duplicated.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod conn;
+pub mod error;
+pub mod ingest;
+pub mod queries;
+pub mod schema;
+
+pub use conn::{connect, is_postgres_url};
+pub use error::PgError;
+pub use ingest::BatchOutcome;
+pub use schema::PgMigrationReport;
+
+use agent_cli_proxy_storage::queries::{LogFilter, LogRow, Stats, UsageDay};
+use agent_cli_proxy_storage::spool::{Cursor, Record};
+
+/// One connection to the database with the operations of this crate.
+pub struct PgStore {
+    client: postgres::Client,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` (`DATABASE_URL`, libpq syntax).
+    pub fn connect(url: &str) -> Result<PgStore, PgError> {
+        Ok(PgStore {
+            client: conn::connect(url)?,
+        })
+    }
+
+    /// Runs the pending migrations under the migration lock (`docs/replicas.md` §2).
+    pub fn migrate(&mut self) -> Result<PgMigrationReport, PgError> {
+        schema::migrate(&mut self.client)
+    }
+
+    /// The names recorded in `schema_migrations`, sorted.
+    pub fn recorded_migrations(&mut self) -> Result<Vec<String>, PgError> {
+        schema::recorded_migrations(&mut self.client)
+    }
+
+    /// See [`ingest::apply_batch`].
+    pub fn apply_batch(
+        &mut self,
+        replica: &str,
+        batch: &[(u64, Record)],
+        next: Option<Cursor>,
+        now: &str,
+    ) -> Result<BatchOutcome, PgError> {
+        ingest::apply_batch(&mut self.client, replica, batch, next, now)
+    }
+
+    /// The applied spool position of `replica`.
+    pub fn applied_seq(&mut self, replica: &str) -> Result<u64, PgError> {
+        ingest::applied_seq(&mut self.client, replica)
+    }
+
+    /// Records `replica` in `replicas` or refreshes its `seen_at` (every 30 s,
+    /// `docs/replicas.md` §3); `started_at` is kept from the first call of a run.
+    pub fn register_replica(
+        &mut self,
+        replica: &str,
+        host: &str,
+        version: &str,
+        now: &str,
+    ) -> Result<(), PgError> {
+        self.client.execute(
+            "INSERT INTO replicas (replica, host, version, started_at, seen_at)
+             VALUES ($1, $2, $3, $4, $4)
+             ON CONFLICT (replica) DO UPDATE SET host = EXCLUDED.host,
+               version = EXCLUDED.version, seen_at = EXCLUDED.seen_at",
+            &[&replica, &host, &version, &now],
+        )?;
+        Ok(())
+    }
+
+    /// `/admin/usage/today`.
+    pub fn usage_today(&mut self, today: &str) -> Result<UsageDay, PgError> {
+        queries::usage_today(&mut self.client, today)
+    }
+
+    /// `/admin/stats`.
+    pub fn stats(&mut self) -> Result<Stats, PgError> {
+        queries::stats(&mut self.client)
+    }
+
+    /// `/admin/logs`.
+    pub fn logs(&mut self, f: &LogFilter, limit: u32, offset: u32) -> Result<Vec<LogRow>, PgError> {
+        queries::logs(&mut self.client, f, limit, offset)
+    }
+
+    /// The connection, for what this crate does not wrap yet (and for tests).
+    pub fn client(&mut self) -> &mut postgres::Client {
+        &mut self.client
+    }
+}
+
+/// A count as a BIGINT; larger values (never produced) saturate.
+pub(crate) fn sql_int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// `cost_usd` from the exact cost, the same division as the SQLite backend.
+pub(crate) fn usd(nanousd: i64) -> f64 {
+    nanousd as f64 / 1e9
+}

@@ -1,0 +1,160 @@
+//! Read queries with the SQLite backend's result types (`storage::queries`), so the admin
+//! layer serializes the same bytes whichever backend answered. Only those needed to prove
+//! parity so far: `/admin/usage/today`, `/admin/stats`, `/admin/logs`.
+//!
+//! Differences from the SQLite SQL are PostgreSQL's, not the answer's: `SUM` of a BIGINT is
+//! NUMERIC there and is cast back; an absent filter is a typed NULL parameter.
+
+use postgres::{Client, Row};
+
+use agent_cli_proxy_storage::queries::{DailyUsage, LogFilter, LogRow, Stats, UsageDay};
+
+use crate::error::PgError;
+use crate::usd;
+
+const DAILY_COLUMNS: &str = "day, provider, model, COALESCE(request_count, 0),
+    COALESCE(prompt_tokens, 0), COALESCE(completion_tokens, 0),
+    COALESCE(cache_creation_tokens, 0), COALESCE(cache_read_tokens, 0),
+    COALESCE(total_tokens, 0), COALESCE(cost_usd, 0), cost_nanousd";
+
+const LOG_COLUMNS: &str = "id, request_id, provider, model, actual_model, actual_provider,
+    proxy_api_key_id, tool, client_id, agent, source, msg_id, path, streamed, status,
+    prompt_tokens, completion_tokens, cache_creation_tokens, cache_read_tokens,
+    reasoning_tokens, total_tokens, cost_usd, cost_status, lifecycle_status, incomplete,
+    error_code, error_message, latency_ms, started_at, finished_at, finalized_at, meta_json,
+    user_agent, source_ip, cliproxy_account, cliproxy_auth_index, cliproxy_source,
+    correlated_at, cache_write_1h_tokens, usage_incomplete, cost_nanousd";
+
+/// `/admin/usage/today` for the UTC day `today`: rows ordered provider, model (byte order:
+/// the columns are `COLLATE "C"`).
+pub fn usage_today(client: &mut Client, today: &str) -> Result<UsageDay, PgError> {
+    let rows = client.query(
+        &format!("SELECT {DAILY_COLUMNS} FROM daily_usage WHERE day = $1 ORDER BY provider, model"),
+        &[&today],
+    )?;
+    let breakdown = rows.iter().map(daily_row).collect::<Result<Vec<_>, _>>()?;
+    let requests = breakdown.iter().map(|b| b.request_count).sum();
+    let total_tokens = breakdown.iter().map(|b| b.total_tokens).sum();
+    let nano: i64 = breakdown.iter().map(|b| b.cost_nanousd).sum();
+    Ok(UsageDay {
+        date: today.to_owned(),
+        requests,
+        total_tokens,
+        cost_usd: usd(nano),
+        cost_nanousd: nano,
+        breakdown,
+    })
+}
+
+/// `/admin/stats` over all rows; an empty table gives zeros and nulls.
+pub fn stats(client: &mut Client) -> Result<Stats, PgError> {
+    let r = client.query_one(
+        "SELECT COUNT(*), COALESCE(SUM(total_tokens), 0)::bigint,
+           COALESCE(SUM(cost_nanousd), 0)::bigint, MIN(started_at), MAX(started_at)
+         FROM request_logs",
+        &[],
+    )?;
+    let nano: i64 = r.try_get(2)?;
+    Ok(Stats {
+        total_requests: r.try_get(0)?,
+        total_tokens: r.try_get(1)?,
+        total_cost_usd: usd(nano),
+        total_cost_nanousd: nano,
+        first_request_at: r.try_get(3)?,
+        last_request_at: r.try_get(4)?,
+    })
+}
+
+/// `/admin/logs`: ordered `started_at` descending, then `id` descending.
+pub fn logs(
+    client: &mut Client,
+    f: &LogFilter,
+    limit: u32,
+    offset: u32,
+) -> Result<Vec<LogRow>, PgError> {
+    let rows = client.query(
+        &format!(
+            "SELECT {LOG_COLUMNS} FROM request_logs
+             WHERE ($1::text IS NULL OR tool = $1) AND ($2::text IS NULL OR client_id = $2)
+               AND ($3::text IS NULL OR model = $3) AND ($4::text IS NULL OR provider = $4)
+               AND ($5::bigint IS NULL OR status >= $5)
+               AND ($6::bigint IS NULL OR status <= $6)
+               AND ($7::text IS NULL OR lifecycle_status = $7)
+             ORDER BY started_at DESC, id DESC LIMIT $8 OFFSET $9"
+        ),
+        &[
+            &f.tool,
+            &f.client_id,
+            &f.model,
+            &f.provider,
+            &f.status_min,
+            &f.status_max,
+            &f.lifecycle_status,
+            &i64::from(limit),
+            &i64::from(offset),
+        ],
+    )?;
+    rows.iter().map(log_row).collect()
+}
+
+fn daily_row(r: &Row) -> Result<DailyUsage, PgError> {
+    Ok(DailyUsage {
+        day: r.try_get(0)?,
+        provider: r.try_get(1)?,
+        model: r.try_get(2)?,
+        request_count: r.try_get(3)?,
+        prompt_tokens: r.try_get(4)?,
+        completion_tokens: r.try_get(5)?,
+        cache_creation_tokens: r.try_get(6)?,
+        cache_read_tokens: r.try_get(7)?,
+        total_tokens: r.try_get(8)?,
+        cost_usd: r.try_get(9)?,
+        cost_nanousd: r.try_get(10)?,
+    })
+}
+
+fn log_row(r: &Row) -> Result<LogRow, PgError> {
+    Ok(LogRow {
+        id: r.try_get(0)?,
+        request_id: r.try_get(1)?,
+        provider: r.try_get(2)?,
+        model: r.try_get(3)?,
+        actual_model: r.try_get(4)?,
+        actual_provider: r.try_get(5)?,
+        proxy_api_key_id: r.try_get(6)?,
+        tool: r.try_get(7)?,
+        client_id: r.try_get(8)?,
+        agent: r.try_get(9)?,
+        source: r.try_get(10)?,
+        msg_id: r.try_get(11)?,
+        path: r.try_get(12)?,
+        streamed: r.try_get(13)?,
+        status: r.try_get(14)?,
+        prompt_tokens: r.try_get(15)?,
+        completion_tokens: r.try_get(16)?,
+        cache_creation_tokens: r.try_get(17)?,
+        cache_read_tokens: r.try_get(18)?,
+        reasoning_tokens: r.try_get(19)?,
+        total_tokens: r.try_get(20)?,
+        cost_usd: r.try_get(21)?,
+        cost_status: r.try_get(22)?,
+        lifecycle_status: r.try_get(23)?,
+        incomplete: r.try_get(24)?,
+        error_code: r.try_get(25)?,
+        error_message: r.try_get(26)?,
+        latency_ms: r.try_get(27)?,
+        started_at: r.try_get(28)?,
+        finished_at: r.try_get(29)?,
+        finalized_at: r.try_get(30)?,
+        meta_json: r.try_get(31)?,
+        user_agent: r.try_get(32)?,
+        source_ip: r.try_get(33)?,
+        cliproxy_account: r.try_get(34)?,
+        cliproxy_auth_index: r.try_get(35)?,
+        cliproxy_source: r.try_get(36)?,
+        correlated_at: r.try_get(37)?,
+        cache_write_1h_tokens: r.try_get(38)?,
+        usage_incomplete: r.try_get(39)?,
+        cost_nanousd: r.try_get(40)?,
+    })
+}

@@ -1,0 +1,502 @@
+//! The PostgreSQL backend against a real server started by the test (`docs/replicas.md` §8):
+//! migrations, exactly-once ingestion per replica, the `daily_usage` invariant, and reads
+//! equal to the SQLite backend's for the same spool records.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::{Arc, Barrier};
+
+use agent_cli_proxy_core::usage::TokenColumns;
+use agent_cli_proxy_storage::ingest::{IngestConfig, Ingester};
+use agent_cli_proxy_storage::op::{AuditInfo, CostStatus, FinalizeRow, PreLogRow, Terminal};
+use agent_cli_proxy_storage::queries::LogFilter;
+use agent_cli_proxy_storage::spool::{Cursor, Doorbell, Record, Spool, SpoolConfig};
+use agent_cli_proxy_storage::{DbPath, Store};
+use agent_cli_proxy_storage_pg::schema::MIGRATIONS;
+use agent_cli_proxy_storage_pg::{PgError, PgStore};
+
+use support::pg::TestPg;
+
+const DAY: &str = "2026-12-07";
+const NOW: &str = "2026-12-07T12:00:00.000Z";
+
+fn begin(id: &str, model: &str, started_at: &str) -> Record {
+    Record::Begin(Box::new(PreLogRow {
+        request_id: id.to_owned(),
+        provider: "anthropic".to_owned(),
+        model: model.to_owned(),
+        tool: "claude-code".to_owned(),
+        client_id: "laptop".to_owned(),
+        agent: Some("builder".to_owned()),
+        user_agent: Some("claude-cli/1.0".to_owned()),
+        source_ip: Some("127.0.0.1".to_owned()),
+        msg_id: None,
+        path: "/v1/messages".to_owned(),
+        streamed: false,
+        proxy_api_key_id: None,
+        started_at: started_at.to_owned(),
+        meta_json: PreLogRow::meta("POST", Some("cli"), None),
+    }))
+}
+
+fn tokens(prompt: u64) -> TokenColumns {
+    TokenColumns {
+        prompt_tokens: prompt,
+        completion_tokens: 7,
+        cache_read_tokens: 3,
+        cache_creation_tokens: 2,
+        cache_write_1h_tokens: 1,
+        reasoning_tokens: 0,
+        total_tokens: prompt + 12,
+    }
+}
+
+fn end(id: &str, model: &str, prompt: u64, cost: u64, outcome: Terminal) -> Record {
+    Record::End {
+        request_id: id.to_owned(),
+        row: Box::new(FinalizeRow {
+            id: 0,
+            lifecycle_status: outcome,
+            actual_model: Some(format!("{model}-20261201")),
+            actual_provider: Some("anthropic".to_owned()),
+            proxy_api_key_id: None,
+            streamed: true,
+            status: Some(if outcome == Terminal::Completed {
+                200
+            } else {
+                502
+            }),
+            tokens: tokens(prompt),
+            usage_incomplete: outcome != Terminal::Completed,
+            cost_nanousd: cost,
+            cost_status: if cost > 0 {
+                CostStatus::Ok
+            } else {
+                CostStatus::Pending
+            },
+            error_code: (outcome != Terminal::Completed).then(|| "upstream_error".to_owned()),
+            error_message: None,
+            latency_ms: Some(321),
+            now: NOW.to_owned(),
+            meta_json: r#"{"method":"POST","originator":"cli","session_id":null}"#.to_owned(),
+            audit: AuditInfo {
+                model: Some(model.to_owned()),
+                provider: Some("anthropic".to_owned()),
+                source: "pricing".to_owned(),
+            },
+        }),
+    }
+}
+
+/// Calls covering every record kind and both paths of a `Begin` (its `End` in the same
+/// batch or a later one), two days, and models whose byte order differs from a locale's.
+fn workload() -> Vec<Record> {
+    let at = |h: u32| format!("{DAY}T{h:02}:00:00.000Z");
+    vec![
+        begin("r1", "claude-sonnet", &at(1)),
+        end("r1", "claude-sonnet", 100, 1_234_567, Terminal::Completed),
+        begin("r2", "claude-sonnet", &at(2)),
+        Record::Usage {
+            request_id: "r2".to_owned(),
+            tokens: tokens(40),
+        },
+        begin("r3", "Zeta", &at(3)),
+        begin("r4", "alpha", &at(4)),
+        end("r2", "claude-sonnet", 50, 333_333_333, Terminal::Completed),
+        end("r3", "Zeta", 5, 0, Terminal::Error),
+        Record::Fallback {
+            request_id: "r4".to_owned(),
+            message: "disk I/O error".to_owned(),
+            now: NOW.to_owned(),
+        },
+        begin("r5", "claude-sonnet", &at(5)),
+        begin("r6", "claude-sonnet", "2026-12-06T23:59:59.999Z"),
+        end("r6", "claude-sonnet", 10, 42, Terminal::Completed),
+    ]
+}
+
+/// The workload written to a real (in-memory) spool and read back in batches of `size`,
+/// with the cursor after each batch: exactly what a replica's reader hands to PostgreSQL.
+fn spooled_batches(records: &[Record], size: usize) -> Vec<(Vec<(u64, Record)>, Cursor)> {
+    let opened = Spool::open(SpoolConfig::memory(), 0, Arc::new(Doorbell::default())).unwrap();
+    for r in records {
+        opened.spool.append(r).unwrap();
+    }
+    let mut cursor = opened.cursor;
+    let mut out = Vec::new();
+    loop {
+        let mut buf = Vec::new();
+        let next = opened.spool.read(cursor, size, &mut buf).unwrap();
+        if buf.is_empty() {
+            return out;
+        }
+        cursor = next;
+        out.push((buf, next));
+    }
+}
+
+fn migrated(pg: &TestPg) -> PgStore {
+    let mut store = PgStore::connect(&pg.url()).unwrap();
+    store.migrate().unwrap();
+    store
+}
+
+fn ingest_all(store: &mut PgStore, replica: &str, batches: &[(Vec<(u64, Record)>, Cursor)]) {
+    for (batch, next) in batches {
+        let outcome = store.apply_batch(replica, batch, Some(*next), NOW).unwrap();
+        assert!(outcome.orphans.is_empty(), "{outcome:?}");
+    }
+}
+
+fn count(store: &mut PgStore, sql: &str) -> i64 {
+    store.client().query_one(sql, &[]).unwrap().get(0)
+}
+
+#[test]
+fn migrations_run_once_and_are_recorded_by_name() {
+    let pg = TestPg::start();
+    let mut store = PgStore::connect(&pg.url()).unwrap();
+    let first = store.migrate().unwrap();
+    let names: Vec<&str> = MIGRATIONS.iter().map(|(n, _)| *n).collect();
+    assert_eq!(first.applied, names);
+    let again = store.migrate().unwrap();
+    assert!(again.applied.is_empty(), "{again:?}");
+    assert_eq!(store.recorded_migrations().unwrap(), names);
+    // The schema the SQLite assertion requires is there, plus the replica tables.
+    agent_cli_proxy_storage_pg::schema::assert_schema(store.client()).unwrap();
+}
+
+#[test]
+fn replicas_starting_together_migrate_once() {
+    let pg = TestPg::start();
+    let url = pg.url();
+    let barrier = Arc::new(Barrier::new(4));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                let mut store = PgStore::connect(&url).unwrap();
+                barrier.wait();
+                store.migrate().map(|r| r.applied)
+            })
+        })
+        .collect();
+    let mut applied: Vec<&str> = Vec::new();
+    for t in threads {
+        applied.extend(t.join().unwrap().unwrap());
+    }
+    applied.sort_unstable();
+    let names: Vec<&str> = MIGRATIONS.iter().map(|(n, _)| *n).collect();
+    assert_eq!(applied, names, "every migration ran exactly once overall");
+    let mut store = PgStore::connect(&url).unwrap();
+    assert_eq!(
+        count(&mut store, "SELECT COUNT(*) FROM schema_migrations"),
+        MIGRATIONS.len() as i64
+    );
+}
+
+#[test]
+fn a_batch_applied_twice_lands_once_and_end_may_come_in_a_later_batch() {
+    let pg = TestPg::start();
+    let mut store = migrated(&pg);
+    let records = vec![
+        begin("a", "claude-sonnet", "2026-12-07T01:00:00.000Z"),
+        begin("b", "claude-sonnet", "2026-12-07T01:00:01.000Z"),
+        end("a", "claude-sonnet", 100, 1_000, Terminal::Completed),
+        end("b", "claude-sonnet", 200, 2_000, Terminal::Completed),
+    ];
+    let batches = spooled_batches(&records, 2);
+    assert_eq!(batches.len(), 2);
+    let first = store
+        .apply_batch("rep-1", &batches[0].0, Some(batches[0].1), NOW)
+        .unwrap();
+    assert_eq!((first.applied, first.skipped, first.applied_seq), (2, 0, 2));
+    assert_eq!(
+        count(
+            &mut store,
+            "SELECT COUNT(*) FROM request_logs WHERE lifecycle_status = 'pending'"
+        ),
+        2
+    );
+    // A crash after COMMIT and before the spool learned it: the same batch comes again.
+    let replay = store
+        .apply_batch("rep-1", &batches[0].0, Some(batches[0].1), NOW)
+        .unwrap();
+    assert_eq!((replay.applied, replay.skipped), (0, 2));
+    for _ in 0..2 {
+        store
+            .apply_batch("rep-1", &batches[1].0, Some(batches[1].1), NOW)
+            .unwrap();
+    }
+    assert_eq!(count(&mut store, "SELECT COUNT(*) FROM request_logs"), 2);
+    assert_eq!(
+        count(
+            &mut store,
+            "SELECT COUNT(*) FROM request_logs WHERE lifecycle_status = 'completed'
+               AND replica = 'rep-1'"
+        ),
+        2
+    );
+    assert_eq!(count(&mut store, "SELECT COUNT(*) FROM cost_audit"), 2);
+    assert_eq!(
+        count(
+            &mut store,
+            "SELECT request_count FROM daily_usage WHERE day = '2026-12-07'"
+        ),
+        2
+    );
+    assert_eq!(
+        count(
+            &mut store,
+            "SELECT cost_nanousd FROM daily_usage WHERE day = '2026-12-07'"
+        ),
+        3_000
+    );
+    assert_eq!(store.applied_seq("rep-1").unwrap(), 4);
+    let (segment, offset): (i64, i64) = {
+        let r = store
+            .client()
+            .query_one(
+                "SELECT segment, \"offset\" FROM spool_position WHERE replica = 'rep-1'",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(
+        (segment as u64, offset as u64),
+        (batches[1].1.segment, batches[1].1.offset)
+    );
+}
+
+#[test]
+fn replicas_keep_their_own_positions_and_rows() {
+    let pg = TestPg::start();
+    let mut store = migrated(&pg);
+    // Both replicas' spools start at sequence 1; neither position hides the other's rows.
+    let a = spooled_batches(
+        &[
+            begin("a1", "m", "2026-12-07T01:00:00.000Z"),
+            end("a1", "m", 1, 10, Terminal::Completed),
+        ],
+        10,
+    );
+    let b = spooled_batches(
+        &[
+            begin("b1", "m", "2026-12-07T02:00:00.000Z"),
+            end("b1", "m", 2, 20, Terminal::Completed),
+            begin("b2", "m", "2026-12-07T03:00:00.000Z"),
+        ],
+        10,
+    );
+    ingest_all(&mut store, "A", &a);
+    ingest_all(&mut store, "B", &b);
+    ingest_all(&mut store, "A", &a);
+    assert_eq!(store.applied_seq("A").unwrap(), 2);
+    assert_eq!(store.applied_seq("B").unwrap(), 3);
+    assert_eq!(
+        count(
+            &mut store,
+            "SELECT COUNT(*) FROM request_logs WHERE replica = 'B'"
+        ),
+        2
+    );
+    assert_eq!(count(&mut store, "SELECT COUNT(*) FROM request_logs"), 3);
+    store.register_replica("A", "host-a", "0.1.0", NOW).unwrap();
+    store
+        .register_replica("A", "host-a", "0.1.0", "2026-12-07T12:00:30.000Z")
+        .unwrap();
+    let r = store
+        .client()
+        .query_one(
+            "SELECT started_at, seen_at FROM replicas WHERE replica = 'A'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        (r.get::<_, String>(0), r.get::<_, String>(1)),
+        (NOW.to_owned(), "2026-12-07T12:00:30.000Z".to_owned())
+    );
+}
+
+#[test]
+fn an_end_without_its_begin_is_reported_not_applied() {
+    let pg = TestPg::start();
+    let mut store = migrated(&pg);
+    let batches = spooled_batches(&[end("ghost", "m", 1, 1, Terminal::Completed)], 10);
+    let outcome = store
+        .apply_batch("A", &batches[0].0, Some(batches[0].1), NOW)
+        .unwrap();
+    assert_eq!(outcome.orphans, vec![1]);
+    assert_eq!(outcome.applied_seq, 1);
+    assert_eq!(count(&mut store, "SELECT COUNT(*) FROM daily_usage"), 0);
+}
+
+#[test]
+fn daily_usage_equals_the_aggregate_of_final_rows() {
+    let pg = TestPg::start();
+    let mut store = migrated(&pg);
+    for size in [1, 3, 100] {
+        // Three replicas with different batch sizes over the same calls (ids made unique).
+        let records: Vec<Record> = workload()
+            .into_iter()
+            .map(|r| rename(r, &format!("-{size}")))
+            .collect();
+        ingest_all(
+            &mut store,
+            &format!("rep-{size}"),
+            &spooled_batches(&records, size),
+        );
+    }
+    let diff = count(
+        &mut store,
+        "SELECT COUNT(*) FROM (
+           (SELECT day, provider, model, request_count, prompt_tokens, completion_tokens,
+              cache_creation_tokens, cache_read_tokens, total_tokens, cost_nanousd
+            FROM daily_usage
+            EXCEPT
+            SELECT substr(started_at, 1, 10), provider, model, COUNT(*), SUM(prompt_tokens),
+              SUM(completion_tokens), SUM(cache_creation_tokens), SUM(cache_read_tokens),
+              SUM(total_tokens), SUM(cost_nanousd)
+            FROM request_logs WHERE lifecycle_status <> 'pending'
+            GROUP BY 1, 2, 3)
+           UNION ALL
+           (SELECT substr(started_at, 1, 10), provider, model, COUNT(*), SUM(prompt_tokens),
+              SUM(completion_tokens), SUM(cache_creation_tokens), SUM(cache_read_tokens),
+              SUM(total_tokens), SUM(cost_nanousd)
+            FROM request_logs WHERE lifecycle_status <> 'pending'
+            GROUP BY 1, 2, 3
+            EXCEPT
+            SELECT day, provider, model, request_count, prompt_tokens, completion_tokens,
+              cache_creation_tokens, cache_read_tokens, total_tokens, cost_nanousd
+            FROM daily_usage)) d",
+    );
+    assert_eq!(diff, 0);
+    assert_eq!(
+        count(
+            &mut store,
+            "SELECT SUM(request_count)::bigint FROM daily_usage"
+        ),
+        3 * 5
+    );
+}
+
+fn rename(r: Record, suffix: &str) -> Record {
+    match r {
+        Record::Begin(mut row) => {
+            row.request_id.push_str(suffix);
+            Record::Begin(row)
+        }
+        Record::Usage { request_id, tokens } => Record::Usage {
+            request_id: request_id + suffix,
+            tokens,
+        },
+        Record::End { request_id, row } => Record::End {
+            request_id: request_id + suffix,
+            row,
+        },
+        Record::Fallback {
+            request_id,
+            message,
+            now,
+        } => Record::Fallback {
+            request_id: request_id + suffix,
+            message,
+            now,
+        },
+    }
+}
+
+#[test]
+fn reads_equal_the_sqlite_backend_for_the_same_records() {
+    let records = workload();
+    // SQLite through the storage crate's own spool ingester.
+    let mut sqlite = Store::open(&DbPath::memory()).unwrap();
+    sqlite.migrate().unwrap();
+    let opened = Spool::open(SpoolConfig::memory(), 0, Arc::new(Doorbell::default())).unwrap();
+    for r in &records {
+        opened.spool.append(r).unwrap();
+    }
+    let mut ingester = Ingester::new(
+        Arc::clone(&opened.spool),
+        opened.cursor,
+        IngestConfig {
+            batch: 4,
+            ..IngestConfig::default()
+        },
+    );
+    ingester.drain(sqlite.connection()).unwrap();
+
+    let pg = TestPg::start();
+    let mut store = migrated(&pg);
+    ingest_all(&mut store, "A", &spooled_batches(&records, 4));
+
+    for day in [DAY, "2026-12-06", "2026-12-05"] {
+        assert_eq!(
+            store.usage_today(day).unwrap(),
+            sqlite.usage_today(day).unwrap(),
+            "{day}"
+        );
+    }
+    let today = store.usage_today(DAY).unwrap();
+    let models: Vec<&str> = today.breakdown.iter().map(|b| b.model.as_str()).collect();
+    assert_eq!(models, ["Zeta", "alpha", "claude-sonnet"], "byte order");
+    assert_eq!(store.stats().unwrap(), sqlite.stats().unwrap());
+    assert_eq!(store.stats().unwrap().total_requests, 6);
+    let filters = [
+        LogFilter::default(),
+        LogFilter {
+            model: Some("claude-sonnet".to_owned()),
+            status_min: Some(200),
+            ..LogFilter::default()
+        },
+        LogFilter {
+            lifecycle_status: Some("error".to_owned()),
+            ..LogFilter::default()
+        },
+        LogFilter {
+            tool: Some("nope".to_owned()),
+            ..LogFilter::default()
+        },
+    ];
+    for f in &filters {
+        for (limit, offset) in [(100, 0), (2, 1)] {
+            let pg_rows = store.logs(f, limit, offset).unwrap();
+            let lite_rows = sqlite.logs(f, limit, offset).unwrap();
+            assert_eq!(pg_rows, lite_rows, "{f:?} {limit} {offset}");
+        }
+    }
+    assert_eq!(store.logs(&LogFilter::default(), 100, 0).unwrap().len(), 6);
+}
+
+#[test]
+fn an_empty_database_reads_as_sqlite_does() {
+    let pg = TestPg::start();
+    let mut store = migrated(&pg);
+    let mut sqlite = Store::open(&DbPath::memory()).unwrap();
+    sqlite.migrate().unwrap();
+    assert_eq!(store.stats().unwrap(), sqlite.stats().unwrap());
+    assert_eq!(
+        store.usage_today(DAY).unwrap(),
+        sqlite.usage_today(DAY).unwrap()
+    );
+}
+
+#[test]
+fn sslmode_require_is_refused_clearly_and_the_password_never_shows() {
+    let err = PgStore::connect("postgres://u:hunter2@127.0.0.1:1/db?sslmode=require").unwrap_err();
+    assert!(matches!(err, PgError::Config(_)), "{err:?}");
+    assert!(err.to_string().contains("sslmode=require"), "{err}");
+    assert!(!err.to_string().contains("hunter2"));
+    // A refused connection (nothing listens on port 1) does not echo the URL either.
+    let err = PgStore::connect("postgres://u:hunter2@127.0.0.1:1/db").unwrap_err();
+    assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
+    assert!(agent_cli_proxy_storage_pg::is_postgres_url(
+        "postgresql://h/db"
+    ));
+    assert!(!agent_cli_proxy_storage_pg::is_postgres_url(
+        "sqlite:///tmp/x.db"
+    ));
+}
