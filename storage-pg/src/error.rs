@@ -5,10 +5,10 @@
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
     /// The server or the connection refused a statement.
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", describe(.0))]
     Postgres(#[from] postgres::Error),
     /// A named migration failed; it was rolled back as a whole.
-    #[error("postgres migration {name} failed: {source}")]
+    #[error("postgres migration {name} failed: {}", describe(.source))]
     Migration {
         /// The migration's name.
         name: &'static str,
@@ -24,4 +24,16 @@ pub enum PgError {
         /// `table.column` or `index.name`, in check order.
         missing: Vec<String>,
     },
+}
+
+/// The server's message and SQLSTATE, or the client's error with its cause. The `DETAIL`
+/// line is left out: it can quote row values.
+pub fn describe(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
 }

@@ -10,9 +10,8 @@
 //! map of calls in flight is needed across batches. A `Begin` whose `End` is in the same
 //! batch becomes one `INSERT … ON CONFLICT (request_id) DO UPDATE` of the final row.
 //!
-//! Not yet: per-record isolation (a record the server refuses on its own fails the whole
-//! batch, which the caller retries), and multi-row statements or `COPY` (each record is a
-//! few round trips; to be measured before it is changed, `docs/replicas.md` §3).
+//! Not yet: multi-row statements or `COPY` (each record is a few round trips; to be measured
+//! before it is changed, `docs/replicas.md` §3).
 
 use std::collections::HashMap;
 
@@ -37,6 +36,8 @@ pub struct BatchOutcome {
     /// or `Fallback` whose `Begin` never reached the database); the SQLite ingester sets
     /// these aside as rejected, here they are reported and skipped.
     pub orphans: Vec<u64>,
+    /// Records the server refused on their own, with its message; skipped.
+    pub rejected: Vec<(u64, String)>,
     /// The replica's applied position after the batch.
     pub applied_seq: u64,
 }
@@ -56,12 +57,40 @@ pub fn applied_seq(client: &mut Client, replica: &str) -> Result<u64, PgError> {
 /// Applies `batch` (in spool order) for `replica` in one transaction. `next` is where the
 /// replica's reader continues after it (stored for `db spool status`); `now` stamps the
 /// position row.
+///
+/// When the server refuses one record on its own (a data or constraint error, SQLSTATE
+/// classes 22 and 23), the batch is run again with a savepoint per record: the others land,
+/// the refused ones are listed in [`BatchOutcome::rejected`] and the position moves past
+/// them, so one bad record cannot stop ingestion. Any other error (connection lost, server
+/// shutting down, disk full) fails the whole batch for the caller to retry.
 pub fn apply_batch(
     client: &mut Client,
     replica: &str,
     batch: &[(u64, Record)],
     next: Option<Cursor>,
     now: &str,
+) -> Result<BatchOutcome, PgError> {
+    match attempt(client, replica, batch, next, now, false) {
+        Err(PgError::Postgres(e)) if is_record_failure(&e) => {
+            attempt(client, replica, batch, next, now, true)
+        }
+        other => other,
+    }
+}
+
+/// A refusal that belongs to one record rather than to the batch or the connection.
+fn is_record_failure(e: &postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"))
+}
+
+fn attempt(
+    client: &mut Client,
+    replica: &str,
+    batch: &[(u64, Record)],
+    next: Option<Cursor>,
+    now: &str,
+    isolate: bool,
 ) -> Result<BatchOutcome, PgError> {
     let mut tx = client.transaction()?;
     tx.execute(
@@ -87,7 +116,7 @@ pub fn apply_batch(
         tx.commit()?;
         return Ok(outcome);
     };
-    apply_records(&mut tx, replica, &todo, &mut outcome.orphans)?;
+    apply_records(&mut tx, replica, &todo, isolate, &mut outcome)?;
     let segment = next.map(|c| sql_int(c.segment));
     let offset = next.map(|c| sql_int(c.offset));
     tx.execute(
@@ -96,7 +125,7 @@ pub fn apply_batch(
         &[&replica, &sql_int(last), &segment, &offset, &now],
     )?;
     tx.commit()?;
-    outcome.applied = todo.len();
+    outcome.applied = todo.len() - outcome.rejected.len();
     outcome.applied_seq = last;
     Ok(outcome)
 }
@@ -105,7 +134,8 @@ fn apply_records(
     tx: &mut Transaction<'_>,
     replica: &str,
     todo: &[&(u64, Record)],
-    orphans: &mut Vec<u64>,
+    isolate: bool,
+    outcome: &mut BatchOutcome,
 ) -> Result<(), PgError> {
     // Index of the first `End` of each call in this batch, for the single-insert path.
     let mut ends: HashMap<&str, usize> = HashMap::new();
@@ -119,37 +149,69 @@ fn apply_records(
         if merged[i] {
             continue;
         }
-        let found = match rec {
-            Record::Begin(row) => {
-                let end = ends
-                    .get(row.request_id.as_str())
-                    .filter(|&&j| j > i)
-                    .and_then(|&j| match &todo[j].1 {
-                        Record::End { row: end, .. } => Some((j, end)),
-                        _ => None,
-                    });
-                match end {
-                    Some((j, end)) => {
-                        insert_final(tx, replica, row, end)?;
-                        merged[j] = true;
-                    }
-                    None => insert_pending(tx, replica, row)?,
-                }
-                true
-            }
-            Record::Usage { request_id, tokens } => checkpoint(tx, request_id, tokens)?,
-            Record::End { request_id, row } => finalize(tx, request_id, row)?,
-            Record::Fallback {
-                request_id,
-                message,
-                now,
-            } => fallback(tx, request_id, message, now)?,
+        let end = match rec {
+            Record::Begin(row) => ends
+                .get(row.request_id.as_str())
+                .filter(|&&j| j > i)
+                .and_then(|&j| match &todo[j].1 {
+                    Record::End { row: end, .. } => Some((j, end.as_ref())),
+                    _ => None,
+                }),
+            _ => None,
         };
-        if !found {
-            orphans.push(*seq);
+        let found = if isolate {
+            let mut sp = tx.savepoint("acp_rec")?;
+            match apply_one(&mut sp, replica, rec, end.map(|(_, e)| e)) {
+                Ok(found) => {
+                    sp.commit()?;
+                    Some(found)
+                }
+                Err(PgError::Postgres(e)) if is_record_failure(&e) => {
+                    sp.rollback()?;
+                    outcome.rejected.push((*seq, crate::error::describe(&e)));
+                    None
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            Some(apply_one(tx, replica, rec, end.map(|(_, e)| e))?)
+        };
+        if found.is_some()
+            && let Some((j, _)) = end
+        {
+            merged[j] = true;
+        }
+        if found == Some(false) {
+            outcome.orphans.push(*seq);
         }
     }
     Ok(())
+}
+
+/// Applies one record (with its `End` when both are in the batch); false when the record
+/// names a call that has no row.
+fn apply_one(
+    tx: &mut Transaction<'_>,
+    replica: &str,
+    rec: &Record,
+    end: Option<&FinalizeRow>,
+) -> Result<bool, PgError> {
+    match rec {
+        Record::Begin(row) => {
+            match end {
+                Some(end) => insert_final(tx, replica, row, end)?,
+                None => insert_pending(tx, replica, row)?,
+            }
+            Ok(true)
+        }
+        Record::Usage { request_id, tokens } => checkpoint(tx, request_id, tokens),
+        Record::End { request_id, row } => finalize(tx, request_id, row),
+        Record::Fallback {
+            request_id,
+            message,
+            now,
+        } => fallback(tx, request_id, message, now),
+    }
 }
 
 /// Pre-log columns, in the order of [`prelog_params`].

@@ -500,3 +500,40 @@ fn sslmode_require_is_refused_clearly_and_the_password_never_shows() {
         "sqlite:///tmp/x.db"
     ));
 }
+
+#[test]
+fn a_record_the_server_refuses_alone_is_set_aside_and_the_batch_lands() {
+    let pg = TestPg::start();
+    let mut store = migrated(&pg);
+    // PostgreSQL text cannot hold NUL (SQLite can): a refusal that belongs to one record.
+    let batches = spooled_batches(
+        &[
+            begin("good-1", "m", "2026-12-07T01:00:00.000Z"),
+            begin("bad", "m\0", "2026-12-07T01:00:01.000Z"),
+            end("good-1", "m", 1, 10, Terminal::Completed),
+            begin("good-2", "m", "2026-12-07T01:00:02.000Z"),
+        ],
+        10,
+    );
+    let outcome = store
+        .apply_batch("A", &batches[0].0, Some(batches[0].1), NOW)
+        .unwrap();
+    assert_eq!(outcome.rejected.len(), 1, "{outcome:?}");
+    assert_eq!(outcome.rejected[0].0, 2);
+    assert!(outcome.rejected[0].1.contains("0x00"), "{outcome:?}");
+    assert_eq!((outcome.applied, outcome.applied_seq), (3, 4));
+    assert_eq!(
+        count(
+            &mut store,
+            "SELECT COUNT(*) FROM request_logs WHERE request_id IN ('good-1', 'good-2')"
+        ),
+        2
+    );
+    assert_eq!(
+        count(
+            &mut store,
+            "SELECT request_count FROM daily_usage WHERE model = 'm'"
+        ),
+        1
+    );
+}
