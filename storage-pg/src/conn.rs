@@ -14,6 +14,11 @@ pub fn is_postgres_url(url: &str) -> bool {
 /// Connects without TLS. `sslmode=require` is refused with a clear error rather than
 /// silently downgraded: TLS through rustls is not wired yet (`docs/replicas.md`, Status).
 pub fn connect(url: &str) -> Result<Client, PgError> {
+    Ok(parse(url)?.connect(NoTls)?)
+}
+
+/// Parses and checks `url` without connecting.
+pub fn parse(url: &str) -> Result<Config, PgError> {
     // The parser's messages name the bad option, never the value, so the password stays out.
     let config: Config = url
         .parse()
@@ -28,5 +33,5 @@ pub fn connect(url: &str) -> Result<Client, PgError> {
             ));
         }
     }
-    Ok(config.connect(NoTls)?)
+    Ok(config)
 }

@@ -18,6 +18,9 @@ pub enum PgError {
     /// `DATABASE_URL` cannot be used (syntax, or a setting not supported yet).
     #[error("DATABASE_URL: {0}")]
     Config(String),
+    /// The spool could not be opened or read.
+    #[error("spool: {0}")]
+    Spool(String),
     /// The schema lacks columns or indexes the queries rely on.
     #[error("postgres schema is missing {}", missing.join(", "))]
     SchemaAssertion {

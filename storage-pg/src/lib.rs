@@ -15,12 +15,14 @@
 pub mod conn;
 pub mod error;
 pub mod ingest;
+pub mod ingester;
 pub mod queries;
 pub mod schema;
 
 pub use conn::{connect, is_postgres_url};
 pub use error::PgError;
 pub use ingest::BatchOutcome;
+pub use ingester::{PgIngestStats, PgIngester};
 pub use schema::PgMigrationReport;
 
 use agent_cli_proxy_storage::queries::{LogFilter, LogRow, Stats, UsageDay};
@@ -29,6 +31,8 @@ use agent_cli_proxy_storage::spool::{Cursor, Record};
 /// One connection to the database with the operations of this crate.
 pub struct PgStore {
     client: postgres::Client,
+    /// Kept to reconnect after the server went away (it holds the password: never printed).
+    config: postgres::Config,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -40,9 +44,18 @@ impl std::fmt::Debug for PgStore {
 impl PgStore {
     /// Connects to `url` (`DATABASE_URL`, libpq syntax).
     pub fn connect(url: &str) -> Result<PgStore, PgError> {
-        Ok(PgStore {
-            client: conn::connect(url)?,
-        })
+        let config = conn::parse(url)?;
+        let client = config.connect(postgres::NoTls)?;
+        Ok(PgStore { client, config })
+    }
+
+    /// Opens a new connection when the current one is closed (server restarted or
+    /// unreachable for a while); a no-op otherwise.
+    pub fn ensure_connected(&mut self) -> Result<(), PgError> {
+        if self.client.is_closed() {
+            self.client = self.config.connect(postgres::NoTls)?;
+        }
+        Ok(())
     }
 
     /// Runs the pending migrations under the migration lock (`docs/replicas.md` §2).

@@ -14,7 +14,7 @@ use agent_cli_proxy_storage::queries::LogFilter;
 use agent_cli_proxy_storage::spool::{Cursor, Doorbell, Record, Spool, SpoolConfig};
 use agent_cli_proxy_storage::{DbPath, Store};
 use agent_cli_proxy_storage_pg::schema::MIGRATIONS;
-use agent_cli_proxy_storage_pg::{PgError, PgStore};
+use agent_cli_proxy_storage_pg::{PgError, PgIngester, PgStore};
 
 use support::pg::TestPg;
 
@@ -533,6 +533,121 @@ fn a_record_the_server_refuses_alone_is_set_aside_and_the_batch_lands() {
         count(
             &mut store,
             "SELECT request_count FROM daily_usage WHERE model = 'm'"
+        ),
+        1
+    );
+}
+
+fn spool_segments(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+        .count()
+}
+
+#[test]
+fn the_ingester_resumes_from_the_database_position_after_a_crash() {
+    let pg = TestPg::start();
+    let mut store = migrated(&pg);
+    let dir = tempfile::tempdir().unwrap();
+    let config = SpoolConfig {
+        // Small segments, so that releasing them is visible.
+        segment_bytes: 512,
+        ..SpoolConfig::in_dir(dir.path())
+    };
+    let records = workload();
+    {
+        let opened = PgIngester::open(
+            &mut store,
+            "A",
+            config.clone(),
+            5,
+            Arc::new(Doorbell::default()),
+        )
+        .unwrap();
+        let mut ing = opened.ingester;
+        for r in &records {
+            ing.spool().append(r).unwrap();
+        }
+        assert_eq!(ing.step(&mut store, NOW).unwrap(), 5);
+        // The next batch commits, then the process dies before the spool hears of it.
+        let mut buf = Vec::new();
+        let spool = Spool::open(
+            SpoolConfig::in_dir(dir.path()),
+            5,
+            Arc::new(Doorbell::default()),
+        )
+        .unwrap();
+        let next = spool.spool.read(spool.cursor, 4, &mut buf).unwrap();
+        store.apply_batch("A", &buf, Some(next), NOW).unwrap();
+        assert_eq!(store.applied_seq("A").unwrap(), 9);
+    }
+    let opened =
+        PgIngester::open(&mut store, "A", config, 5, Arc::new(Doorbell::default())).unwrap();
+    let mut ing = opened.ingester;
+    assert_eq!(ing.behind(), records.len() as u64 - 9);
+    assert!(spool_segments(dir.path()) > 1);
+    assert_eq!(
+        ing.drain(&mut store, NOW).unwrap(),
+        records.len() as u64 - 9
+    );
+    assert_eq!(store.applied_seq("A").unwrap(), records.len() as u64);
+    assert_eq!(count(&mut store, "SELECT COUNT(*) FROM request_logs"), 6);
+    assert_eq!(
+        count(
+            &mut store,
+            "SELECT SUM(request_count)::bigint FROM daily_usage"
+        ),
+        5
+    );
+    assert_eq!(
+        spool_segments(dir.path()),
+        1,
+        "passed segments are released"
+    );
+}
+
+#[test]
+fn the_ingester_waits_out_a_server_outage_and_loses_nothing() {
+    let pg = TestPg::start();
+    let mut store = migrated(&pg);
+    let opened = PgIngester::open(
+        &mut store,
+        "A",
+        SpoolConfig::memory(),
+        100,
+        Arc::new(Doorbell::default()),
+    )
+    .unwrap();
+    let mut ing = opened.ingester;
+    let records = workload();
+    let (first, second) = records.split_at(4);
+    for r in first {
+        ing.spool().append(r).unwrap();
+    }
+    assert_eq!(ing.drain(&mut store, NOW).unwrap(), 4);
+    pg.stop();
+    // The data path keeps appending while the database is away.
+    for r in second {
+        ing.spool().append(r).unwrap();
+    }
+    assert!(ing.step(&mut store, NOW).is_err());
+    assert!(ing.step(&mut store, NOW).is_err());
+    assert_eq!(ing.stats().failures(), 2);
+    assert_eq!(ing.behind(), second.len() as u64);
+    assert!(
+        !ing.due(std::time::Instant::now()),
+        "backoff before the next attempt"
+    );
+    pg.restart();
+    assert_eq!(ing.drain(&mut store, NOW).unwrap(), second.len() as u64);
+    assert_eq!(ing.behind(), 0);
+    assert_eq!(count(&mut store, "SELECT COUNT(*) FROM request_logs"), 6);
+    assert_eq!(
+        count(
+            &mut store,
+            "SELECT COUNT(*) FROM request_logs WHERE lifecycle_status = 'pending'"
         ),
         1
     );
