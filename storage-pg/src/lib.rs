@@ -16,6 +16,7 @@ pub mod conn;
 pub mod error;
 pub mod ingest;
 pub mod ingester;
+pub mod once;
 pub mod queries;
 pub mod schema;
 
@@ -23,6 +24,7 @@ pub use conn::{connect, is_postgres_url};
 pub use error::PgError;
 pub use ingest::BatchOutcome;
 pub use ingester::{PgIngestStats, PgIngester};
+pub use once::LoopLock;
 pub use schema::PgMigrationReport;
 
 use agent_cli_proxy_storage::queries::{LogFilter, LogRow, Stats, UsageDay};

@@ -14,7 +14,7 @@ use agent_cli_proxy_storage::queries::LogFilter;
 use agent_cli_proxy_storage::spool::{Cursor, Doorbell, Record, Spool, SpoolConfig};
 use agent_cli_proxy_storage::{DbPath, Store};
 use agent_cli_proxy_storage_pg::schema::MIGRATIONS;
-use agent_cli_proxy_storage_pg::{PgError, PgIngester, PgStore};
+use agent_cli_proxy_storage_pg::{LoopLock, PgError, PgIngester, PgStore};
 
 use support::pg::TestPg;
 
@@ -651,4 +651,51 @@ fn the_ingester_waits_out_a_server_outage_and_loses_nothing() {
         ),
         1
     );
+}
+
+#[test]
+fn one_replica_at_a_time_holds_a_loop_and_it_moves_when_the_holder_dies() {
+    use agent_cli_proxy_storage_pg::once::keys;
+    let pg = TestPg::start();
+    let mut a = LoopLock::new(&pg.url(), keys::CORRELATOR).unwrap();
+    let mut b = LoopLock::new(&pg.url(), keys::CORRELATOR).unwrap();
+    let mut other_loop = LoopLock::new(&pg.url(), keys::BACKFILL).unwrap();
+    assert!(a.try_acquire().unwrap());
+    assert!(!b.try_acquire().unwrap(), "standby while A holds it");
+    assert!(
+        a.try_acquire().unwrap(),
+        "the holder keeps it tick after tick"
+    );
+    assert!(other_loop.try_acquire().unwrap(), "loops are independent");
+    // The holder's process dies: its session ends and the server frees the lock.
+    drop(a);
+    assert!(wait_until(|| b.try_acquire().unwrap()));
+    // A session killed under a live holder loses the lock; it notices at its next tick.
+    let mut admin = postgres::Client::connect(&pg.url(), postgres::NoTls).unwrap();
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks
+             WHERE locktype = 'advisory' AND granted AND objsubid = 1
+               AND classid::bigint = $1 AND objid::bigint = $2",
+            &[&(keys::CORRELATOR >> 32), &(keys::CORRELATOR & 0xffff_ffff)],
+        )
+        .unwrap();
+    let mut c = LoopLock::new(&pg.url(), keys::CORRELATOR).unwrap();
+    assert!(wait_until(|| c.try_acquire().unwrap()));
+    assert!(
+        !b.try_acquire().unwrap(),
+        "the killed holder is now standby"
+    );
+    c.release().unwrap();
+    assert!(b.try_acquire().unwrap());
+}
+
+fn wait_until(mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..100 {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
 }
