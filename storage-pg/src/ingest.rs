@@ -440,10 +440,10 @@ fn insert_final(
     add_daily(tx, &key, &end.tokens, fin.cost_nanousd)
 }
 
-struct DayKey {
-    started_at: String,
-    provider: String,
-    model: String,
+pub(crate) struct DayKey {
+    pub(crate) started_at: String,
+    pub(crate) provider: String,
+    pub(crate) model: String,
 }
 
 /// True when the call has a row (so a change of nothing is not an orphan).
@@ -583,7 +583,7 @@ fn fallback(
 }
 
 /// The audit rule of `accounting.md` §6.1, as the SQLite backend applies it.
-fn write_audit(
+pub(crate) fn write_audit(
     tx: &mut Transaction<'_>,
     id: i64,
     previous_status: &str,
@@ -621,7 +621,7 @@ fn write_audit(
 
 /// The `daily_usage` upsert; `cost_usd` is recomputed from the integer sum with the same
 /// IEEE division as SQLite's `/ 1e9`, so both backends store the same double.
-fn add_daily(
+pub(crate) fn add_daily(
     tx: &mut Transaction<'_>,
     key: &DayKey,
     t: &TokenColumns,

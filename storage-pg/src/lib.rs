@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod ingester;
 pub mod once;
 pub mod queries;
+pub mod recovery;
 pub mod schema;
 
 pub use conn::{connect, is_postgres_url};

@@ -699,3 +699,127 @@ fn wait_until(mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// A flat price: 1 000 nano-USD per token.
+struct Flat;
+
+impl agent_cli_proxy_storage::op::Recoster for Flat {
+    fn recost(
+        &self,
+        row: &agent_cli_proxy_storage::op::RecostRow,
+    ) -> agent_cli_proxy_storage::op::RecostResult {
+        agent_cli_proxy_storage::op::RecostResult {
+            cost_nanousd: row.tokens.total_tokens * 1_000,
+            cost_status: CostStatus::Ok,
+            audit: AuditInfo {
+                model: Some(row.model.clone()),
+                provider: Some(row.provider.clone()),
+                source: "pricing".to_owned(),
+            },
+        }
+    }
+}
+
+#[test]
+fn boot_recovery_aborts_only_its_own_replica_and_matches_sqlite() {
+    use agent_cli_proxy_storage::op::Op;
+    use agent_cli_proxy_storage_pg::recovery;
+    const LATER: &str = "2026-12-07T13:00:00.000Z";
+    let mut records = workload();
+    records.push(Record::Usage {
+        request_id: "r5".to_owned(),
+        tokens: tokens(30),
+    });
+    let mut sqlite = Store::open(&DbPath::memory()).unwrap();
+    sqlite.migrate().unwrap();
+    let opened = Spool::open(SpoolConfig::memory(), 0, Arc::new(Doorbell::default())).unwrap();
+    for r in &records {
+        opened.spool.append(r).unwrap();
+    }
+    Ingester::new(
+        Arc::clone(&opened.spool),
+        opened.cursor,
+        IngestConfig::default(),
+    )
+    .drain(sqlite.connection())
+    .unwrap();
+    sqlite
+        .execute(Op::BootRecovery {
+            now: LATER.to_owned(),
+            recoster: Arc::new(Flat),
+        })
+        .unwrap();
+
+    let pg = TestPg::start();
+    let mut store = migrated(&pg);
+    ingest_all(&mut store, "A", &spooled_batches(&records, 5));
+    let b_records = [
+        begin("b-live", "claude-sonnet", "2026-12-07T11:59:00.000Z"),
+        Record::Usage {
+            request_id: "b-live".to_owned(),
+            tokens: tokens(9),
+        },
+    ];
+    ingest_all(&mut store, "B", &spooled_batches(&b_records, 5));
+    let aborted = recovery::boot_recovery(store.client(), "A", LATER, &Flat).unwrap();
+    assert_eq!(aborted, 1);
+    assert_eq!(
+        count(
+            &mut store,
+            "SELECT COUNT(*) FROM request_logs WHERE replica = 'B'
+               AND lifecycle_status = 'pending'"
+        ),
+        1,
+        "another replica's call in flight is left alone"
+    );
+    let aborted_filter = LogFilter {
+        lifecycle_status: Some("aborted".to_owned()),
+        ..LogFilter::default()
+    };
+    let pg_rows = store.logs(&aborted_filter, 10, 0).unwrap();
+    assert_eq!(pg_rows, sqlite.logs(&aborted_filter, 10, 0).unwrap());
+    assert_eq!(pg_rows.len(), 1);
+    assert_eq!(pg_rows[0].cost_nanousd, 42_000);
+    for day in [DAY, "2026-12-06"] {
+        assert_eq!(
+            store.usage_today(day).unwrap(),
+            sqlite.usage_today(day).unwrap()
+        );
+    }
+
+    // B stops being seen; the holder of the retention loop aborts its calls as lost.
+    store
+        .register_replica("B", "host-b", "0.1.0", "2026-12-07T11:59:00.000Z")
+        .unwrap();
+    store
+        .register_replica("A", "host-a", "0.1.0", LATER)
+        .unwrap();
+    let cutoff = "2026-12-07T12:50:00.000Z";
+    let lost = recovery::lost_replicas(store.client(), "A", cutoff).unwrap();
+    assert_eq!(lost, ["B"]);
+    assert_eq!(
+        recovery::abort_lost(store.client(), &lost, LATER, &Flat).unwrap(),
+        1
+    );
+    assert_eq!(
+        count(
+            &mut store,
+            "SELECT COUNT(*) FROM request_logs WHERE replica = 'B'
+               AND error_message = 'replica-lost' AND lifecycle_status = 'aborted'"
+        ),
+        1
+    );
+    assert!(
+        recovery::lost_replicas(store.client(), "A", cutoff)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        count(
+            &mut store,
+            "SELECT COUNT(*) FROM cost_audit a JOIN request_logs l ON l.id = a.request_log_id
+             WHERE l.lifecycle_status = 'aborted'"
+        ),
+        2
+    );
+}
