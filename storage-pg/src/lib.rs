@@ -35,7 +35,7 @@ use agent_cli_proxy_storage::spool::{Cursor, Record};
 pub struct PgStore {
     client: postgres::Client,
     /// Kept to reconnect after the server went away (it holds the password: never printed).
-    config: postgres::Config,
+    target: conn::Target,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -47,16 +47,16 @@ impl std::fmt::Debug for PgStore {
 impl PgStore {
     /// Connects to `url` (`DATABASE_URL`, libpq syntax).
     pub fn connect(url: &str) -> Result<PgStore, PgError> {
-        let config = conn::parse(url)?;
-        let client = config.connect(postgres::NoTls)?;
-        Ok(PgStore { client, config })
+        let target = conn::parse(url)?;
+        let client = target.connect()?;
+        Ok(PgStore { client, target })
     }
 
     /// Opens a new connection when the current one is closed (server restarted or
     /// unreachable for a while); a no-op otherwise.
     pub fn ensure_connected(&mut self) -> Result<(), PgError> {
         if self.client.is_closed() {
-            self.client = self.config.connect(postgres::NoTls)?;
+            self.client = self.target.connect()?;
         }
         Ok(())
     }

@@ -5,7 +5,9 @@
 //! dies its session ends, the server releases the lock, and another replica takes the loop
 //! at its next tick.
 
-use postgres::{Client, Config, NoTls};
+use postgres::Client;
+
+use crate::conn::Target;
 
 use crate::error::PgError;
 
@@ -24,7 +26,7 @@ pub mod keys {
 
 /// A loop's claim on its lock, over its own session.
 pub struct LoopLock {
-    config: Config,
+    target: Target,
     client: Option<Client>,
     key: i64,
     held: bool,
@@ -43,7 +45,7 @@ impl LoopLock {
     /// A claim on `key` over a session to `url`, opened lazily at the first tick.
     pub fn new(url: &str, key: i64) -> Result<LoopLock, PgError> {
         Ok(LoopLock {
-            config: crate::conn::parse(url)?,
+            target: crate::conn::parse(url)?,
             client: None,
             key,
             held: false,
@@ -62,7 +64,7 @@ impl LoopLock {
         }
         let client = match &mut self.client {
             Some(c) => c,
-            None => self.client.insert(self.config.connect(NoTls)?),
+            None => self.client.insert(self.target.connect()?),
         };
         if self.held {
             return Ok(true);

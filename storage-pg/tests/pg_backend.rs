@@ -14,7 +14,7 @@ use agent_cli_proxy_storage::queries::LogFilter;
 use agent_cli_proxy_storage::spool::{Cursor, Doorbell, Record, Spool, SpoolConfig};
 use agent_cli_proxy_storage::{DbPath, Store};
 use agent_cli_proxy_storage_pg::schema::MIGRATIONS;
-use agent_cli_proxy_storage_pg::{LoopLock, PgError, PgIngester, PgStore};
+use agent_cli_proxy_storage_pg::{LoopLock, PgIngester, PgStore};
 
 use support::pg::TestPg;
 
@@ -485,20 +485,53 @@ fn an_empty_database_reads_as_sqlite_does() {
 }
 
 #[test]
-fn sslmode_require_is_refused_clearly_and_the_password_never_shows() {
-    let err = PgStore::connect("postgres://u:hunter2@127.0.0.1:1/db?sslmode=require").unwrap_err();
-    assert!(matches!(err, PgError::Config(_)), "{err:?}");
-    assert!(err.to_string().contains("sslmode=require"), "{err}");
-    assert!(!err.to_string().contains("hunter2"));
-    // A refused connection (nothing listens on port 1) does not echo the URL either.
-    let err = PgStore::connect("postgres://u:hunter2@127.0.0.1:1/db").unwrap_err();
-    assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
+fn connection_errors_never_show_the_password() {
+    // Nothing listens on port 1: refused, with or without TLS.
+    for url in [
+        "postgres://u:hunter2@127.0.0.1:1/db",
+        "postgres://u:hunter2@127.0.0.1:1/db?sslmode=require",
+        "postgres://u:hunter2@127.0.0.1:1/db?sslmode=verify-ca",
+    ] {
+        let err = PgStore::connect(url).unwrap_err();
+        assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
+    }
     assert!(agent_cli_proxy_storage_pg::is_postgres_url(
         "postgresql://h/db"
     ));
     assert!(!agent_cli_proxy_storage_pg::is_postgres_url(
         "sqlite:///tmp/x.db"
     ));
+}
+
+#[test]
+fn tls_is_used_and_verified_when_asked_for() {
+    let pg = TestPg::start_with_tls();
+    let base = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port());
+    let ssl_in_use = |store: &mut PgStore| -> bool {
+        store
+            .client()
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let ca = pg.ca_path();
+    for mode in ["require", "verify-full"] {
+        let url = format!("{base}?sslmode={mode}&sslrootcert={}", ca.display());
+        let mut store = PgStore::connect(&url).unwrap();
+        assert!(ssl_in_use(&mut store), "{mode}");
+        store.migrate().unwrap();
+    }
+    let mut plain = PgStore::connect(&format!("{base}?sslmode=disable")).unwrap();
+    assert!(!ssl_in_use(&mut plain));
+    // Without the CA the server's certificate cannot be verified: refused, not downgraded.
+    let err = PgStore::connect(&format!("{base}?sslmode=require")).unwrap_err();
+    assert!(
+        format!("{err}").to_lowercase().contains("certificate"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -28,11 +28,28 @@ pub struct TestPg {
     bin: PathBuf,
     port: u16,
     user: Option<(u32, u32)>,
+    /// Extra server options (TLS).
+    extra: String,
 }
 
 impl TestPg {
     /// Starts a fresh server, or panics saying why (missing binaries: how to install them).
     pub fn start() -> TestPg {
+        TestPg::start_inner(false)
+    }
+
+    /// Starts a server that also accepts TLS, with a certificate for `127.0.0.1` issued by a
+    /// throw-away CA whose PEM is at [`ca_path`](Self::ca_path).
+    pub fn start_with_tls() -> TestPg {
+        TestPg::start_inner(true)
+    }
+
+    /// The test CA's certificate (PEM), for `sslrootcert`.
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn start_inner(tls: bool) -> TestPg {
         let bin = find_bin().unwrap_or_else(|| {
             panic!("PostgreSQL server binaries (initdb, pg_ctl) not found: {INSTALL_HINT}")
         });
@@ -52,7 +69,11 @@ impl TestPg {
             bin,
             port: 0,
             user,
+            extra: String::new(),
         };
+        if tls {
+            pg.extra = pg.write_certificates();
+        }
         let out = pg.run(
             "initdb",
             &[
@@ -84,9 +105,10 @@ impl TestPg {
 
     fn pg_ctl_start(&self) -> Result<(), String> {
         let opts = format!(
-            "-k {} -p {} -h 127.0.0.1 -F -c max_connections=40 -c shared_buffers=16MB",
+            "-k {} -p {} -h 127.0.0.1 -F -c max_connections=40 -c shared_buffers=16MB{}",
             self.dir.path().display(),
-            self.port
+            self.port,
+            self.extra
         );
         let log = self.dir.path().join("server.log");
         let out = self.run(
@@ -138,6 +160,47 @@ impl TestPg {
                 "-w".as_ref(),
                 "stop".as_ref(),
             ],
+        )
+    }
+
+    /// Writes the CA, the server certificate and its key (readable by the server's user
+    /// only, as PostgreSQL demands); returns the server options that use them.
+    fn write_certificates(&self) -> String {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap_or_else(|e| panic!("CA key: {e}"));
+        let mut ca_params =
+            CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("CA: {e}"));
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "agent-cli-proxy test CA");
+        let ca = ca_params
+            .self_signed(&ca_key)
+            .unwrap_or_else(|e| panic!("CA: {e}"));
+        let key = KeyPair::generate().unwrap_or_else(|e| panic!("server key: {e}"));
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .and_then(|p| p.signed_by(&key, &ca, &ca_key))
+            .unwrap_or_else(|e| panic!("server certificate: {e}"));
+        let dir = self.dir.path();
+        let write = |name: &str, text: &str, mode: u32| {
+            use std::os::unix::fs::PermissionsExt;
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {name}: {e}"));
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .unwrap_or_else(|e| panic!("chmod {name}: {e}"));
+            if let Some((uid, gid)) = self.user {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                    .unwrap_or_else(|e| panic!("chown {name}: {e}"));
+            }
+            path
+        };
+        write("ca.pem", &ca.pem(), 0o644);
+        let cert_path = write("server.pem", &cert.pem(), 0o644);
+        let key_path = write("server.key", &key.serialize_pem(), 0o600);
+        format!(
+            " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            cert_path.display(),
+            key_path.display()
         )
     }
 
