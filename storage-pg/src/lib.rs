@@ -28,7 +28,9 @@ pub use ingester::{PgIngestStats, PgIngester};
 pub use once::LoopLock;
 pub use schema::PgMigrationReport;
 
-use agent_cli_proxy_storage::queries::{LogFilter, LogRow, Stats, UsageDay};
+use agent_cli_proxy_storage::queries::{
+    CostAuditRow, DailyUsage, LogFilter, LogRow, ModelUsage, ProviderUsage, Stats, UsageDay,
+};
 use agent_cli_proxy_storage::spool::{Cursor, Record};
 
 /// One connection to the database with the operations of this crate.
@@ -109,6 +111,36 @@ impl PgStore {
     /// `/admin/usage/today`.
     pub fn usage_today(&mut self, today: &str) -> Result<UsageDay, PgError> {
         queries::usage_today(&mut self.client, today)
+    }
+
+    /// `/admin/usage/range`.
+    pub fn usage_range(&mut self, from: &str, to: &str) -> Result<Vec<UsageDay>, PgError> {
+        queries::usage_range(&mut self.client, from, to)
+    }
+
+    /// `/admin/usage/models?day=`.
+    pub fn usage_models_day(&mut self, day: &str) -> Result<Vec<DailyUsage>, PgError> {
+        queries::usage_models_day(&mut self.client, day)
+    }
+
+    /// `/admin/usage/models?from=&to=`.
+    pub fn usage_models_range(&mut self, from: &str, to: &str) -> Result<Vec<ModelUsage>, PgError> {
+        queries::usage_models_range(&mut self.client, from, to)
+    }
+
+    /// `/admin/usage/providers`.
+    pub fn usage_providers(&mut self, from: &str, to: &str) -> Result<Vec<ProviderUsage>, PgError> {
+        queries::usage_providers(&mut self.client, from, to)
+    }
+
+    /// `/admin/logs/:id`.
+    pub fn log_by_id(&mut self, id: i64) -> Result<Option<LogRow>, PgError> {
+        queries::log_by_id(&mut self.client, id)
+    }
+
+    /// `/admin/logs/:id/cost-audit`.
+    pub fn cost_audit(&mut self, log_id: i64) -> Result<Option<Vec<CostAuditRow>>, PgError> {
+        queries::cost_audit(&mut self.client, log_id)
     }
 
     /// `/admin/stats`.

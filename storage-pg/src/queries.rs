@@ -1,13 +1,16 @@
 //! Read queries with the SQLite backend's result types (`storage::queries`), so the admin
-//! layer serializes the same bytes whichever backend answered. Only those needed to prove
-//! parity so far: `/admin/usage/today`, `/admin/stats`, `/admin/logs`.
+//! layer serializes the same bytes whichever backend answered. So far: `/admin/usage/today`,
+//! `/admin/usage/range`, `/admin/usage/models` (day and range), `/admin/usage/providers`,
+//! `/admin/stats`, `/admin/logs`, `/admin/logs/:id` and its cost audit.
 //!
 //! Differences from the SQLite SQL are PostgreSQL's, not the answer's: `SUM` of a BIGINT is
 //! NUMERIC there and is cast back; an absent filter is a typed NULL parameter.
 
 use postgres::{Client, Row};
 
-use agent_cli_proxy_storage::queries::{DailyUsage, LogFilter, LogRow, Stats, UsageDay};
+use agent_cli_proxy_storage::queries::{
+    CostAuditRow, DailyUsage, LogFilter, LogRow, ModelUsage, ProviderUsage, Stats, UsageDay,
+};
 
 use crate::error::PgError;
 use crate::usd;
@@ -28,22 +31,121 @@ const LOG_COLUMNS: &str = "id, request_id, provider, model, actual_model, actual
 /// `/admin/usage/today` for the UTC day `today`: rows ordered provider, model (byte order:
 /// the columns are `COLLATE "C"`).
 pub fn usage_today(client: &mut Client, today: &str) -> Result<UsageDay, PgError> {
+    let breakdown = usage_models_day(client, today)?;
+    Ok(summarize(today.to_owned(), breakdown))
+}
+
+/// `/admin/usage/models?day=`: the day's rows ordered provider, model.
+pub fn usage_models_day(client: &mut Client, day: &str) -> Result<Vec<DailyUsage>, PgError> {
     let rows = client.query(
         &format!("SELECT {DAILY_COLUMNS} FROM daily_usage WHERE day = $1 ORDER BY provider, model"),
-        &[&today],
+        &[&day],
     )?;
-    let breakdown = rows.iter().map(daily_row).collect::<Result<Vec<_>, _>>()?;
+    rows.iter().map(daily_row).collect()
+}
+
+/// `/admin/usage/range`: one entry per day that has rows, days descending.
+pub fn usage_range(client: &mut Client, from: &str, to: &str) -> Result<Vec<UsageDay>, PgError> {
+    let rows = client.query(
+        &format!(
+            "SELECT {DAILY_COLUMNS} FROM daily_usage WHERE day >= $1 AND day <= $2
+             ORDER BY day DESC, provider, model"
+        ),
+        &[&from, &to],
+    )?;
+    let mut days: Vec<UsageDay> = Vec::new();
+    let mut current: Vec<DailyUsage> = Vec::new();
+    for row in rows.iter().map(daily_row) {
+        let row = row?;
+        if let Some(first) = current.first()
+            && first.day != row.day
+        {
+            let date = first.day.clone();
+            days.push(summarize(date, std::mem::take(&mut current)));
+        }
+        current.push(row);
+    }
+    if let Some(first) = current.first() {
+        let date = first.day.clone();
+        days.push(summarize(date, current));
+    }
+    Ok(days)
+}
+
+/// `/admin/usage/models?from=&to=`: summed per provider and model.
+pub fn usage_models_range(
+    client: &mut Client,
+    from: &str,
+    to: &str,
+) -> Result<Vec<ModelUsage>, PgError> {
+    let rows = client.query(
+        "SELECT provider, model, SUM(COALESCE(request_count, 0))::bigint,
+           SUM(COALESCE(prompt_tokens, 0))::bigint, SUM(COALESCE(completion_tokens, 0))::bigint,
+           SUM(COALESCE(cache_creation_tokens, 0))::bigint,
+           SUM(COALESCE(cache_read_tokens, 0))::bigint, SUM(COALESCE(total_tokens, 0))::bigint,
+           SUM(cost_nanousd)::bigint
+         FROM daily_usage WHERE day >= $1 AND day <= $2
+         GROUP BY provider, model ORDER BY provider, model",
+        &[&from, &to],
+    )?;
+    rows.iter()
+        .map(|r| {
+            let nano: i64 = r.try_get(8)?;
+            Ok(ModelUsage {
+                provider: r.try_get(0)?,
+                model: r.try_get(1)?,
+                request_count: r.try_get(2)?,
+                prompt_tokens: r.try_get(3)?,
+                completion_tokens: r.try_get(4)?,
+                cache_creation_tokens: r.try_get(5)?,
+                cache_read_tokens: r.try_get(6)?,
+                total_tokens: r.try_get(7)?,
+                cost_usd: usd(nano),
+                cost_nanousd: nano,
+            })
+        })
+        .collect()
+}
+
+/// `/admin/usage/providers` over `from..=to` (a single day: `from = to`).
+pub fn usage_providers(
+    client: &mut Client,
+    from: &str,
+    to: &str,
+) -> Result<Vec<ProviderUsage>, PgError> {
+    let rows = client.query(
+        "SELECT provider, SUM(COALESCE(request_count, 0))::bigint,
+           SUM(COALESCE(total_tokens, 0))::bigint, SUM(cost_nanousd)::bigint
+         FROM daily_usage WHERE day >= $1 AND day <= $2
+         GROUP BY provider ORDER BY provider",
+        &[&from, &to],
+    )?;
+    rows.iter()
+        .map(|r| {
+            let nano: i64 = r.try_get(3)?;
+            Ok(ProviderUsage {
+                provider: r.try_get(0)?,
+                request_count: r.try_get(1)?,
+                total_tokens: r.try_get(2)?,
+                cost_usd: usd(nano),
+                cost_nanousd: nano,
+            })
+        })
+        .collect()
+}
+
+fn summarize(date: String, breakdown: Vec<DailyUsage>) -> UsageDay {
     let requests = breakdown.iter().map(|b| b.request_count).sum();
     let total_tokens = breakdown.iter().map(|b| b.total_tokens).sum();
     let nano: i64 = breakdown.iter().map(|b| b.cost_nanousd).sum();
-    Ok(UsageDay {
-        date: today.to_owned(),
+    UsageDay {
+        date,
         requests,
         total_tokens,
         cost_usd: usd(nano),
         cost_nanousd: nano,
         breakdown,
-    })
+    }
 }
 
 /// `/admin/stats` over all rows; an empty table gives zeros and nulls.
@@ -95,6 +197,48 @@ pub fn logs(
         ],
     )?;
     rows.iter().map(log_row).collect()
+}
+
+/// `/admin/logs/:id`.
+pub fn log_by_id(client: &mut Client, id: i64) -> Result<Option<LogRow>, PgError> {
+    client
+        .query_opt(
+            &format!("SELECT {LOG_COLUMNS} FROM request_logs WHERE id = $1"),
+            &[&id],
+        )?
+        .as_ref()
+        .map(log_row)
+        .transpose()
+}
+
+/// `/admin/logs/:id/cost-audit`, oldest first; `None` when the log does not exist.
+pub fn cost_audit(client: &mut Client, log_id: i64) -> Result<Option<Vec<CostAuditRow>>, PgError> {
+    if client
+        .query_opt("SELECT 1 FROM request_logs WHERE id = $1", &[&log_id])?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let rows = client.query(
+        "SELECT id, request_log_id, model, provider, source, base_cost_usd, cost_nanousd,
+           calc_at FROM cost_audit WHERE request_log_id = $1 ORDER BY id",
+        &[&log_id],
+    )?;
+    rows.iter()
+        .map(|r| {
+            Ok(CostAuditRow {
+                id: r.try_get(0)?,
+                request_log_id: r.try_get(1)?,
+                model: r.try_get(2)?,
+                provider: r.try_get(3)?,
+                source: r.try_get(4)?,
+                base_cost_usd: r.try_get(5)?,
+                cost_nanousd: r.try_get(6)?,
+                calc_at: r.try_get(7)?,
+            })
+        })
+        .collect::<Result<Vec<_>, PgError>>()
+        .map(Some)
 }
 
 fn daily_row(r: &Row) -> Result<DailyUsage, PgError> {

@@ -469,6 +469,53 @@ fn reads_equal_the_sqlite_backend_for_the_same_records() {
         }
     }
     assert_eq!(store.logs(&LogFilter::default(), 100, 0).unwrap().len(), 6);
+    for (from, to) in [
+        ("2026-12-01", "2026-12-31"),
+        (DAY, DAY),
+        ("2027-01-01", "2027-01-31"),
+    ] {
+        assert_eq!(
+            store.usage_range(from, to).unwrap(),
+            sqlite.usage_range(from, to).unwrap()
+        );
+        assert_eq!(
+            store.usage_models_range(from, to).unwrap(),
+            sqlite.usage_models_range(from, to).unwrap()
+        );
+        assert_eq!(
+            store.usage_providers(from, to).unwrap(),
+            sqlite.usage_providers(from, to).unwrap()
+        );
+    }
+    assert_eq!(
+        store.usage_range("2026-12-01", "2026-12-31").unwrap().len(),
+        2
+    );
+    assert_eq!(
+        store.usage_models_day(DAY).unwrap(),
+        sqlite.usage_models_day(DAY).unwrap()
+    );
+    for id in 0..=7 {
+        assert_eq!(store.log_by_id(id).unwrap(), sqlite.log_by_id(id).unwrap());
+        // Audit rows match but for `calc_at`, each server's own clock.
+        let strip = |rows: Option<Vec<agent_cli_proxy_storage::queries::CostAuditRow>>| {
+            rows.map(|v| {
+                v.into_iter()
+                    .map(|mut r| {
+                        assert_eq!(r.calc_at.len(), "2026-12-07 12:00:00".len(), "{r:?}");
+                        r.calc_at.clear();
+                        r
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(
+            strip(store.cost_audit(id).unwrap()),
+            strip(sqlite.cost_audit(id).unwrap()),
+            "{id}"
+        );
+    }
+    assert_eq!(store.cost_audit(1).unwrap().map(|v| v.len()), Some(1));
 }
 
 #[test]
