@@ -18,6 +18,9 @@ pub enum PgError {
     /// `DATABASE_URL` cannot be used (syntax, or a setting not supported yet).
     #[error("DATABASE_URL: {0}")]
     Config(String),
+    /// `db copy` refused or found a difference (the target was left as it was).
+    #[error("db copy: {0}")]
+    Copy(String),
     /// The spool could not be opened or read.
     #[error("spool: {0}")]
     Spool(String),

@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod conn;
+pub mod copy;
 pub mod error;
 pub mod ingest;
 pub mod ingester;

@@ -903,3 +903,110 @@ fn boot_recovery_aborts_only_its_own_replica_and_matches_sqlite() {
         2
     );
 }
+
+fn sqlite_file_from(sql_fixture: &str) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("proxy.db");
+    let sql = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/db")
+            .join(sql_fixture),
+    )
+    .unwrap();
+    rusqlite::Connection::open(&file)
+        .unwrap()
+        .execute_batch(&sql)
+        .unwrap();
+    let mut store = Store::open(&DbPath::File(file)).unwrap();
+    store.migrate().unwrap();
+    (dir, store)
+}
+
+#[test]
+fn db_copy_takes_the_originals_databases_whole_and_refuses_a_full_target() {
+    use agent_cli_proxy_storage_pg::copy::copy_sqlite;
+    let pg = TestPg::start();
+    for (fixture, db) in [("v02.sql", "from_v02"), ("v01.sql", "from_v01")] {
+        let (_dir, sqlite) = sqlite_file_from(fixture);
+        let url = pg.create_database(db);
+        let mut store = PgStore::connect(&url).unwrap();
+        let report = copy_sqlite(sqlite.connection(), store.client()).unwrap();
+        for t in &report.tables {
+            assert_eq!(t.source, t.target, "{fixture} {t:?}");
+        }
+        let rows = |name: &str| {
+            report
+                .tables
+                .iter()
+                .find(|t| t.table == name)
+                .unwrap()
+                .target
+        };
+        assert!(rows("request_logs") > 0, "{fixture}: {report:?}");
+        assert!(rows("daily_usage") > 0, "{fixture}: {report:?}");
+        assert_eq!(report.source_daily, report.target_daily);
+        assert_eq!(store.stats().unwrap(), sqlite.stats().unwrap(), "{fixture}");
+        let all = LogFilter::default();
+        assert_eq!(
+            store.logs(&all, 1000, 0).unwrap(),
+            sqlite.logs(&all, 1000, 0).unwrap(),
+            "{fixture}"
+        );
+        if fixture == "v01.sql" {
+            assert!(!report.skipped_tables.is_empty(), "{report:?}");
+        }
+        // Ids were kept and the sequence moved past them: a new row follows the last one.
+        let max: i64 = count(&mut store, "SELECT MAX(id) FROM request_logs");
+        let batches = spooled_batches(&[begin("after-copy", "m", NOW)], 10);
+        ingest_all(&mut store, "A", &batches);
+        assert_eq!(
+            count(
+                &mut store,
+                "SELECT id FROM request_logs WHERE request_id = 'after-copy'"
+            ),
+            max + 1
+        );
+        let err = copy_sqlite(sqlite.connection(), store.client()).unwrap_err();
+        assert!(err.to_string().contains("not empty"), "{err}");
+    }
+}
+
+#[test]
+fn db_copy_of_a_product_database_answers_as_sqlite_did() {
+    use agent_cli_proxy_storage_pg::copy::copy_sqlite;
+    let records = workload();
+    let mut sqlite = Store::open(&DbPath::memory()).unwrap();
+    sqlite.migrate().unwrap();
+    let opened = Spool::open(SpoolConfig::memory(), 0, Arc::new(Doorbell::default())).unwrap();
+    for r in &records {
+        opened.spool.append(r).unwrap();
+    }
+    Ingester::new(
+        Arc::clone(&opened.spool),
+        opened.cursor,
+        IngestConfig::default(),
+    )
+    .drain(sqlite.connection())
+    .unwrap();
+    let pg = TestPg::start();
+    let mut store = PgStore::connect(&pg.url()).unwrap();
+    let report = copy_sqlite(sqlite.connection(), store.client()).unwrap();
+    assert_eq!(report.pending_rows, 1);
+    assert_eq!(report.source_daily.request_count, 5);
+    assert_eq!(store.stats().unwrap(), sqlite.stats().unwrap());
+    assert_eq!(
+        store.usage_range("2026-01-01", "2026-12-31").unwrap(),
+        sqlite.usage_range("2026-01-01", "2026-12-31").unwrap()
+    );
+    let all = LogFilter::default();
+    assert_eq!(
+        store.logs(&all, 100, 0).unwrap(),
+        sqlite.logs(&all, 100, 0).unwrap()
+    );
+    for id in 1..=6 {
+        assert_eq!(
+            store.cost_audit(id).unwrap().map(|v| v.len()),
+            sqlite.cost_audit(id).unwrap().map(|v| v.len())
+        );
+    }
+}

@@ -3,6 +3,9 @@
 -- are byte-wise, as in SQLite: the same query gives the same order on both backends whatever
 -- the database's locale. Integers are BIGINT (rusqlite and the query types read i64).
 -- Timestamps stay ISO-8601 TEXT; column defaults mimic SQLite's CURRENT_TIMESTAMP text.
+-- The SQLite schema declares two REFERENCES but the product runs SQLite with
+-- foreign_keys = OFF; they are left out here so both backends accept the same rows (and
+-- `db copy` every database the product can open).
 CREATE TABLE IF NOT EXISTS api_keys (
   id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   key_hash TEXT COLLATE "C" NOT NULL UNIQUE,
@@ -23,7 +26,7 @@ CREATE TABLE IF NOT EXISTS request_logs (
   model TEXT COLLATE "C" NOT NULL,
   actual_model TEXT COLLATE "C",
   actual_provider TEXT COLLATE "C",
-  proxy_api_key_id BIGINT REFERENCES api_keys(id),
+  proxy_api_key_id BIGINT,
   tool TEXT COLLATE "C" DEFAULT 'unknown',
   client_id TEXT COLLATE "C" DEFAULT 'unknown',
   agent TEXT COLLATE "C",
@@ -111,7 +114,7 @@ CREATE INDEX IF NOT EXISTS idx_daily_account_usage_account ON daily_account_usag
 
 CREATE TABLE IF NOT EXISTS cost_audit (
   id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-  request_log_id BIGINT REFERENCES request_logs(id),
+  request_log_id BIGINT,
   model TEXT COLLATE "C",
   provider TEXT COLLATE "C",
   source TEXT COLLATE "C",
