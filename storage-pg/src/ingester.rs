@@ -72,6 +72,8 @@ pub struct PgIngester {
     buf: Vec<(u64, Record)>,
     retry: Option<(usize, Instant)>,
     stats: Arc<PgIngestStats>,
+    /// When unapplied records were first seen (the delay runs from there).
+    waiting_since: Option<Instant>,
 }
 
 impl std::fmt::Debug for PgIngester {
@@ -114,6 +116,7 @@ impl PgIngester {
                 buf: Vec::new(),
                 retry: None,
                 stats: Arc::new(PgIngestStats::default()),
+                waiting_since: None,
             },
             torn: opened.torn,
         })
@@ -139,6 +142,28 @@ impl PgIngester {
         self.behind() > 0 && self.retry.is_none_or(|(_, at)| now >= at)
     }
 
+    /// True when a batch should be applied now: records wait, no backoff runs, and either a
+    /// full batch is there or the oldest has waited `max_delay`
+    /// (`SPOOL_INGEST_MAX_DELAY_MS`).
+    pub fn ready(&mut self, now: Instant, max_delay: Duration) -> bool {
+        self.due(now)
+            && (self.behind() >= self.batch as u64
+                || self.deadline(now, max_delay).is_some_and(|d| now >= d))
+    }
+
+    /// When the caller should look again, or `None` when nothing waits.
+    pub fn deadline(&mut self, now: Instant, max_delay: Duration) -> Option<Instant> {
+        if self.behind() == 0 {
+            self.waiting_since = None;
+            return None;
+        }
+        let due = *self.waiting_since.get_or_insert(now) + max_delay;
+        Some(match self.retry {
+            Some((_, at)) => at.max(due),
+            None => due,
+        })
+    }
+
     /// Applies one batch; `Ok(0)` when the spool holds nothing more. `now` stamps the
     /// position row. On a refusal the records stay and the next attempt waits for the
     /// backoff (see [`due`](Self::due)).
@@ -160,6 +185,7 @@ impl PgIngester {
                 self.cursor = next;
                 self.retry = None;
                 self.spool.release_through(last);
+                self.waiting_since = (self.spool.stats().last_written() > last).then(Instant::now);
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 self.stats
                     .records

@@ -21,6 +21,7 @@ pub mod once;
 pub mod queries;
 pub mod recovery;
 pub mod schema;
+pub mod thread;
 
 pub use conn::{connect, is_postgres_url};
 pub use error::PgError;
@@ -28,6 +29,7 @@ pub use ingest::BatchOutcome;
 pub use ingester::{PgIngestStats, PgIngester};
 pub use once::LoopLock;
 pub use schema::PgMigrationReport;
+pub use thread::{PgIngestHandle, ThreadConfig};
 
 use agent_cli_proxy_storage::queries::{
     CostAuditRow, DailyUsage, LogFilter, LogRow, ModelUsage, ProviderUsage, Stats, UsageDay,

@@ -1010,3 +1010,114 @@ fn db_copy_of_a_product_database_answers_as_sqlite_did() {
         );
     }
 }
+
+fn thread_config(replica: &str) -> agent_cli_proxy_storage_pg::ThreadConfig {
+    agent_cli_proxy_storage_pg::ThreadConfig {
+        replica: replica.to_owned(),
+        batch: 64,
+        max_delay: std::time::Duration::from_millis(20),
+        heartbeat: std::time::Duration::from_millis(100),
+        host: "test-host".to_owned(),
+        version: "0.1.0".to_owned(),
+    }
+}
+
+fn fixed_clock() -> agent_cli_proxy_storage_pg::thread::Clock {
+    Arc::new(|| NOW.to_owned())
+}
+
+#[test]
+fn the_ingest_thread_applies_concurrent_appends_once_and_flushes_on_demand() {
+    use agent_cli_proxy_storage_pg::PgIngestHandle;
+    use std::time::Duration;
+    let pg = TestPg::start();
+    let store = migrated(&pg);
+    let dir = tempfile::tempdir().unwrap();
+    let (handle, torn) = PgIngestHandle::spawn(
+        store,
+        SpoolConfig::in_dir(dir.path()),
+        thread_config("A"),
+        fixed_clock(),
+    )
+    .unwrap();
+    assert!(torn.is_none());
+    let spool = Arc::clone(handle.spool());
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let spool = Arc::clone(&spool);
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let id = format!("t{t}-{i}");
+                    spool.append(&begin(&id, "m", NOW)).unwrap();
+                    spool
+                        .append(&end(&id, "m", 10, 1_000, Terminal::Completed))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert_eq!(handle.flush(Duration::from_secs(10)), 0);
+    let mut check = PgStore::connect(&pg.url()).unwrap();
+    assert_eq!(
+        count(
+            &mut check,
+            "SELECT COUNT(*) FROM request_logs WHERE lifecycle_status = 'completed'"
+        ),
+        200
+    );
+    assert_eq!(
+        count(
+            &mut check,
+            "SELECT request_count FROM daily_usage WHERE model = 'm'"
+        ),
+        200
+    );
+    assert_eq!(check.applied_seq("A").unwrap(), 400);
+    // The heartbeat recorded the replica.
+    assert!(wait_until(|| count(
+        &mut check,
+        "SELECT COUNT(*) FROM replicas WHERE replica = 'A' AND host = 'test-host'"
+    ) == 1));
+    // Records appended after the last flush are applied by the shutdown.
+    spool.append(&begin("late", "m", NOW)).unwrap();
+    assert_eq!(handle.shutdown(), 0);
+    assert_eq!(
+        count(
+            &mut check,
+            "SELECT COUNT(*) FROM request_logs WHERE request_id = 'late'"
+        ),
+        1
+    );
+}
+
+#[test]
+fn the_ingest_thread_rides_out_an_outage_and_catches_up() {
+    use agent_cli_proxy_storage_pg::PgIngestHandle;
+    use std::time::Duration;
+    let pg = TestPg::start();
+    let store = migrated(&pg);
+    let (handle, _) = PgIngestHandle::spawn(
+        store,
+        SpoolConfig::memory(),
+        thread_config("A"),
+        fixed_clock(),
+    )
+    .unwrap();
+    pg.stop();
+    for r in workload() {
+        handle.spool().append(&r).unwrap();
+    }
+    assert!(
+        handle.flush(Duration::from_millis(300)) > 0,
+        "nothing can land yet"
+    );
+    assert!(handle.stats().failures() > 0);
+    pg.restart();
+    assert_eq!(handle.flush(Duration::from_secs(20)), 0);
+    let mut check = PgStore::connect(&pg.url()).unwrap();
+    assert_eq!(count(&mut check, "SELECT COUNT(*) FROM request_logs"), 6);
+    assert_eq!(handle.shutdown(), 0);
+}
