@@ -1121,3 +1121,40 @@ fn the_ingest_thread_rides_out_an_outage_and_catches_up() {
     assert_eq!(count(&mut check, "SELECT COUNT(*) FROM request_logs"), 6);
     assert_eq!(handle.shutdown(), 0);
 }
+
+#[test]
+fn order_is_bytewise_even_in_a_database_with_a_language_collation() {
+    let pg = TestPg::start();
+    let mut admin = PgStore::connect(&pg.url()).unwrap();
+    admin
+        .client()
+        .batch_execute(
+            "CREATE DATABASE icu TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'
+               LOCALE 'C'",
+        )
+        .unwrap();
+    let mut store = PgStore::connect(&pg.url_for("icu")).unwrap();
+    // The language collation orders these differently from SQLite's bytes…
+    let natural: Vec<String> = store
+        .client()
+        .query(
+            "SELECT m FROM (VALUES ('alpha'), ('Zeta')) v(m) ORDER BY m COLLATE \"default\"",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(natural, ["alpha", "Zeta"]);
+    // …but the schema's columns are byte-ordered, so the answers stay SQLite's.
+    store.migrate().unwrap();
+    ingest_all(&mut store, "A", &spooled_batches(&workload(), 100));
+    let models: Vec<String> = store
+        .usage_today(DAY)
+        .unwrap()
+        .breakdown
+        .into_iter()
+        .map(|b| b.model)
+        .collect();
+    assert_eq!(models, ["Zeta", "alpha", "claude-sonnet"]);
+}
