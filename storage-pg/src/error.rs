@@ -18,6 +18,9 @@ pub enum PgError {
     /// `DATABASE_URL` cannot be used (syntax, or a setting not supported yet).
     #[error("DATABASE_URL: {0}")]
     Config(String),
+    /// A storage command this backend does not apply (yet); names it.
+    #[error("{0} is not supported on PostgreSQL yet")]
+    Unsupported(&'static str),
     /// `db copy` refused or found a difference (the target was left as it was).
     #[error("db copy: {0}")]
     Copy(String),

@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod conn;
+pub mod control;
 pub mod copy;
 pub mod error;
 pub mod ingest;
@@ -111,6 +112,41 @@ impl PgStore {
         Ok(())
     }
 
+    /// Applies a control-plane command for `replica` ([`control::execute`]).
+    pub fn execute(
+        &mut self,
+        replica: &str,
+        op: &agent_cli_proxy_storage::Op,
+    ) -> Result<agent_cli_proxy_storage::Reply, PgError> {
+        control::execute(&mut self.client, replica, op)
+    }
+
+    /// `/admin/keys`.
+    pub fn api_keys(
+        &mut self,
+    ) -> Result<Vec<agent_cli_proxy_storage::queries::ApiKeyInfo>, PgError> {
+        control::api_keys(&mut self.client)
+    }
+
+    /// `/admin/keys/:id/usage`.
+    pub fn api_key_usage(
+        &mut self,
+        id: i64,
+    ) -> Result<Option<agent_cli_proxy_storage::queries::ApiKeyUsage>, PgError> {
+        control::api_key_usage(&mut self.client, id)
+    }
+
+    /// The grant of a live key, by the key's text.
+    pub fn verify_api_key(
+        &mut self,
+        credential: &str,
+    ) -> Result<Option<agent_cli_proxy_storage::queries::ApiKeyGrant>, PgError> {
+        control::verify_api_key_hash(
+            &mut self.client,
+            &agent_cli_proxy_storage::hash_key(credential),
+        )
+    }
+
     /// `/admin/usage/today`.
     pub fn usage_today(&mut self, today: &str) -> Result<UsageDay, PgError> {
         queries::usage_today(&mut self.client, today)
@@ -144,6 +180,32 @@ impl PgStore {
     /// `/admin/logs/:id/cost-audit`.
     pub fn cost_audit(&mut self, log_id: i64) -> Result<Option<Vec<CostAuditRow>>, PgError> {
         queries::cost_audit(&mut self.client, log_id)
+    }
+
+    /// `/admin/usage/accounts?day=`.
+    pub fn usage_accounts_day(
+        &mut self,
+        day: &str,
+    ) -> Result<Vec<agent_cli_proxy_storage::queries::DailyAccountUsage>, PgError> {
+        queries::usage_accounts_day(&mut self.client, day)
+    }
+
+    /// `/admin/usage/accounts/range`.
+    pub fn usage_accounts_range(
+        &mut self,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<agent_cli_proxy_storage::queries::DailyAccountUsage>, PgError> {
+        queries::usage_accounts_range(&mut self.client, from, to)
+    }
+
+    /// `/admin/usage/accounts/summary`.
+    pub fn usage_accounts_summary(
+        &mut self,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<agent_cli_proxy_storage::queries::AccountSummary>, PgError> {
+        queries::usage_accounts_summary(&mut self.client, from, to)
     }
 
     /// `/admin/stats`.

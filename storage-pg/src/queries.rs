@@ -1,15 +1,18 @@
 //! Read queries with the SQLite backend's result types (`storage::queries`), so the admin
 //! layer serializes the same bytes whichever backend answered. So far: `/admin/usage/today`,
 //! `/admin/usage/range`, `/admin/usage/models` (day and range), `/admin/usage/providers`,
-//! `/admin/stats`, `/admin/logs`, `/admin/logs/:id` and its cost audit.
+//! `/admin/usage/accounts` (day, range, summary), `/admin/stats`, `/admin/logs`,
+//! `/admin/logs/:id` and its cost audit.
 //!
 //! Differences from the SQLite SQL are PostgreSQL's, not the answer's: `SUM` of a BIGINT is
-//! NUMERIC there and is cast back; an absent filter is a typed NULL parameter.
+//! NUMERIC there and is cast back; an absent filter is a typed NULL parameter; a nullable
+//! column sorted ascending says `NULLS FIRST`, where SQLite puts NULL.
 
 use postgres::{Client, Row};
 
 use agent_cli_proxy_storage::queries::{
-    CostAuditRow, DailyUsage, LogFilter, LogRow, ModelUsage, ProviderUsage, Stats, UsageDay,
+    AccountSummary, CostAuditRow, DailyAccountUsage, DailyUsage, LogFilter, LogRow, ModelUsage,
+    ProviderUsage, Stats, UsageDay,
 };
 
 use crate::error::PgError;
@@ -127,6 +130,107 @@ pub fn usage_providers(
                 provider: r.try_get(0)?,
                 request_count: r.try_get(1)?,
                 total_tokens: r.try_get(2)?,
+                cost_usd: usd(nano),
+                cost_nanousd: nano,
+            })
+        })
+        .collect()
+}
+
+/// `/admin/usage/accounts?day=`: ordered account, provider, model.
+pub fn usage_accounts_day(
+    client: &mut Client,
+    day: &str,
+) -> Result<Vec<DailyAccountUsage>, PgError> {
+    usage_accounts(
+        client,
+        "day = $1 AND $1 = $2",
+        day,
+        day,
+        "cliproxy_account, provider, model",
+    )
+}
+
+/// `/admin/usage/accounts/range`: ordered day descending, account, provider, model.
+pub fn usage_accounts_range(
+    client: &mut Client,
+    from: &str,
+    to: &str,
+) -> Result<Vec<DailyAccountUsage>, PgError> {
+    usage_accounts(
+        client,
+        "day >= $1 AND day <= $2",
+        from,
+        to,
+        "day DESC, cliproxy_account, provider, model",
+    )
+}
+
+fn usage_accounts(
+    client: &mut Client,
+    filter: &str,
+    a: &str,
+    b: &str,
+    order: &str,
+) -> Result<Vec<DailyAccountUsage>, PgError> {
+    let rows = client.query(
+        &format!(
+            "SELECT day, provider, model, cliproxy_account, cliproxy_auth_index,
+               COALESCE(request_count, 0), COALESCE(prompt_tokens, 0),
+               COALESCE(completion_tokens, 0), COALESCE(cache_creation_tokens, 0),
+               COALESCE(cache_read_tokens, 0), COALESCE(reasoning_tokens, 0),
+               COALESCE(total_tokens, 0), COALESCE(cost_usd, 0), cost_nanousd
+             FROM daily_account_usage WHERE {filter} ORDER BY {order}"
+        ),
+        &[&a, &b],
+    )?;
+    rows.iter()
+        .map(|r| {
+            Ok(DailyAccountUsage {
+                day: r.try_get(0)?,
+                provider: r.try_get(1)?,
+                model: r.try_get(2)?,
+                cliproxy_account: r.try_get(3)?,
+                cliproxy_auth_index: r.try_get(4)?,
+                request_count: r.try_get(5)?,
+                prompt_tokens: r.try_get(6)?,
+                completion_tokens: r.try_get(7)?,
+                cache_creation_tokens: r.try_get(8)?,
+                cache_read_tokens: r.try_get(9)?,
+                reasoning_tokens: r.try_get(10)?,
+                total_tokens: r.try_get(11)?,
+                cost_usd: r.try_get(12)?,
+                cost_nanousd: r.try_get(13)?,
+            })
+        })
+        .collect()
+}
+
+/// `/admin/usage/accounts/summary`: grouped by account, auth index and provider, ordered
+/// by cost descending (then by those keys, for a stable order).
+pub fn usage_accounts_summary(
+    client: &mut Client,
+    from: &str,
+    to: &str,
+) -> Result<Vec<AccountSummary>, PgError> {
+    let rows = client.query(
+        "SELECT cliproxy_account, cliproxy_auth_index, provider,
+           SUM(COALESCE(request_count, 0))::bigint, SUM(COALESCE(total_tokens, 0))::bigint,
+           SUM(cost_nanousd)::bigint AS nano
+         FROM daily_account_usage WHERE day >= $1 AND day <= $2
+         GROUP BY cliproxy_account, cliproxy_auth_index, provider
+         ORDER BY nano DESC, cliproxy_account, cliproxy_auth_index NULLS FIRST, provider",
+        &[&from, &to],
+    )?;
+    rows.iter()
+        .map(|r| {
+            let nano: i64 = r.try_get(5)?;
+            Ok(AccountSummary {
+                cliproxy_account: r.try_get(0)?,
+                cliproxy_auth_index: r.try_get(1)?,
+                provider: r.try_get(2)?,
+                request_count: r.try_get(3)?,
+                total_tokens: r.try_get(4)?,
                 cost_usd: usd(nano),
                 cost_nanousd: nano,
             })

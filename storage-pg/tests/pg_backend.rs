@@ -1158,3 +1158,183 @@ fn order_is_bytewise_even_in_a_database_with_a_language_collation() {
         .collect();
     assert_eq!(models, ["Zeta", "alpha", "claude-sonnet"]);
 }
+
+#[test]
+fn control_commands_give_sqlites_replies_and_reads() {
+    use agent_cli_proxy_core::secret::Secret;
+    use agent_cli_proxy_storage::op::{Correlation, NewApiKey, Op, QuotaSnapshotRow, Reply};
+    let records = workload();
+    let mut sqlite = Store::open(&DbPath::memory()).unwrap();
+    sqlite.migrate().unwrap();
+    let opened = Spool::open(SpoolConfig::memory(), 0, Arc::new(Doorbell::default())).unwrap();
+    for r in &records {
+        opened.spool.append(r).unwrap();
+    }
+    Ingester::new(
+        Arc::clone(&opened.spool),
+        opened.cursor,
+        IngestConfig::default(),
+    )
+    .drain(sqlite.connection())
+    .unwrap();
+    let pg = TestPg::start();
+    let mut store = migrated(&pg);
+    ingest_all(&mut store, "A", &spooled_batches(&records, 4));
+
+    let correlate = |id: i64, source: Option<&str>, auth: Option<&str>| {
+        Op::Correlate(Correlation {
+            id,
+            source: source.map(str::to_owned),
+            auth_index: auth.map(str::to_owned),
+            now: NOW.to_owned(),
+        })
+    };
+    let quota = |ts: &str, account: &str| QuotaSnapshotRow {
+        timestamp: ts.to_owned(),
+        provider: "anthropic".to_owned(),
+        account: account.to_owned(),
+        quota_type: "5h".to_owned(),
+        model: None,
+        used_pct: Some(12.5),
+        remaining: Some(87.5),
+        remaining_raw: Some("87.50%".to_owned()),
+        resets_at: None,
+        raw_json: Some("{}".to_owned()),
+    };
+    let list = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    let ops = vec![
+        Op::CreateApiKey(NewApiKey {
+            key: Secret::new("k".repeat(64)),
+            name: "laptop".to_owned(),
+            allowed_accounts: list(&[" a@x ", "a@x", "", "b@x"]),
+            allowed_providers: None,
+        }),
+        Op::CreateApiKey(NewApiKey {
+            key: Secret::new("z".repeat(64)),
+            name: "ci \"runner\"".to_owned(),
+            allowed_accounts: None,
+            allowed_providers: list(&["anthropic"]),
+        }),
+        Op::UpdateApiKey {
+            id: 1,
+            allowed_accounts: Some(None),
+            allowed_providers: Some(list(&["openai", "anthropic"])),
+        },
+        Op::TouchApiKey {
+            id: 2,
+            at: NOW.to_owned(),
+        },
+        Op::RevokeApiKey {
+            id: 2,
+            now: NOW.to_owned(),
+        },
+        Op::RevokeApiKey {
+            id: 2,
+            now: "2026-12-08T00:00:00.000Z".to_owned(),
+        },
+        Op::RevokeApiKey {
+            id: 99,
+            now: NOW.to_owned(),
+        },
+        Op::UpdateApiKey {
+            id: 2,
+            allowed_accounts: Some(list(&["late"])),
+            allowed_providers: None,
+        },
+        correlate(1, Some("acct@x"), Some("7")),
+        correlate(1, Some("other"), None),
+        correlate(6, Some("acct@x"), Some("7")),
+        correlate(3, Some("acct@y"), None),
+        correlate(4, Some("acct@y"), Some("9")),
+        correlate(2, Some(""), None),
+        correlate(42, Some("acct@x"), None),
+        Op::InsertQuotaSnapshots(vec![
+            quota("2026-12-01T00:00:00.000Z", "acct@x"),
+            quota(NOW, "acct@y"),
+        ]),
+        Op::PruneQuotaSnapshots {
+            before: "2026-12-05T00:00:00.000Z".to_owned(),
+        },
+    ];
+    for op in ops {
+        let name = op.name();
+        let mut lite = sqlite.execute(op.clone()).unwrap();
+        let mut mine = store.execute("A", &op).unwrap();
+        // `created_at` is each database's own clock.
+        for reply in [&mut lite, &mut mine] {
+            if let Reply::ApiKeyCreated(k) = reply {
+                assert_eq!(k.created_at.len(), "2026-12-07 12:00:00".len());
+                k.created_at.clear();
+            }
+        }
+        assert_eq!(format!("{mine:?}"), format!("{lite:?}"), "{name}");
+    }
+    let strip = |mut keys: Vec<agent_cli_proxy_storage::queries::ApiKeyInfo>| {
+        for k in &mut keys {
+            k.created_at.clear();
+        }
+        keys
+    };
+    // Newest first: key 2 was created after key 1 (or in the same second, then by id).
+    assert_eq!(
+        strip(store.api_keys().unwrap()),
+        strip(sqlite.api_keys().unwrap())
+    );
+    for id in [1, 2, 3] {
+        assert_eq!(
+            store.api_key_usage(id).unwrap(),
+            sqlite.api_key_usage(id).unwrap()
+        );
+    }
+    for key in ["k".repeat(64), "z".repeat(64), "nope".to_owned()] {
+        assert_eq!(
+            store.verify_api_key(&key).unwrap(),
+            sqlite.verify_api_key(&key).unwrap()
+        );
+    }
+    assert!(store.verify_api_key(&"k".repeat(64)).unwrap().is_some());
+    for day in [DAY, "2026-12-06"] {
+        assert_eq!(
+            store.usage_accounts_day(day).unwrap(),
+            sqlite.usage_accounts_day(day).unwrap()
+        );
+    }
+    let (from, to) = ("2026-12-01", "2026-12-31");
+    assert_eq!(
+        store.usage_accounts_range(from, to).unwrap(),
+        sqlite.usage_accounts_range(from, to).unwrap()
+    );
+    let summary = store.usage_accounts_summary(from, to).unwrap();
+    assert_eq!(summary, sqlite.usage_accounts_summary(from, to).unwrap());
+    let order: Vec<(String, Option<String>)> = summary
+        .iter()
+        .map(|s| (s.cliproxy_account.clone(), s.cliproxy_auth_index.clone()))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("acct@x".to_owned(), Some("7".to_owned())),
+            ("acct@y".to_owned(), None),
+            ("acct@y".to_owned(), Some("9".to_owned())),
+        ],
+        "cost first, then NULL before a value as in SQLite"
+    );
+    let all = LogFilter::default();
+    assert_eq!(
+        store.logs(&all, 100, 0).unwrap(),
+        sqlite.logs(&all, 100, 0).unwrap()
+    );
+    assert_eq!(count(&mut store, "SELECT COUNT(*) FROM quota_snapshots"), 1);
+    assert!(matches!(
+        store.execute(
+            "A",
+            &Op::CheckpointUsage {
+                id: 1,
+                tokens: tokens(1)
+            }
+        ),
+        Err(agent_cli_proxy_storage_pg::PgError::Unsupported(
+            "CheckpointUsage"
+        ))
+    ));
+}
