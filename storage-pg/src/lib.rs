@@ -208,6 +208,52 @@ impl PgStore {
         queries::usage_accounts_summary(&mut self.client, from, to)
     }
 
+    /// `/admin/usage/trend`.
+    pub fn usage_trend(
+        &mut self,
+        span: &agent_cli_proxy_core::admin::Span,
+        filter: &agent_cli_proxy_storage::queries::TrendFilter,
+    ) -> Result<agent_cli_proxy_storage::queries::Trend, PgError> {
+        queries::usage_trend(&mut self.client, span, filter)
+    }
+
+    /// A quota report's local usage window.
+    pub fn local_usage(
+        &mut self,
+        account: &str,
+        provider: &str,
+        since: &str,
+    ) -> Result<agent_cli_proxy_storage::queries::LocalUsage, PgError> {
+        queries::local_usage(&mut self.client, account, provider, since)
+    }
+
+    /// The correlator's candidates.
+    pub fn correlation_candidates(
+        &mut self,
+        since: &str,
+        limit: u32,
+    ) -> Result<Vec<agent_cli_proxy_storage::queries::CorrelationCandidate>, PgError> {
+        queries::correlation_candidates(&mut self.client, since, limit)
+    }
+
+    /// `/admin/quotas`.
+    pub fn quotas_latest(
+        &mut self,
+        since: &str,
+    ) -> Result<Vec<agent_cli_proxy_storage::queries::QuotaSnapshot>, PgError> {
+        queries::quotas_latest(&mut self.client, since)
+    }
+
+    /// `/admin/quotas/history`.
+    pub fn quota_history(
+        &mut self,
+        span: &agent_cli_proxy_core::admin::Span,
+        provider: Option<&str>,
+        account: Option<&str>,
+    ) -> Result<agent_cli_proxy_storage::queries::QuotaHistory, PgError> {
+        queries::quota_history(&mut self.client, span, provider, account)
+    }
+
     /// `/admin/stats`.
     pub fn stats(&mut self) -> Result<Stats, PgError> {
         queries::stats(&mut self.client)

@@ -10,13 +10,17 @@
 
 use postgres::{Client, Row};
 
+use std::collections::BTreeMap;
+
+use agent_cli_proxy_core::admin::{Span, TrendRow, history_buckets, trend_buckets};
 use agent_cli_proxy_storage::queries::{
-    AccountSummary, CostAuditRow, DailyAccountUsage, DailyUsage, LogFilter, LogRow, ModelUsage,
-    ProviderUsage, Stats, UsageDay,
+    AccountSummary, CorrelationCandidate, CostAuditRow, DailyAccountUsage, DailyUsage, LocalUsage,
+    LogFilter, LogRow, ModelUsage, ProviderUsage, QuotaHistory, QuotaHistoryEntry, QuotaSnapshot,
+    Stats, Trend, TrendFilter, UsageDay, bounded, iso_bound,
 };
 
 use crate::error::PgError;
-use crate::usd;
+use crate::{sql_int, usd};
 
 const DAILY_COLUMNS: &str = "day, provider, model, COALESCE(request_count, 0),
     COALESCE(prompt_tokens, 0), COALESCE(completion_tokens, 0),
@@ -236,6 +240,215 @@ pub fn usage_accounts_summary(
             })
         })
         .collect()
+}
+
+/// `/admin/usage/trend`: non-pending rows by `started_at`, every bucket of the span.
+pub fn usage_trend(
+    client: &mut Client,
+    span: &Span,
+    filter: &TrendFilter,
+) -> Result<Trend, PgError> {
+    let Some(span) = bounded(span) else {
+        return Ok(Trend {
+            buckets: Vec::new(),
+        });
+    };
+    let width = span.width_secs;
+    let rows = client.query(
+        "SELECT acp_epoch(started_at) / $3 * $3 AS bucket, COUNT(*),
+           SUM(COALESCE(total_tokens, 0))::bigint, SUM(cost_nanousd)::bigint
+         FROM request_logs
+         WHERE lifecycle_status != 'pending' AND started_at >= $1 AND started_at < $2
+           AND ($4::text IS NULL OR provider = $4) AND ($5::text IS NULL OR model = $5)
+           AND ($6::text IS NULL OR tool = $6)
+         GROUP BY bucket",
+        &[
+            &iso_bound(span.first_bucket_secs()),
+            &iso_bound(span.last_bucket_secs().saturating_add(width)),
+            &sql_int(width),
+            &filter.provider,
+            &filter.model,
+            &filter.tool,
+        ],
+    )?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        // A row whose started_at cannot be read has no bucket and is left out, as in SQLite.
+        let Some(bucket) = r.try_get::<_, Option<i64>>(0)? else {
+            continue;
+        };
+        out.push(TrendRow {
+            bucket_start_secs: bucket,
+            requests: u64::try_from(r.try_get::<_, i64>(1)?).unwrap_or(0),
+            tokens: u64::try_from(r.try_get::<_, i64>(2)?).unwrap_or(0),
+            cost_nanousd: r.try_get(3)?,
+        });
+    }
+    Ok(Trend {
+        buckets: trend_buckets(&span, &out),
+    })
+}
+
+/// A quota report's local window: rows of `account` and `provider` started at or after
+/// `since` (ISO).
+pub fn local_usage(
+    client: &mut Client,
+    account: &str,
+    provider: &str,
+    since: &str,
+) -> Result<LocalUsage, PgError> {
+    let r = client.query_one(
+        "SELECT COUNT(*), COALESCE(SUM(total_tokens), 0)::bigint,
+           COALESCE(SUM(cost_nanousd), 0)::bigint
+         FROM request_logs WHERE provider = $1 AND cliproxy_account = $2 AND started_at >= $3",
+        &[&provider, &account, &since],
+    )?;
+    let nano: i64 = r.try_get(2)?;
+    Ok(LocalUsage {
+        since: since.to_owned(),
+        requests: r.try_get(0)?,
+        total_tokens: r.try_get(1)?,
+        cost_usd: usd(nano),
+        cost_nanousd: nano,
+    })
+}
+
+/// Correlator candidates: uncorrelated rows with status 200 started at or after `since`,
+/// newest first, at most `limit`.
+pub fn correlation_candidates(
+    client: &mut Client,
+    since: &str,
+    limit: u32,
+) -> Result<Vec<CorrelationCandidate>, PgError> {
+    client
+        .query(
+            "SELECT id, model, actual_model, started_at, COALESCE(total_tokens, 0), latency_ms
+             FROM request_logs
+             WHERE cliproxy_account IS NULL AND status = 200 AND started_at >= $1
+             ORDER BY started_at DESC, id DESC LIMIT $2",
+            &[&since, &i64::from(limit)],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(CorrelationCandidate {
+                id: r.try_get(0)?,
+                model: r.try_get(1)?,
+                actual_model: r.try_get(2)?,
+                started_at: r.try_get(3)?,
+                total_tokens: r.try_get(4)?,
+                latency_ms: r.try_get(5)?,
+            })
+        })
+        .collect()
+}
+
+type QuotaKey = (String, String, String, Option<String>);
+
+const SNAPSHOT_COLUMNS: &str = "id, timestamp, provider, account, quota_type, model,
+    used_pct, remaining, remaining_raw, resets_at, raw_json";
+
+/// `/admin/quotas`: the latest snapshot per provider, account, window and model since
+/// `since`, in that key's order.
+pub fn quotas_latest(client: &mut Client, since: &str) -> Result<Vec<QuotaSnapshot>, PgError> {
+    let rows = client.query(
+        &format!(
+            "SELECT {SNAPSHOT_COLUMNS} FROM quota_snapshots WHERE timestamp >= $1
+             ORDER BY timestamp, id"
+        ),
+        &[&since],
+    )?;
+    let mut latest: BTreeMap<QuotaKey, QuotaSnapshot> = BTreeMap::new();
+    for r in &rows {
+        let s = snapshot(r)?;
+        let key = (
+            s.provider.clone(),
+            s.account.clone(),
+            s.quota_type.clone(),
+            s.model.clone(),
+        );
+        latest.insert(key, s);
+    }
+    Ok(latest.into_values().collect())
+}
+
+/// `/admin/quotas/history`: per bucket of the span, the latest snapshot of each key.
+pub fn quota_history(
+    client: &mut Client,
+    span: &Span,
+    provider: Option<&str>,
+    account: Option<&str>,
+) -> Result<QuotaHistory, PgError> {
+    let Some(span) = bounded(span) else {
+        return Ok(QuotaHistory {
+            buckets: Vec::new(),
+        });
+    };
+    let width = span.width_secs;
+    let rows = client.query(
+        &format!(
+            "SELECT {SNAPSHOT_COLUMNS}, acp_epoch(timestamp) / $3 * $3
+             FROM quota_snapshots
+             WHERE timestamp >= $1 AND timestamp < $2
+               AND ($4::text IS NULL OR provider = $4) AND ($5::text IS NULL OR account = $5)
+             ORDER BY timestamp, id"
+        ),
+        &[
+            &iso_bound(span.first_bucket_secs()),
+            &iso_bound(span.last_bucket_secs().saturating_add(width)),
+            &sql_int(width),
+            &provider,
+            &account,
+        ],
+    )?;
+    let mut per_bucket: BTreeMap<i64, BTreeMap<QuotaKey, QuotaHistoryEntry>> = BTreeMap::new();
+    for r in &rows {
+        let Some(bucket) = r.try_get::<_, Option<i64>>(11)? else {
+            continue;
+        };
+        let s = snapshot(r)?;
+        let key = (
+            s.provider.clone(),
+            s.account.clone(),
+            s.quota_type.clone(),
+            s.model.clone(),
+        );
+        // Rows come oldest first, so the last insert per key is the latest snapshot.
+        per_bucket.entry(bucket).or_default().insert(
+            key,
+            QuotaHistoryEntry {
+                provider: s.provider,
+                account: s.account,
+                quota_type: s.quota_type,
+                model: s.model,
+                used_pct: s.used_pct,
+                remaining: s.remaining,
+                resets_at: s.resets_at,
+            },
+        );
+    }
+    let slotted: Vec<(i64, QuotaHistoryEntry)> = per_bucket
+        .into_iter()
+        .flat_map(|(bucket, latest)| latest.into_values().map(move |e| (bucket, e)))
+        .collect();
+    Ok(QuotaHistory {
+        buckets: history_buckets(&span, &slotted),
+    })
+}
+
+fn snapshot(r: &Row) -> Result<QuotaSnapshot, PgError> {
+    Ok(QuotaSnapshot {
+        id: r.try_get(0)?,
+        timestamp: r.try_get(1)?,
+        provider: r.try_get(2)?,
+        account: r.try_get(3)?,
+        quota_type: r.try_get(4)?,
+        model: r.try_get(5)?,
+        used_pct: r.try_get(6)?,
+        remaining: r.try_get(7)?,
+        remaining_raw: r.try_get(8)?,
+        resets_at: r.try_get(9)?,
+        raw_json: r.try_get(10)?,
+    })
 }
 
 fn summarize(date: String, breakdown: Vec<DailyUsage>) -> UsageDay {

@@ -31,6 +31,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("schema/004_spool_position.sql"),
     ),
     ("005_replicas.sql", include_str!("schema/005_replicas.sql")),
+    ("006_epoch.sql", include_str!("schema/006_epoch.sql")),
 ];
 
 const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -1338,3 +1338,122 @@ fn control_commands_give_sqlites_replies_and_reads() {
         ))
     ));
 }
+
+#[test]
+fn trend_quota_and_correlator_reads_equal_sqlites() {
+    use agent_cli_proxy_core::admin::{DateRange, Span};
+    use agent_cli_proxy_core::time::UnixMillis;
+    use agent_cli_proxy_storage::op::{Correlation, Op, QuotaSnapshotRow};
+    use agent_cli_proxy_storage::queries::TrendFilter;
+    let mut records = workload();
+    // A timestamp neither backend can read: left out of every bucket on both.
+    records.push(begin(
+        "bad-time",
+        "claude-sonnet",
+        "2026-12-07T25:99:00.000Z",
+    ));
+    records.push(end("bad-time", "claude-sonnet", 1, 1, Terminal::Completed));
+    let mut sqlite = Store::open(&DbPath::memory()).unwrap();
+    sqlite.migrate().unwrap();
+    let opened = Spool::open(SpoolConfig::memory(), 0, Arc::new(Doorbell::default())).unwrap();
+    for r in &records {
+        opened.spool.append(r).unwrap();
+    }
+    Ingester::new(
+        Arc::clone(&opened.spool),
+        opened.cursor,
+        IngestConfig::default(),
+    )
+    .drain(sqlite.connection())
+    .unwrap();
+    let pg = TestPg::start();
+    let mut store = migrated(&pg);
+    ingest_all(&mut store, "A", &spooled_batches(&records, 4));
+    let quota = |ts: &str, account: &str, used: f64| QuotaSnapshotRow {
+        timestamp: ts.to_owned(),
+        provider: "anthropic".to_owned(),
+        account: account.to_owned(),
+        quota_type: "5h".to_owned(),
+        model: None,
+        used_pct: Some(used),
+        remaining: Some(100.0 - used),
+        remaining_raw: None,
+        resets_at: Some("2026-12-07T15:00:00.000Z".to_owned()),
+        raw_json: None,
+    };
+    let ops = [
+        Op::Correlate(Correlation {
+            id: 2,
+            source: Some("acct@x".to_owned()),
+            auth_index: None,
+            now: NOW.to_owned(),
+        }),
+        Op::InsertQuotaSnapshots(vec![
+            quota("2026-12-07T09:00:00.000Z", "acct@x", 10.0),
+            quota("2026-12-07T09:30:00.000Z", "acct@x", 20.0),
+            quota("2026-12-07T10:10:00.000Z", "acct@x", 30.0),
+            quota("2026-12-07T10:20:00.000Z", "acct@y", 5.0),
+            quota("2026-12-07T10:20:00.000Z", "acct@y", 6.0),
+        ]),
+    ];
+    for op in ops {
+        sqlite.execute(op.clone()).unwrap();
+        store.execute("A", &op).unwrap();
+    }
+    let now = UnixMillis(1_796_644_800_000); // 2026-12-07T12:00:00Z
+    assert_eq!(now.to_iso(), NOW);
+    let spans = [
+        Span::ending_at(now, 5 * 3_600_000),
+        Span::ending_at(now, 48 * 3_600_000),
+        Span::of_range(&DateRange::new("2026-12-06", DAY).unwrap()),
+    ];
+    let filters = [
+        TrendFilter::default(),
+        TrendFilter {
+            model: Some("claude-sonnet".to_owned()),
+            ..TrendFilter::default()
+        },
+    ];
+    for span in &spans {
+        for f in &filters {
+            let mine = store.usage_trend(span, f).unwrap();
+            assert_eq!(mine, sqlite.usage_trend(span, f).unwrap(), "{span:?} {f:?}");
+        }
+        for (p, a) in [(None, None), (Some("anthropic"), Some("acct@y"))] {
+            assert_eq!(
+                store.quota_history(span, p, a).unwrap(),
+                sqlite.quota_history(span, p, a).unwrap()
+            );
+        }
+    }
+    let requests: u64 = store
+        .usage_trend(&spans[2], &TrendFilter::default())
+        .unwrap()
+        .buckets
+        .iter()
+        .map(|b| b.requests)
+        .sum();
+    assert_eq!(requests, 5, "the unreadable timestamp is in no bucket");
+    for since in ["2026-12-01T00:00:00.000Z", "2026-12-07T10:15:00.000Z"] {
+        assert_eq!(
+            store.quotas_latest(since).unwrap(),
+            sqlite.quotas_latest(since).unwrap()
+        );
+        assert_eq!(
+            store.correlation_candidates(since, 10).unwrap(),
+            sqlite.correlation_candidates(since, 10).unwrap()
+        );
+        assert_eq!(
+            store.local_usage("acct@x", "anthropic", since).unwrap(),
+            sqlite.local_usage("acct@x", "anthropic", since).unwrap()
+        );
+    }
+    assert_eq!(store.quotas_latest("2026-12-01").unwrap().len(), 2);
+    assert_eq!(
+        store
+            .local_usage("acct@x", "anthropic", "2026-12-01")
+            .unwrap()
+            .requests,
+        1
+    );
+}
