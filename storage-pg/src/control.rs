@@ -4,8 +4,8 @@
 //! live in the shared database, so a key created through one replica works on all of them.
 //!
 //! Not here: the data-path commands (`PreLog`, `CheckpointUsage`, `Finalize`,
-//! `FinalizeFallback`: with a spool they arrive as records, [`crate::ingest`]) and
-//! `BackfillChunk` (not ported yet); they answer [`PgError::Unsupported`].
+//! `FinalizeFallback`: with a spool they arrive as records, [`crate::ingest`]); they answer
+//! [`PgError::Unsupported`].
 
 use postgres::Client;
 
@@ -61,6 +61,7 @@ pub fn execute(client: &mut Client, replica: &str, op: &Op) -> Result<Reply, PgE
         Op::ShutdownFinalize { now, recoster } => {
             recovery::shutdown_finalize(client, replica, now, recoster.as_ref()).map(Reply::Count)
         }
+        Op::BackfillChunk(c) => crate::backfill::chunk(client, c).map(Reply::Backfill),
         Op::WalCheckpoint | Op::Shutdown | Op::SpoolFlush => Ok(Reply::Done),
         other => Err(PgError::Unsupported(other.name())),
     }

@@ -18,9 +18,50 @@ use crate::{sql_int, usd};
 /// Rows read per step.
 const CHUNK: i64 = 500;
 
-const RECOST_COLUMNS: &str = "id, provider, model, actual_model, prompt_tokens,
+/// The columns [`read_stored`] expects, in order.
+pub(crate) const RECOST_COLUMNS: &str = "id, provider, model, actual_model, prompt_tokens,
     completion_tokens, cache_read_tokens, cache_creation_tokens, cache_write_1h_tokens,
-    reasoning_tokens, total_tokens, meta_json, cost_status, started_at, actual_provider";
+    reasoning_tokens, total_tokens, meta_json, cost_status, started_at, actual_provider,
+    cost_nanousd, cliproxy_account";
+
+/// A row as stored, with what a re-cost needs.
+pub(crate) struct StoredRow {
+    pub(crate) recost: RecostRow,
+    pub(crate) cost_status: String,
+    pub(crate) cost_nanousd: i64,
+    pub(crate) started_at: String,
+    pub(crate) cliproxy_account: Option<String>,
+}
+
+pub(crate) fn read_stored(row: &Row) -> Result<StoredRow, PgError> {
+    let tok = |i: usize| -> Result<u64, PgError> {
+        Ok(u64::try_from(row.try_get::<_, Option<i64>>(i)?.unwrap_or(0)).unwrap_or(0))
+    };
+    let meta: Option<String> = row.try_get(11)?;
+    Ok(StoredRow {
+        recost: RecostRow {
+            id: row.try_get(0)?,
+            provider: row.try_get(1)?,
+            model: row.try_get(2)?,
+            actual_model: row.try_get(3)?,
+            actual_provider: row.try_get(14)?,
+            tokens: TokenColumns {
+                prompt_tokens: tok(4)?,
+                completion_tokens: tok(5)?,
+                cache_read_tokens: tok(6)?,
+                cache_creation_tokens: tok(7)?,
+                cache_write_1h_tokens: tok(8)?,
+                reasoning_tokens: tok(9)?,
+                total_tokens: tok(10)?,
+            },
+            usage_convention: meta.as_deref().and_then(usage_convention),
+        },
+        cost_status: row.try_get(12)?,
+        started_at: row.try_get(13)?,
+        cost_nanousd: row.try_get::<_, Option<i64>>(15)?.unwrap_or(0),
+        cliproxy_account: row.try_get(16)?,
+    })
+}
 
 /// Boot recovery of `replica` (`error_message = 'boot-recovery'`); returns the rows aborted.
 pub fn boot_recovery(
@@ -112,30 +153,11 @@ fn abort_one(
     message: &str,
     recoster: &dyn Recoster,
 ) -> Result<bool, PgError> {
-    let tok = |i: usize| -> Result<u64, PgError> {
-        Ok(u64::try_from(row.try_get::<_, Option<i64>>(i)?.unwrap_or(0)).unwrap_or(0))
-    };
-    let meta: Option<String> = row.try_get(11)?;
-    let recost = RecostRow {
-        id: row.try_get(0)?,
-        provider: row.try_get(1)?,
-        model: row.try_get(2)?,
-        actual_model: row.try_get(3)?,
-        actual_provider: row.try_get(14)?,
-        tokens: TokenColumns {
-            prompt_tokens: tok(4)?,
-            completion_tokens: tok(5)?,
-            cache_read_tokens: tok(6)?,
-            cache_creation_tokens: tok(7)?,
-            cache_write_1h_tokens: tok(8)?,
-            reasoning_tokens: tok(9)?,
-            total_tokens: tok(10)?,
-        },
-        usage_convention: meta.as_deref().and_then(usage_convention),
-    };
-    let previous: String = row.try_get(12)?;
+    let stored = read_stored(row)?;
+    let recost = stored.recost;
+    let previous = stored.cost_status;
     let key = DayKey {
-        started_at: row.try_get(13)?,
+        started_at: stored.started_at,
         provider: recost.provider.clone(),
         model: recost.model.clone(),
     };

@@ -1457,3 +1457,87 @@ fn trend_quota_and_correlator_reads_equal_sqlites() {
         1
     );
 }
+
+#[test]
+fn the_cost_backfill_chunks_give_sqlites_outcomes() {
+    use agent_cli_proxy_storage::op::{BackfillChunk, Correlation, Op, Reply};
+    let records = workload();
+    let mut sqlite = Store::open(&DbPath::memory()).unwrap();
+    sqlite.migrate().unwrap();
+    let opened = Spool::open(SpoolConfig::memory(), 0, Arc::new(Doorbell::default())).unwrap();
+    for r in &records {
+        opened.spool.append(r).unwrap();
+    }
+    Ingester::new(
+        Arc::clone(&opened.spool),
+        opened.cursor,
+        IngestConfig::default(),
+    )
+    .drain(sqlite.connection())
+    .unwrap();
+    let pg = TestPg::start();
+    let mut store = migrated(&pg);
+    ingest_all(&mut store, "A", &spooled_batches(&records, 4));
+    // r3 (cost pending) gets an account, so its account bucket moves too.
+    let correlate = Op::Correlate(Correlation {
+        id: 3,
+        source: Some("acct@y".to_owned()),
+        auth_index: None,
+        now: NOW.to_owned(),
+    });
+    sqlite.execute(correlate.clone()).unwrap();
+    store.execute("A", &correlate).unwrap();
+    let mut after_id = 0;
+    let mut max_id = None;
+    let mut chunks = 0;
+    loop {
+        let op = Op::BackfillChunk(BackfillChunk {
+            after_id,
+            max_id,
+            limit: 1,
+            since: None,
+            recoster: Arc::new(Flat),
+        });
+        let lite = sqlite.execute(op.clone()).unwrap();
+        let mine = store.execute("A", &op).unwrap();
+        assert_eq!(format!("{mine:?}"), format!("{lite:?}"));
+        let Reply::Backfill(outcome) = mine else {
+            panic!("{mine:?}")
+        };
+        chunks += 1;
+        max_id = outcome.max_id;
+        match outcome.last_id {
+            Some(last) => after_id = last,
+            None => break,
+        }
+    }
+    // r3 is the one candidate: r4 (the fallback) recorded no token, so nothing can change it.
+    assert_eq!(chunks, 2);
+    let all = LogFilter::default();
+    assert_eq!(
+        store.logs(&all, 100, 0).unwrap(),
+        sqlite.logs(&all, 100, 0).unwrap()
+    );
+    assert_eq!(
+        count(
+            &mut store,
+            "SELECT COUNT(*) FROM request_logs WHERE cost_status = 'ok' AND id = 3
+               AND cost_nanousd = 17000"
+        ),
+        1
+    );
+    assert_eq!(
+        store.usage_today(DAY).unwrap(),
+        sqlite.usage_today(DAY).unwrap()
+    );
+    assert_eq!(
+        store.usage_accounts_day(DAY).unwrap(),
+        sqlite.usage_accounts_day(DAY).unwrap()
+    );
+    for id in 1..=6 {
+        assert_eq!(
+            store.cost_audit(id).unwrap().map(|v| v.len()),
+            sqlite.cost_audit(id).unwrap().map(|v| v.len())
+        );
+    }
+}
