@@ -265,6 +265,12 @@ impl PgStore {
         queries::logs(&mut self.client, f, limit, offset)
     }
 
+    /// `SELECT 1`, the database check of `/ready`.
+    pub fn ping(&mut self) -> Result<(), PgError> {
+        self.client.simple_query("SELECT 1")?;
+        Ok(())
+    }
+
     /// The connection, for what this crate does not wrap yet (and for tests).
     pub fn client(&mut self) -> &mut postgres::Client {
         &mut self.client

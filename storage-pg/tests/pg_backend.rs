@@ -157,6 +157,7 @@ fn count(store: &mut PgStore, sql: &str) -> i64 {
 fn migrations_run_once_and_are_recorded_by_name() {
     let pg = TestPg::start();
     let mut store = PgStore::connect(&pg.url()).unwrap();
+    store.ping().unwrap();
     let first = store.migrate().unwrap();
     let names: Vec<&str> = MIGRATIONS.iter().map(|(n, _)| *n).collect();
     assert_eq!(first.applied, names);
@@ -712,6 +713,7 @@ fn the_ingester_waits_out_a_server_outage_and_loses_nothing() {
     for r in second {
         ing.spool().append(r).unwrap();
     }
+    assert!(store.ping().is_err(), "the server is down");
     assert!(ing.step(&mut store, NOW).is_err());
     assert!(ing.step(&mut store, NOW).is_err());
     assert_eq!(ing.stats().failures(), 2);
