@@ -22,6 +22,7 @@ use agent_cli_proxy_core::usage::TokenColumns;
 use agent_cli_proxy_storage::op::{AuditInfo, CostStatus, FinalizeRow, PreLogRow, Terminal};
 use agent_cli_proxy_storage::spool::{Cursor, Record};
 
+use crate::daily::{DailyDeltas, DayKey};
 use crate::error::PgError;
 use crate::{sql_int, usd};
 
@@ -116,7 +117,9 @@ fn attempt(
         tx.commit()?;
         return Ok(outcome);
     };
-    apply_records(&mut tx, replica, &todo, isolate, &mut outcome)?;
+    let mut deltas = DailyDeltas::default();
+    apply_records(&mut tx, replica, &todo, isolate, &mut outcome, &mut deltas)?;
+    deltas.apply(&mut tx)?;
     let segment = next.map(|c| sql_int(c.segment));
     let offset = next.map(|c| sql_int(c.offset));
     tx.execute(
@@ -136,6 +139,7 @@ fn apply_records(
     todo: &[&(u64, Record)],
     isolate: bool,
     outcome: &mut BatchOutcome,
+    deltas: &mut DailyDeltas,
 ) -> Result<(), PgError> {
     // Index of the first `End` of each call in this batch, for the single-insert path.
     let mut ends: HashMap<&str, usize> = HashMap::new();
@@ -161,9 +165,11 @@ fn apply_records(
         };
         let found = if isolate {
             let mut sp = tx.savepoint("acp_rec")?;
-            match apply_one(&mut sp, replica, rec, end.map(|(_, e)| e)) {
+            let mut own = DailyDeltas::default();
+            match apply_one(&mut sp, replica, rec, end.map(|(_, e)| e), &mut own) {
                 Ok(found) => {
                     sp.commit()?;
+                    deltas.merge(own);
                     Some(found)
                 }
                 Err(PgError::Postgres(e)) if is_record_failure(&e) => {
@@ -174,7 +180,7 @@ fn apply_records(
                 Err(e) => return Err(e),
             }
         } else {
-            Some(apply_one(tx, replica, rec, end.map(|(_, e)| e))?)
+            Some(apply_one(tx, replica, rec, end.map(|(_, e)| e), deltas)?)
         };
         if found.is_some()
             && let Some((j, _)) = end
@@ -195,22 +201,23 @@ fn apply_one(
     replica: &str,
     rec: &Record,
     end: Option<&FinalizeRow>,
+    deltas: &mut DailyDeltas,
 ) -> Result<bool, PgError> {
     match rec {
         Record::Begin(row) => {
             match end {
-                Some(end) => insert_final(tx, replica, row, end)?,
+                Some(end) => insert_final(tx, replica, row, end, deltas)?,
                 None => insert_pending(tx, replica, row)?,
             }
             Ok(true)
         }
         Record::Usage { request_id, tokens } => checkpoint(tx, request_id, tokens),
-        Record::End { request_id, row } => finalize(tx, request_id, row),
+        Record::End { request_id, row } => finalize(tx, request_id, row, deltas),
         Record::Fallback {
             request_id,
             message,
             now,
-        } => fallback(tx, request_id, message, now),
+        } => fallback(tx, request_id, message, now, deltas),
     }
 }
 
@@ -382,6 +389,7 @@ fn insert_final(
     replica: &str,
     begin: &PreLogRow,
     end: &FinalizeRow,
+    deltas: &mut DailyDeltas,
 ) -> Result<(), PgError> {
     let fin = FinalValues::of(end);
     let streamed = i64::from(begin.streamed);
@@ -437,13 +445,8 @@ fn insert_final(
         fin.cost_nanousd,
         &end.audit,
     )?;
-    add_daily(tx, &key, &end.tokens, fin.cost_nanousd)
-}
-
-pub(crate) struct DayKey {
-    pub(crate) started_at: String,
-    pub(crate) provider: String,
-    pub(crate) model: String,
+    deltas.add(&key, &end.tokens, fin.cost_nanousd);
+    Ok(())
 }
 
 /// True when the call has a row (so a change of nothing is not an orphan).
@@ -485,6 +488,7 @@ fn finalize(
     tx: &mut Transaction<'_>,
     request_id: &str,
     end: &FinalizeRow,
+    deltas: &mut DailyDeltas,
 ) -> Result<bool, PgError> {
     let Some(row) = tx.query_opt(
         "SELECT id, cost_status, started_at, provider, model FROM request_logs
@@ -529,7 +533,7 @@ fn finalize(
         fin.cost_nanousd,
         &end.audit,
     )?;
-    add_daily(tx, &key, &end.tokens, fin.cost_nanousd)?;
+    deltas.add(&key, &end.tokens, fin.cost_nanousd);
     Ok(true)
 }
 
@@ -540,6 +544,7 @@ fn fallback(
     request_id: &str,
     message: &str,
     now: &str,
+    deltas: &mut DailyDeltas,
 ) -> Result<bool, PgError> {
     let Some(row) = tx.query_opt(
         "SELECT id, started_at, provider, model, COALESCE(prompt_tokens, 0),
@@ -578,7 +583,7 @@ fn fallback(
          WHERE id = $1 AND lifecycle_status = 'pending'",
         &[&id, &message, &now],
     )?;
-    add_daily(tx, &key, &tokens, cost)?;
+    deltas.add(&key, &tokens, cost);
     Ok(true)
 }
 
@@ -616,47 +621,5 @@ pub(crate) fn write_audit(
             ],
         )?;
     }
-    Ok(())
-}
-
-/// The `daily_usage` upsert; `cost_usd` is recomputed from the integer sum with the same
-/// IEEE division as SQLite's `/ 1e9`, so both backends store the same double.
-pub(crate) fn add_daily(
-    tx: &mut Transaction<'_>,
-    key: &DayKey,
-    t: &TokenColumns,
-    cost_nanousd: i64,
-) -> Result<(), PgError> {
-    tx.execute(
-        "INSERT INTO daily_usage (day, provider, model, request_count, prompt_tokens,
-           completion_tokens, cache_creation_tokens, cache_read_tokens, total_tokens,
-           cost_usd, cost_nanousd)
-         VALUES (substr($1, 1, 10), $2, $3, 1, $4, $5, $6, $7, $8, $9, $10)
-         ON CONFLICT (day, provider, model) DO UPDATE SET
-           request_count = COALESCE(daily_usage.request_count, 0) + 1,
-           prompt_tokens = COALESCE(daily_usage.prompt_tokens, 0) + EXCLUDED.prompt_tokens,
-           completion_tokens = COALESCE(daily_usage.completion_tokens, 0)
-             + EXCLUDED.completion_tokens,
-           cache_creation_tokens = COALESCE(daily_usage.cache_creation_tokens, 0)
-             + EXCLUDED.cache_creation_tokens,
-           cache_read_tokens = COALESCE(daily_usage.cache_read_tokens, 0)
-             + EXCLUDED.cache_read_tokens,
-           total_tokens = COALESCE(daily_usage.total_tokens, 0) + EXCLUDED.total_tokens,
-           cost_nanousd = daily_usage.cost_nanousd + EXCLUDED.cost_nanousd,
-           cost_usd = (daily_usage.cost_nanousd + EXCLUDED.cost_nanousd)::float8
-             / 1000000000::float8",
-        &[
-            &key.started_at,
-            &key.provider,
-            &key.model,
-            &sql_int(t.prompt_tokens),
-            &sql_int(t.completion_tokens),
-            &sql_int(t.cache_creation_tokens),
-            &sql_int(t.cache_read_tokens),
-            &sql_int(t.total_tokens),
-            &usd(cost_nanousd),
-            &cost_nanousd,
-        ],
-    )?;
     Ok(())
 }

@@ -16,6 +16,7 @@ pub mod backfill;
 pub mod conn;
 pub mod control;
 pub mod copy;
+mod daily;
 pub mod error;
 pub mod ingest;
 pub mod ingester;

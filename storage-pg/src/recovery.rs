@@ -11,8 +11,9 @@ use agent_cli_proxy_core::usage::TokenColumns;
 use agent_cli_proxy_storage::op::{RecostRow, Recoster};
 use agent_cli_proxy_storage::usage_convention;
 
+use crate::daily::{DailyDeltas, DayKey};
 use crate::error::PgError;
-use crate::ingest::{DayKey, add_daily, write_audit};
+use crate::ingest::write_audit;
 use crate::{sql_int, usd};
 
 /// Rows read per step.
@@ -120,6 +121,7 @@ fn abort_pending(
     recoster: &dyn Recoster,
 ) -> Result<u64, PgError> {
     let mut tx = client.transaction()?;
+    let mut deltas = DailyDeltas::default();
     let mut last = 0i64;
     let mut total = 0u64;
     loop {
@@ -137,11 +139,12 @@ fn abort_pending(
         };
         last = tail.try_get(0)?;
         for row in &rows {
-            if abort_one(&mut tx, row, now, message, recoster)? {
+            if abort_one(&mut tx, row, now, message, recoster, &mut deltas)? {
                 total += 1;
             }
         }
     }
+    deltas.apply(&mut tx)?;
     tx.commit()?;
     Ok(total)
 }
@@ -152,6 +155,7 @@ fn abort_one(
     now: &str,
     message: &str,
     recoster: &dyn Recoster,
+    deltas: &mut DailyDeltas,
 ) -> Result<bool, PgError> {
     let stored = read_stored(row)?;
     let recost = stored.recost;
@@ -189,6 +193,6 @@ fn abort_one(
         nano,
         &cost.audit,
     )?;
-    add_daily(tx, &key, &recost.tokens, nano)?;
+    deltas.add(&key, &recost.tokens, nano);
     Ok(true)
 }
