@@ -23,6 +23,7 @@ pub mod ingester;
 pub mod once;
 pub mod queries;
 pub mod recovery;
+pub mod replica;
 pub mod schema;
 pub mod thread;
 
