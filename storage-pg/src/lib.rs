@@ -1,7 +1,14 @@
 //! PostgreSQL storage of agent-cli-proxy for several replicas sharing one database
-//! (`docs/replicas.md`). In progress: the schema and its migrations, ingestion of a replica's
-//! spool, and the first read queries; see the Status section of `docs/replicas.md` for what
-//! is not there yet.
+//! (`docs/replicas.md`): the counterpart of the SQLite storage crate, not yet started by
+//! `serve` (the Status section of `docs/replicas.md` says what is missing).
+//!
+//! * [`PgStore`]: one connection (`DATABASE_URL`, TLS through rustls: [`conn`]) with
+//!   [`PgStore::migrate`] ([`schema`]), the storage crate's control-plane commands
+//!   ([`PgStore::execute`], [`control`]) and every read query ([`queries`]).
+//! * Ingestion of a replica's spool exactly once: [`ingest::apply_batch`], the
+//!   [`PgIngester`] over the spool, and its thread [`PgIngestHandle`].
+//! * Per-replica boot recovery and lost-replica aborts ([`recovery`]), the replica id
+//!   ([`replica`]), the once-only loop lock ([`LoopLock`]), and `db copy` ([`copy`]).
 //!
 //! Built on the synchronous `postgres` crate (rust-postgres): the API here is blocking, like
 //! the SQLite storage, so both shells can call it from their blocking threads. That crate
