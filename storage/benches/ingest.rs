@@ -31,7 +31,9 @@ fn main() {
     for rep in 0..reps {
         let (rate, append_ns, cpu) = spool_rate(&dir.path().join(format!("s{rep}")), rows);
         let base = writer_rate(&dir.path().join(format!("w{rep}.db")), rows);
-        println!("run {rep}: spool ingestion {rate:>8.0} rows/s, writer (pre-log + finalize) {base:>8.0} rows/s");
+        println!(
+            "run {rep}: spool ingestion {rate:>8.0} rows/s, writer (pre-log + finalize) {base:>8.0} rows/s"
+        );
         spool_best = spool_best.max(rate);
         writer_best = writer_best.max(base);
         append_best = append_best.min(append_ns);
@@ -75,7 +77,10 @@ fn spool_rate(dir: &std::path::Path, rows: usize) -> (f64, f64, Option<f64>) {
     let started = Instant::now();
     for i in 0..rows {
         let id = format!("req-{i:08}");
-        opened.spool.append(&Record::Begin(Box::new(prelog(&id)))).expect("begin");
+        opened
+            .spool
+            .append(&Record::Begin(Box::new(prelog(&id))))
+            .expect("begin");
         opened
             .spool
             .append(&Record::End {
@@ -110,8 +115,8 @@ fn spool_rate(dir: &std::path::Path, rows: usize) -> (f64, f64, Option<f64>) {
 }
 
 fn writer_rate(file: &std::path::Path, rows: usize) -> f64 {
-    let (writer, join) = Writer::spawn(&DbPath::File(file.to_path_buf()), WriterConfig::default())
-        .expect("writer");
+    let (writer, join) =
+        Writer::spawn(&DbPath::File(file.to_path_buf()), WriterConfig::default()).expect("writer");
     let started = Instant::now();
     // 64 calls in flight, as many concurrent exchanges would have.
     for chunk in (0..rows).collect::<Vec<_>>().chunks(64) {
