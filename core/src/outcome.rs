@@ -77,7 +77,7 @@ pub enum Outcome {
 }
 
 /// Lifecycle state of a finalized row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Lifecycle {
     /// The call completed.
     Completed,

@@ -3,7 +3,7 @@
 
 use agent_cli_proxy_core::exchange::{self as ex, StorageOp};
 
-use crate::op::{AuditInfo, CostStatus, FinalizeRow, Op, Terminal};
+use crate::op::{AuditInfo, FinalizeRow, Op};
 
 /// The writer command for an exchange's storage operation.
 pub fn op_from_exchange(op: StorageOp) -> Op {
@@ -29,11 +29,7 @@ pub fn op_from_exchange(op: StorageOp) -> Op {
 fn finalize(r: ex::FinalizeRow) -> FinalizeRow {
     FinalizeRow {
         id: r.row_id,
-        lifecycle_status: match r.lifecycle_status {
-            "completed" => Terminal::Completed,
-            "aborted" => Terminal::Aborted,
-            _ => Terminal::Error,
-        },
+        lifecycle_status: r.lifecycle_status,
         actual_model: r.actual_model,
         actual_provider: r.actual_provider,
         proxy_api_key_id: r.proxy_api_key_id,
@@ -42,7 +38,7 @@ fn finalize(r: ex::FinalizeRow) -> FinalizeRow {
         tokens: r.columns,
         usage_incomplete: r.usage_incomplete,
         cost_nanousd: r.cost_nanousd,
-        cost_status: CostStatus::parse(r.cost_status).unwrap_or(CostStatus::Pending),
+        cost_status: r.cost_status,
         error_code: r.error_code.map(str::to_owned),
         error_message: r.error_message,
         latency_ms: i64::try_from(r.latency_ms).ok(),

@@ -13,27 +13,8 @@ use agent_cli_proxy_core::usage::{Convention, TokenColumns};
 /// `cost_status` values: the core's.
 pub use agent_cli_proxy_core::cost::CostStatus;
 
-/// Terminal `lifecycle_status` values a finalize may write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Terminal {
-    /// The exchange completed.
-    Completed,
-    /// The exchange failed.
-    Error,
-    /// The exchange was aborted.
-    Aborted,
-}
-
-impl Terminal {
-    /// The column value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Terminal::Completed => "completed",
-            Terminal::Error => "error",
-            Terminal::Aborted => "aborted",
-        }
-    }
-}
+/// Terminal `lifecycle_status` values a finalize may write: the core's.
+pub use agent_cli_proxy_core::outcome::Lifecycle as Terminal;
 
 /// The pre-logged row of an LLM call (`datapath.md` §14.1): the core's exchange decides it.
 pub use agent_cli_proxy_core::exchange::PreLogRow;

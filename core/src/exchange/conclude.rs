@@ -9,7 +9,7 @@ use super::{
 };
 use crate::breaker::OutcomeClass;
 use crate::errors::TimeoutKind;
-use crate::outcome::Outcome;
+use crate::outcome::{Lifecycle, Outcome};
 use crate::route::is_generation_path;
 use crate::time::UnixMillis;
 
@@ -264,13 +264,13 @@ impl Exchange {
             self.metric(MetricEvent::UsageIncomplete);
         }
         self.metric(MetricEvent::RequestDuration {
-            lifecycle_status: row.lifecycle_status,
+            lifecycle_status: row.lifecycle_status.as_str(),
             provider: self.provider.clone(),
             status: row.status,
             streamed: row.streamed,
             ms: row.latency_ms,
         });
-        let event = if row.lifecycle_status == "aborted" {
+        let event = if row.lifecycle_status == Lifecycle::Aborted {
             "lifecycle.aborted"
         } else {
             "lifecycle.finalized"
@@ -281,7 +281,7 @@ impl Exchange {
             "request finalized",
             vec![
                 ("request_id", json!(self.request_id)),
-                ("lifecycle_status", json!(row.lifecycle_status)),
+                ("lifecycle_status", json!(row.lifecycle_status.as_str())),
                 ("status", json!(row.status)),
                 ("path", json!(self.path)),
                 // Token counts are not secrets (`control.md` §10.3): operators grep for them.

@@ -74,7 +74,7 @@ pub struct FinalizeRow {
     /// `cost_nanousd`.
     pub cost_nanousd: u64,
     /// `cost_status`.
-    pub cost_status: &'static str,
+    pub cost_status: crate::cost::CostStatus,
     /// Audit `model` (the priced model).
     pub audit_model: String,
     /// Audit `source`.
@@ -90,7 +90,7 @@ pub struct FinalizeRow {
     /// `finished_at` = `finalized_at`, ISO-8601 UTC.
     pub finished_at: String,
     /// `lifecycle_status`.
-    pub lifecycle_status: &'static str,
+    pub lifecycle_status: crate::outcome::Lifecycle,
     /// The complete final `meta_json`.
     pub meta_json: String,
     /// Row `provider` (daily bucket key and audit provider).
@@ -146,7 +146,7 @@ pub(crate) fn build_finalize(i: FinalizeInputs<'_>) -> FinalizeRow {
         columns: record.columns(),
         usage_incomplete: i.usage_incomplete,
         cost_nanousd: costed.cost_nanousd,
-        cost_status: costed.status.as_str(),
+        cost_status: costed.status,
         audit_model: costed.priced_model,
         audit_source: costed.source.as_str(),
         incomplete: i.ending.incomplete(),
@@ -154,7 +154,7 @@ pub(crate) fn build_finalize(i: FinalizeInputs<'_>) -> FinalizeRow {
         error_message: i.ending.error_message.clone(),
         latency_ms: i.latency_ms,
         finished_at: i.finished_at.to_iso(),
-        lifecycle_status: i.ending.lifecycle.as_str(),
+        lifecycle_status: i.ending.lifecycle,
         meta_json: final_meta(&p.meta_json, convention, i.attempts, i.usage_injected),
         provider: p.provider.clone(),
         model: p.model.clone(),

@@ -27,7 +27,10 @@ fn client_abort_before_head_is_aborted_not_error() {
     silent_after(&s, "client_gone");
     assert!(s.downs().is_empty());
     let row = s.finalize();
-    assert_eq!((row.lifecycle_status, row.status), ("aborted", 499));
+    assert_eq!(
+        (row.lifecycle_status.as_str(), row.status),
+        ("aborted", 499)
+    );
     assert_eq!(row.error_message.as_deref(), Some("request aborted"));
     assert!(row.usage_incomplete);
     assert_eq!(s.outcomes(), vec![OutcomeClass::Neutral]);
@@ -44,11 +47,14 @@ fn client_abort_mid_stream_costs_w2b() {
     silent_after(&s, "client_gone");
     assert_eq!(s.cancels(), 1);
     let row = s.finalize();
-    assert_eq!((row.lifecycle_status, row.status), ("aborted", 499));
+    assert_eq!(
+        (row.lifecycle_status.as_str(), row.status),
+        ("aborted", 499)
+    );
     assert_eq!(row.error_code, Some("aborted"));
     assert_eq!(row.error_message.as_deref(), Some("client aborted stream"));
     assert_eq!(row.cost_nanousd, 58_515_000);
-    assert_eq!(row.cost_status, "ok");
+    assert_eq!(row.cost_status.as_str(), "ok");
     assert!(row.usage_incomplete);
     assert_eq!(s.outcomes(), vec![OutcomeClass::Neutral]);
 }
@@ -73,7 +79,8 @@ fn client_gone_while_the_finalize_is_in_flight_stops_reading_and_finishes() {
     );
     let row = s.finalize();
     assert_eq!(
-        row.lifecycle_status, "completed",
+        row.lifecycle_status.as_str(),
+        "completed",
         "the row was decided at the terminal"
     );
     silent_after(&s, "client_gone");
@@ -121,7 +128,10 @@ fn shutdown_mid_stream_is_o13_with_a_cut() {
     assert_eq!(last_down(&s), Some(Downstream::Abort));
     assert_eq!(s.cancels(), 1);
     let row = s.finalize();
-    assert_eq!((row.lifecycle_status, row.status), ("aborted", 499));
+    assert_eq!(
+        (row.lifecycle_status.as_str(), row.status),
+        ("aborted", 499)
+    );
     assert_eq!(row.error_message.as_deref(), Some("shutdown"));
     assert_eq!(s.outcomes(), vec![OutcomeClass::Neutral]);
 }
@@ -143,7 +153,7 @@ fn shutdown_after_the_terminal_releases_it_then_cuts() {
         "the client gets the terminal it paid for"
     );
     assert_eq!(last_down(&s), Some(Downstream::Abort));
-    assert_eq!(s.finalize().lifecycle_status, "completed");
+    assert_eq!(s.finalize().lifecycle_status.as_str(), "completed");
 }
 
 #[test]

@@ -36,7 +36,10 @@ fn happy_sse_stream_holds_the_terminal_until_the_commit_and_costs_w2() {
 
     let row = s.finalize();
     assert_eq!(row.cost_nanousd, 70_680_000);
-    assert_eq!((row.lifecycle_status, row.status), ("completed", 200));
+    assert_eq!(
+        (row.lifecycle_status.as_str(), row.status),
+        ("completed", 200)
+    );
     assert_eq!(
         row.actual_model.as_deref(),
         Some("claude-sonnet-4-5-20250929")
@@ -190,7 +193,7 @@ fn clean_close_without_terminal_is_completed_and_usage_incomplete_without_usage(
     assert_eq!(s.client_bytes(), chunk);
     assert_eq!(last_down(&s), Some(Downstream::End));
     let row = s.finalize();
-    assert_eq!(row.lifecycle_status, "completed");
+    assert_eq!(row.lifecycle_status.as_str(), "completed");
     assert!(row.usage_incomplete, "no usage on a generation path");
     assert!(
         s.events()
@@ -205,7 +208,7 @@ fn clean_close_after_usage_without_terminal_keeps_the_usage() {
     s.run();
     s.check_invariants();
     let row = s.finalize();
-    assert_eq!(row.lifecycle_status, "completed");
+    assert_eq!(row.lifecycle_status.as_str(), "completed");
     assert_eq!(row.columns.completion_tokens, 812);
     assert!(!row.usage_incomplete);
 }
@@ -339,6 +342,6 @@ fn a_stale_now_is_clamped() {
     s.run();
     s.check_invariants();
     let row = s.finalize();
-    assert_eq!(row.lifecycle_status, "completed");
+    assert_eq!(row.lifecycle_status.as_str(), "completed");
     assert!(row.latency_ms >= 50, "latency never goes backwards");
 }
