@@ -10,6 +10,7 @@ pub mod correlator;
 pub mod log;
 mod pricing;
 pub mod quota;
+pub mod ready;
 mod spooling;
 pub mod ticks;
 

@@ -37,6 +37,7 @@ pub mod config;
 pub mod headers;
 pub mod http1;
 pub mod json_edit;
+pub mod limits;
 pub mod provider;
 pub mod transform;
 

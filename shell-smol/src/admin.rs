@@ -4,12 +4,10 @@
 use std::sync::Arc;
 
 use agent_cli_proxy_core::head::{Reply, RequestHead};
+use agent_cli_proxy_core::limits::MAX_ADMIN_BODY;
 
 use crate::client::{BodyError, Client};
 use crate::server::Shared;
-
-/// Largest admin request body accepted (key names and lists are tiny).
-const MAX_ADMIN_BODY: u64 = 1_048_576;
 
 /// Answers one admin request that passed the gate. `Err(None)`: the client went away.
 pub async fn handle(

@@ -19,84 +19,10 @@ use serde_json::json;
 
 use crate::latch::Latch;
 use crate::loops::Loops;
-use crate::ready::ReadyState;
 use crate::upstream::Upstream;
+use agent_cli_proxy_cli::daemon::ready::ReadyState;
 
-/// Listener and connection limits (`datapath.md` §1). Constants in production; the tests
-/// shorten them through [`crate::serve_with`].
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// First byte of the request line to the end of the headers (also the wait for the
-    /// first byte of a new connection's first request).
-    pub header_read_timeout: Duration,
-    /// Between requests on a kept-alive connection.
-    pub keep_alive_idle: Duration,
-    /// No request-body byte for this long → 408.
-    pub body_idle: Duration,
-    /// Response bytes pending, none accepted by the socket → O12.
-    pub write_stall: Duration,
-    /// At most this many request headers.
-    pub max_headers: usize,
-    /// At most this many bytes of request head.
-    pub max_header_block: usize,
-    /// Longest request target.
-    pub max_target: usize,
-    /// Drain before aborting live exchanges at shutdown.
-    pub drain: Duration,
-    /// Hard stop of the shutdown drain.
-    pub hard_stop: Duration,
-}
-
-impl Limits {
-    /// Applies `key=ms` overrides separated by commas (`header_read_timeout_ms`,
-    /// `keep_alive_idle_ms`, `body_idle_ms`, `write_stall_ms`, `drain_ms`, `hard_stop_ms`);
-    /// unknown keys and bad numbers are ignored. Used by the test harness only.
-    pub fn with_overrides(mut self, spec: &str) -> Limits {
-        for (key, value) in spec.split(',').filter_map(|kv| kv.split_once('=')) {
-            let Ok(ms) = value.trim().parse::<u64>() else {
-                continue;
-            };
-            let d = Duration::from_millis(ms);
-            match key.trim() {
-                "header_read_timeout_ms" => self.header_read_timeout = d,
-                "keep_alive_idle_ms" => self.keep_alive_idle = d,
-                "body_idle_ms" => self.body_idle = d,
-                "write_stall_ms" => self.write_stall = d,
-                "drain_ms" => self.drain = d,
-                "hard_stop_ms" => self.hard_stop = d,
-                _ => {}
-            }
-        }
-        self
-    }
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            header_read_timeout: Duration::from_millis(30_000),
-            keep_alive_idle: Duration::from_millis(120_000),
-            body_idle: Duration::from_millis(30_000),
-            write_stall: Duration::from_millis(300_000),
-            max_headers: agent_cli_proxy_core::http1::MAX_HEADERS,
-            max_header_block: agent_cli_proxy_core::http1::MAX_HEADER_BLOCK,
-            max_target: agent_cli_proxy_core::http1::MAX_TARGET,
-            drain: Duration::from_millis(10_000),
-            hard_stop: Duration::from_millis(15_000),
-        }
-    }
-}
-
-impl Limits {
-    /// The codec's share of the limits.
-    pub fn codec(&self) -> agent_cli_proxy_core::http1::Limits {
-        agent_cli_proxy_core::http1::Limits {
-            max_headers: self.max_headers,
-            max_header_block: self.max_header_block,
-            max_target: self.max_target,
-        }
-    }
-}
+pub use agent_cli_proxy_core::limits::Limits;
 
 /// State shared by every task of the daemon.
 pub struct Shared {
@@ -130,14 +56,6 @@ impl Shared {
     }
 }
 
-/// What ends the serving phase.
-pub enum Trigger {
-    /// SIGTERM, SIGINT or SIGHUP.
-    Signals,
-    /// The test hook: a value on (or the closing of) this channel.
-    Channel(async_channel::Receiver<()>),
-}
-
 /// Which signal started the shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
@@ -147,8 +65,6 @@ pub enum Signal {
     Term,
     /// SIGHUP: exit 129.
     Hup,
-    /// The in-process stop hook: exit 0.
-    Stop,
 }
 
 impl Signal {
@@ -157,13 +73,12 @@ impl Signal {
             Signal::Int => "SIGINT",
             Signal::Term => "SIGTERM",
             Signal::Hup => "SIGHUP",
-            Signal::Stop => "stop",
         }
     }
 
     fn exit_code(self) -> u8 {
         match self {
-            Signal::Int | Signal::Stop => 0,
+            Signal::Int => 0,
             Signal::Term => 143,
             Signal::Hup => 129,
         }
@@ -171,12 +86,7 @@ impl Signal {
 }
 
 /// Binds, serves until a signal, then runs the shutdown sequence. Returns the exit code.
-pub async fn run(
-    daemon: Daemon,
-    limits: Limits,
-    trigger: Trigger,
-    ex: Arc<Executor<'static>>,
-) -> ExitCode {
+pub async fn run(daemon: Daemon, limits: Limits, ex: Arc<Executor<'static>>) -> ExitCode {
     let host = daemon.config.proxy_host.clone();
     let port = daemon.config.proxy_port;
     let bind_host = host
@@ -220,7 +130,7 @@ pub async fn run(
         origin,
     });
     let loops = Loops::start(&shared);
-    let mut stopper = Stopper::install(trigger);
+    let mut stopper = Stopper::install();
     shared.daemon.logger.event(
         Level::Info,
         "server.running",
@@ -270,21 +180,15 @@ pub async fn timeout<T>(d: Duration, f: impl Future<Output = T>) -> Option<T> {
 /// Where the stop comes from, once installed.
 enum Stopper {
     Signals(Signals),
-    Channel(async_channel::Receiver<()>),
     Never,
 }
 
 impl Stopper {
-    fn install(trigger: Trigger) -> Stopper {
-        match trigger {
-            Trigger::Channel(rx) => Stopper::Channel(rx),
-            Trigger::Signals => {
-                match Signals::new([OsSignal::Int, OsSignal::Term, OsSignal::Hup]) {
-                    Ok(s) => Stopper::Signals(s),
-                    // Without handlers the default actions apply: the process just dies.
-                    Err(_) => Stopper::Never,
-                }
-            }
+    fn install() -> Stopper {
+        match Signals::new([OsSignal::Int, OsSignal::Term, OsSignal::Hup]) {
+            Ok(s) => Stopper::Signals(s),
+            // Without handlers the default actions apply: the process just dies.
+            Err(_) => Stopper::Never,
         }
     }
 
@@ -299,10 +203,6 @@ impl Stopper {
                     None => return Signal::Term,
                 }
             },
-            Stopper::Channel(rx) => {
-                let _ = rx.recv().await;
-                Signal::Stop
-            }
             Stopper::Never => future::pending().await,
         }
     }

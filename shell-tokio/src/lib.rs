@@ -101,19 +101,6 @@ pub fn main_with_limits(args: impl IntoIterator<Item = OsString>, limits: Limits
     agent_cli_proxy_cli::main_with(args, &TokioShell { limits })
 }
 
-/// Entry point for the black-box tests, which re-execute their own binary as the daemon:
-/// the arguments come from `ACP_TEST_ARGS` (separated by U+001F), not from the test
-/// harness's argv.
-pub fn child_main() -> ExitCode {
-    let args = std::env::var("ACP_TEST_ARGS").unwrap_or_else(|_| "serve".to_owned());
-    let argv = std::iter::once(OsString::from("agent-cli-proxy")).chain(
-        args.split('\u{1f}')
-            .filter(|a| !a.is_empty())
-            .map(OsString::from),
-    );
-    main_with_args(argv)
-}
-
 fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     let mut b = tokio::runtime::Builder::new_multi_thread();
     if workers > 0 {

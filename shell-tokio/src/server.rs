@@ -18,66 +18,11 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::loops::Loops;
-use crate::ready::ReadyState;
 use crate::upconn::UpClient;
 use crate::upstream::Upstream;
+use agent_cli_proxy_cli::daemon::ready::ReadyState;
 
-/// Listener and connection limits (`datapath.md` §1). Constants in production; the tests
-/// shorten them through [`crate::serve_with`].
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// First byte of the request line to the end of the headers.
-    pub header_read_timeout: Duration,
-    /// No request-body byte for this long → 408.
-    pub body_idle: Duration,
-    /// Response bytes pending, none accepted by the socket → O12.
-    pub write_stall: Duration,
-    /// At most this many request headers.
-    pub max_headers: usize,
-    /// At most this many bytes of request head.
-    pub max_header_block: usize,
-    /// Drain before aborting live exchanges at shutdown.
-    pub drain: Duration,
-    /// Hard stop of the shutdown drain.
-    pub hard_stop: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            header_read_timeout: Duration::from_millis(30_000),
-            body_idle: Duration::from_millis(30_000),
-            write_stall: Duration::from_millis(300_000),
-            max_headers: 100,
-            max_header_block: 65_536,
-            drain: Duration::from_millis(10_000),
-            hard_stop: Duration::from_millis(15_000),
-        }
-    }
-}
-
-impl Limits {
-    /// Applies `key=ms` overrides separated by commas (`header_read_timeout_ms`,
-    /// `body_idle_ms`, `write_stall_ms`, `drain_ms`, `hard_stop_ms`); unknown keys and bad
-    /// numbers are ignored. Used by the test harness only.
-    pub fn with_overrides(mut self, spec: &str) -> Limits {
-        for (key, value) in spec.split(',').filter_map(|kv| kv.split_once('=')) {
-            let Ok(ms) = value.trim().parse::<u64>() else {
-                continue;
-            };
-            let d = Duration::from_millis(ms);
-            match key.trim() {
-                "header_read_timeout_ms" => self.header_read_timeout = d,
-                "body_idle_ms" => self.body_idle = d,
-                "write_stall_ms" => self.write_stall = d,
-                "drain_ms" => self.drain = d,
-                "hard_stop_ms" => self.hard_stop = d,
-                _ => {}
-            }
-        }
-        self
-    }
-}
+pub use agent_cli_proxy_core::limits::Limits;
 
 /// State shared by every task of the daemon.
 pub struct Shared {

@@ -14,7 +14,7 @@ use agent_cli_proxy_tests::support::client::{SseOutcome, SseRequest};
 use agent_cli_proxy_tests::support::db;
 use agent_cli_proxy_tests::support::ledger::check_rows_against_ledger;
 use agent_cli_proxy_tests::support::proc::{ProxyOptions, ProxyProcess};
-use agent_cli_proxy_tests::support::shells::{Shell, skip_unbuilt};
+use agent_cli_proxy_tests::support::shells::Shell;
 use agent_cli_proxy_tests::support::upstream::FakeUpstream;
 
 agent_cli_proxy_tests::child_entry!();
@@ -46,9 +46,6 @@ both_shells! {
     /// SIGTERM with 5 open streams (about 1 s each): exit code 143 after the drain, every
     /// stream's row `completed` with its usage, no pending row, the shutdown logged.
     async fn sigterm_drains_open_streams_and_exits_143(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(shell, &[("CLI_PROXY_API_URL", url.as_str())]);
@@ -102,9 +99,6 @@ both_shells! {
     /// recovery finalizes every orphan (no pending row), each upstream request has exactly
     /// one row, `integrity_check` is ok, and the daemon serves again.
     async fn sigkill_mid_stream_then_restart_leaves_one_final_row_per_request(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(shell, &[("CLI_PROXY_API_URL", url.as_str())]);
@@ -161,9 +155,6 @@ both_shells! {
     /// A second daemon on a database another daemon holds exits 1 with `startup.db_locked`,
     /// and the first keeps serving.
     fn second_daemon_on_the_same_database_exits_1(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let first = ProxyProcess::start(shell, &[]);
         let db_path = first.db_path().display().to_string();
         let options = ProxyOptions {
