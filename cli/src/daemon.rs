@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod correlator;
 pub mod log;
+pub mod pipeline;
 mod pricing;
 pub mod quota;
 pub mod ready;

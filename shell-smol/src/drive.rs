@@ -18,6 +18,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
+use agent_cli_proxy_cli::daemon::pipeline::BudgetCharge;
 use agent_cli_proxy_core::exchange::{
     Downstream, Exchange, ExchangeEvent, UpstreamFailure, UpstreamOp,
 };
@@ -38,18 +39,6 @@ use crate::upstream::UpConn;
 const FLUSH_AT: usize = 64 * 1024;
 
 type SendFuture = Pin<Box<dyn Future<Output = Result<UpConn, UpstreamFailure>> + Send>>;
-
-/// Releases a request's share of the global body budget when dropped.
-pub struct BudgetCharge {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) bytes: u64,
-}
-
-impl Drop for BudgetCharge {
-    fn drop(&mut self) {
-        self.shared.daemon.release_body(self.bytes);
-    }
-}
 
 /// The upstream side of the exchange.
 enum Up {

@@ -12,7 +12,6 @@
 //! `available_parallelism − 1` worker threads (each drives the async-io reactor when it is
 //! idle); blocking reads (SQLite readers, files, DNS) run on the `blocking` pool.
 
-mod admin;
 mod client;
 mod conn;
 mod drive;

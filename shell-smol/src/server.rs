@@ -49,6 +49,12 @@ pub struct Shared {
     origin: std::time::Instant,
 }
 
+impl AsRef<Daemon> for Shared {
+    fn as_ref(&self) -> &Daemon {
+        &self.daemon
+    }
+}
+
 impl Shared {
     /// The standard instant of a core instant.
     pub fn instant(&self, t: agent_cli_proxy_core::time::Instant) -> std::time::Instant {

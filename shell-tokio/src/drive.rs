@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_cli_proxy_cli::daemon::pipeline::BudgetCharge;
 use agent_cli_proxy_core::exchange::{
     Downstream, Exchange, ExchangeEvent, UpstreamFailure, UpstreamOp,
 };
@@ -20,18 +21,6 @@ use crate::service::{Outgoing, response_head, response_of_reply};
 use crate::upconn::UpConn;
 
 type SendFuture = Pin<Box<dyn Future<Output = Result<UpConn, UpstreamFailure>> + Send>>;
-
-/// Releases a request's share of the global body budget when dropped.
-pub struct BudgetCharge {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) bytes: u64,
-}
-
-impl Drop for BudgetCharge {
-    fn drop(&mut self) {
-        self.shared.daemon.release_body(self.bytes);
-    }
-}
 
 /// Where the response head goes: the service future waiting for it.
 pub type HeadSender = oneshot::Sender<Outgoing>;

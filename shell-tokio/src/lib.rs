@@ -4,7 +4,6 @@
 //! decision is `agent-cli-proxy-core`'s. `main` hands the command line to the shared CLI
 //! crate with [`TokioShell`], whose `serve` runs [`serve_with`].
 
-mod admin;
 mod body;
 mod drive;
 mod loops;

@@ -45,6 +45,12 @@ pub struct Shared {
     origin: tokio::time::Instant,
 }
 
+impl AsRef<Daemon> for Shared {
+    fn as_ref(&self) -> &Daemon {
+        &self.daemon
+    }
+}
+
 impl Shared {
     /// The tokio instant of a core instant.
     pub fn tokio_instant(&self, t: agent_cli_proxy_core::time::Instant) -> tokio::time::Instant {
