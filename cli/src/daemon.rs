@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod correlator;
+mod lifecycle;
 pub mod log;
 pub mod pipeline;
 mod pricing;

@@ -44,6 +44,7 @@ pub mod transform;
 pub mod admin;
 pub mod metrics;
 pub mod ready;
+pub mod shutdown;
 pub mod supervisor;
 
 pub mod correlate;

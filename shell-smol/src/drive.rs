@@ -31,7 +31,6 @@ use bytes::BytesMut;
 use futures_lite::future;
 
 use crate::client::{After, Client, WriteError};
-use crate::conn::InFlight;
 use crate::server::Shared;
 use crate::upstream::UpConn;
 
@@ -80,8 +79,8 @@ pub async fn drive(
 ) -> After {
     let d = &shared.daemon;
     let stall = shared.limits.write_stall;
-    // Counted apart from the request, as in the tokio shell's drive loop.
-    let _running = InFlight::new(&shared.in_flight);
+    // Counted for the shutdown drain by the request's own `InFlight` (`conn::handle`), which
+    // lives until this loop returns: a second count here made one stream count as two.
     let mut resp = Resp::NotStarted;
     let mut client_dead = false;
     let mut out = BytesMut::new();

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use agent_cli_proxy_cli::daemon::Daemon;
 use agent_cli_proxy_core::exchange::Level;
+use agent_cli_proxy_core::shutdown::{Drain, DrainStep, Signal};
+use agent_cli_proxy_core::time::Instant as CoreInstant;
 use async_executor::Executor;
 use async_io::{Async, Timer};
 use async_signal::{Signal as OsSignal, Signals};
@@ -62,64 +64,13 @@ impl Shared {
     }
 }
 
-/// Which signal started the shutdown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
-    /// SIGINT: exit 0.
-    Int,
-    /// SIGTERM: exit 143.
-    Term,
-    /// SIGHUP: exit 129.
-    Hup,
-}
-
-impl Signal {
-    fn name(self) -> &'static str {
-        match self {
-            Signal::Int => "SIGINT",
-            Signal::Term => "SIGTERM",
-            Signal::Hup => "SIGHUP",
-        }
-    }
-
-    fn exit_code(self) -> u8 {
-        match self {
-            Signal::Int => 0,
-            Signal::Term => 143,
-            Signal::Hup => 129,
-        }
-    }
-}
-
 /// Binds, serves until a signal, then runs the shutdown sequence. Returns the exit code.
 pub async fn run(daemon: Daemon, limits: Limits, ex: Arc<Executor<'static>>) -> ExitCode {
-    let host = daemon.config.proxy_host.clone();
-    let port = daemon.config.proxy_port;
-    let bind_host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let bound = std::net::TcpListener::bind((bind_host.as_str(), port)).and_then(Async::new);
+    let (host, port) = daemon.bind_address();
+    let bound = std::net::TcpListener::bind((host.as_str(), port)).and_then(Async::new);
     let listener = match bound {
         Ok(l) => l,
-        Err(e) => {
-            daemon.logger.event(
-                Level::Error,
-                "startup.port_in_use",
-                &format!("cannot bind {host}:{port}: {e}"),
-                vec![
-                    ("host", json!(host)),
-                    ("port", json!(port)),
-                    (
-                        "hint",
-                        json!("another agent-cli-proxy may be running, or set PROXY_PORT to a different port"),
-                    ),
-                ],
-            );
-            daemon.shutdown_storage();
-            daemon.logger.flush();
-            return ExitCode::from(1);
-        }
+        Err(e) => return daemon.bind_failed(&e),
     };
     let origin = daemon.clock_origin();
     let shared = Arc::new(Shared {
@@ -137,41 +88,17 @@ pub async fn run(daemon: Daemon, limits: Limits, ex: Arc<Executor<'static>>) -> 
     });
     let loops = Loops::start(&shared);
     let mut stopper = Stopper::install();
-    shared.daemon.logger.event(
-        Level::Info,
-        "server.running",
-        "server running",
-        vec![
-            ("host", json!(host)),
-            ("port", json!(port)),
-            ("url", json!(format!("http://{host}:{port}"))),
-        ],
-    );
+    shared.daemon.log_running();
     let signal = accept_loop(&shared, &listener, &mut stopper).await;
     drop(listener);
     let started = std::time::Instant::now();
-    shared.daemon.logger.event(
-        Level::Info,
-        "shutdown.signal",
-        "shutdown started",
-        vec![("signal", json!(signal.name()))],
-    );
+    let began = shared.daemon.log_shutdown_started(signal);
     shared.stop_conns.fire();
-    drain(&shared, started).await;
+    drain(&shared, began).await;
     loops.stop(&shared, started).await;
     let s = Arc::clone(&shared);
     blocking::unblock(move || s.daemon.shutdown_storage()).await;
-    shared.daemon.logger.event(
-        Level::Info,
-        "shutdown.complete",
-        "shutdown complete",
-        vec![
-            ("exit_code", json!(signal.exit_code())),
-            ("total_ms", json!(started.elapsed().as_millis() as u64)),
-        ],
-    );
-    shared.daemon.logger.flush();
-    ExitCode::from(signal.exit_code())
+    shared.daemon.shutdown_complete(signal, began)
 }
 
 /// `Some(output)` unless `d` passes first.
@@ -291,48 +218,22 @@ impl Drop for Counted<'_> {
     }
 }
 
-async fn drain(shared: &Arc<Shared>, started: std::time::Instant) {
-    let idle = || shared.in_flight.load(Ordering::Acquire) == 0;
-    let tick = Duration::from_millis(25);
-    let drain_until = started + shared.limits.drain;
-    while !idle() && std::time::Instant::now() < drain_until {
-        Timer::after(tick).await;
-    }
-    shared.daemon.logger.event(
-        Level::Info,
-        "shutdown.drain",
-        "drain finished",
-        vec![
-            (
-                "pending_requests",
-                json!(shared.in_flight.load(Ordering::Acquire)),
-            ),
-            ("elapsed_ms", json!(started.elapsed().as_millis() as u64)),
-        ],
-    );
-    if !idle() {
-        shared.abort_exchanges.fire();
-        let hard = started + shared.limits.hard_stop;
-        while !idle() && std::time::Instant::now() < hard {
-            Timer::after(tick).await;
+/// Steps 2–4 of the shutdown, as the core's [`Drain`] directs. Requests are counted, not
+/// awaited, so a wait is a plain timer tick.
+async fn drain(shared: &Arc<Shared>, began: CoreInstant) {
+    let d = &shared.daemon;
+    let mut plan = Drain::new(began, shared.limits.drain, shared.limits.hard_stop);
+    loop {
+        let in_flight = shared.in_flight.load(Ordering::Acquire);
+        let open = shared.conns.load(Ordering::Acquire);
+        match plan.step(d.now(), in_flight, open) {
+            DrainStep::Log(record) => d.logger.record(&record),
+            DrainStep::AbortExchanges => shared.abort_exchanges.fire(),
+            DrainStep::Wait(until) => {
+                Timer::at(shared.instant(until)).await;
+            }
+            DrainStep::CloseConnections => shared.kill_conns.fire(),
+            DrainStep::Done => return,
         }
-    }
-    let open = || shared.conns.load(Ordering::Acquire) > 0;
-    if !idle() || open() {
-        let remaining = shared.in_flight.load(Ordering::Acquire);
-        if remaining > 0 {
-            shared.daemon.logger.event(
-                Level::Warn,
-                "shutdown.hard_kill",
-                "closing remaining connections",
-                vec![("remaining", json!(remaining))],
-            );
-        }
-        // Idle keep-alive connections were told to close; give them a moment, then cut.
-        let cut_at = std::time::Instant::now() + Duration::from_millis(100);
-        while open() && std::time::Instant::now() < cut_at {
-            Timer::after(Duration::from_millis(5)).await;
-        }
-        shared.kill_conns.fire();
     }
 }

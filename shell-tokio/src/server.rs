@@ -8,11 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use agent_cli_proxy_cli::daemon::Daemon;
-use agent_cli_proxy_core::exchange::Level;
+use agent_cli_proxy_cli::daemon::ready::ReadyState;
+use agent_cli_proxy_core::shutdown::{Drain, DrainStep, Signal};
+use agent_cli_proxy_core::time::Instant as CoreInstant;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -20,7 +21,6 @@ use tokio::task::JoinSet;
 use crate::loops::Loops;
 use crate::upconn::UpClient;
 use crate::upstream::Upstream;
-use agent_cli_proxy_cli::daemon::ready::ReadyState;
 
 pub use agent_cli_proxy_core::limits::Limits;
 
@@ -58,63 +58,12 @@ impl Shared {
     }
 }
 
-/// Which signal started the shutdown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
-    /// SIGINT: exit 0.
-    Int,
-    /// SIGTERM: exit 143.
-    Term,
-    /// SIGHUP: exit 129.
-    Hup,
-}
-
-impl Signal {
-    fn name(self) -> &'static str {
-        match self {
-            Signal::Int => "SIGINT",
-            Signal::Term => "SIGTERM",
-            Signal::Hup => "SIGHUP",
-        }
-    }
-
-    fn exit_code(self) -> u8 {
-        match self {
-            Signal::Int => 0,
-            Signal::Term => 143,
-            Signal::Hup => 129,
-        }
-    }
-}
-
 /// Binds, serves until a signal, then runs the shutdown sequence. Returns the exit code.
 pub async fn run(daemon: Daemon, limits: Limits) -> ExitCode {
-    let host = daemon.config.proxy_host.clone();
-    let port = daemon.config.proxy_port;
-    let bind_host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let listener = match TcpListener::bind((bind_host.as_str(), port)).await {
+    let (host, port) = daemon.bind_address();
+    let listener = match TcpListener::bind((host.as_str(), port)).await {
         Ok(l) => l,
-        Err(e) => {
-            daemon.logger.event(
-                Level::Error,
-                "startup.port_in_use",
-                &format!("cannot bind {host}:{port}: {e}"),
-                vec![
-                    ("host", json!(host)),
-                    ("port", json!(port)),
-                    (
-                        "hint",
-                        json!("another agent-cli-proxy may be running, or set PROXY_PORT to a different port"),
-                    ),
-                ],
-            );
-            daemon.shutdown_storage();
-            daemon.logger.flush();
-            return ExitCode::from(1);
-        }
+        Err(e) => return daemon.bind_failed(&e),
     };
     let origin = tokio::time::Instant::from_std(daemon.clock_origin());
     let (abort_tx, _) = watch::channel(false);
@@ -131,43 +80,19 @@ pub async fn run(daemon: Daemon, limits: Limits) -> ExitCode {
     });
     let loops = Loops::start(&shared);
     let signal = install_signals();
-    shared.daemon.logger.event(
-        Level::Info,
-        "server.running",
-        "server running",
-        vec![
-            ("host", json!(host)),
-            ("port", json!(port)),
-            ("url", json!(format!("http://{host}:{port}"))),
-        ],
-    );
+    shared.daemon.log_running();
     let (stop_conns_tx, stop_conns) = watch::channel(false);
     let mut conns = JoinSet::new();
     let signal = accept_loop(&shared, &listener, &mut conns, &stop_conns, signal).await;
     drop(listener);
     let started = std::time::Instant::now();
-    shared.daemon.logger.event(
-        Level::Info,
-        "shutdown.signal",
-        "shutdown started",
-        vec![("signal", json!(signal.name()))],
-    );
+    let began = shared.daemon.log_shutdown_started(signal);
     let _ = stop_conns_tx.send(true);
-    drain(&shared, &mut conns, started).await;
+    drain(&shared, &mut conns, began).await;
     loops.stop(&shared, started).await;
     let s = Arc::clone(&shared);
     let _ = tokio::task::spawn_blocking(move || s.daemon.shutdown_storage()).await;
-    shared.daemon.logger.event(
-        Level::Info,
-        "shutdown.complete",
-        "shutdown complete",
-        vec![
-            ("exit_code", json!(signal.exit_code())),
-            ("total_ms", json!(started.elapsed().as_millis() as u64)),
-        ],
-    );
-    shared.daemon.logger.flush();
-    ExitCode::from(signal.exit_code())
+    shared.daemon.shutdown_complete(signal, began)
 }
 
 async fn accept_loop(
@@ -222,48 +147,27 @@ async fn serve_connection(
     let _ = conn.await;
 }
 
-async fn drain(shared: &Arc<Shared>, conns: &mut JoinSet<()>, started: std::time::Instant) {
-    let idle = || shared.in_flight.load(Ordering::Acquire) == 0;
-    let drain_until = tokio::time::Instant::from_std(started + shared.limits.drain);
-    while !idle() && tokio::time::Instant::now() < drain_until {
-        let _ = tokio::time::timeout(Duration::from_millis(25), shared.drained.notified()).await;
-    }
-    shared.daemon.logger.event(
-        Level::Info,
-        "shutdown.drain",
-        "drain finished",
-        vec![
-            (
-                "pending_requests",
-                json!(shared.in_flight.load(Ordering::Acquire)),
-            ),
-            ("elapsed_ms", json!(started.elapsed().as_millis() as u64)),
-        ],
-    );
-    if !idle() {
-        let _ = shared.abort_exchanges.send(true);
-        let hard = tokio::time::Instant::from_std(started + shared.limits.hard_stop);
-        while !idle() && tokio::time::Instant::now() < hard {
-            let _ =
-                tokio::time::timeout(Duration::from_millis(25), shared.drained.notified()).await;
+/// Steps 2–4 of the shutdown, as the core's [`Drain`] directs.
+async fn drain(shared: &Arc<Shared>, conns: &mut JoinSet<()>, began: CoreInstant) {
+    let d = &shared.daemon;
+    let mut plan = Drain::new(began, shared.limits.drain, shared.limits.hard_stop);
+    loop {
+        let in_flight = shared.in_flight.load(Ordering::Acquire);
+        match plan.step(d.now(), in_flight, conns.len()) {
+            DrainStep::Log(record) => d.logger.record(&record),
+            DrainStep::AbortExchanges => {
+                let _ = shared.abort_exchanges.send(true);
+            }
+            DrainStep::Wait(until) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(shared.tokio_instant(until)) => {}
+                    _ = shared.drained.notified() => {}
+                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                }
+            }
+            DrainStep::CloseConnections => conns.abort_all(),
+            DrainStep::Done => return,
         }
-    }
-    if !idle() || !conns.is_empty() {
-        let remaining = shared.in_flight.load(Ordering::Acquire);
-        if remaining > 0 {
-            shared.daemon.logger.event(
-                Level::Warn,
-                "shutdown.hard_kill",
-                "closing remaining connections",
-                vec![("remaining", json!(remaining))],
-            );
-        }
-        // Idle keep-alive connections were told to close; give them a moment, then cut.
-        let _ = tokio::time::timeout(Duration::from_millis(100), async {
-            while conns.join_next().await.is_some() {}
-        })
-        .await;
-        conns.abort_all();
     }
 }
 
