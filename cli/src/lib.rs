@@ -77,6 +77,7 @@ mod providers;
 mod service;
 mod spool;
 pub mod tls;
+pub mod upstream;
 mod usage;
 
 use std::collections::BTreeMap;
