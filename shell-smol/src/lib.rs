@@ -68,10 +68,12 @@ impl Shell for SmolShell {
     fn fetch(&self, url: &str, timeout: Duration) -> Result<Vec<u8>, String> {
         async_io::block_on(async {
             let up = upstream::Upstream::new();
-            server::timeout(timeout, up.fetch_document(url))
-                .await
-                .ok_or_else(|| format!("timed out after {}ms", timeout.as_millis()))?
-                .map(|b| b.to_vec())
+            server::timeout(
+                timeout,
+                agent_cli_proxy_cli::daemon::correlator::HttpGet::fetch_document(&up, url),
+            )
+            .await
+            .ok_or_else(|| format!("timed out after {}ms", timeout.as_millis()))?
         })
     }
 }

@@ -15,14 +15,13 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use agent_cli_proxy_cli::daemon::correlator::Hop;
 use agent_cli_proxy_cli::upstream::{Sent, UpstreamClient, UpstreamIo};
 use agent_cli_proxy_core::exchange::{UpstreamFailure, UpstreamRequest};
 use agent_cli_proxy_core::head::ResponseHead;
-use agent_cli_proxy_core::http1::{
-    ResponseEvent, ResponseReader, failure_text, redirect_target, reset_text,
-};
+use agent_cli_proxy_core::http1::{ResponseEvent, ResponseReader, failure_text, reset_text};
 use async_io::Async;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_lite::{AsyncWriteExt, future};
 use futures_rustls::TlsConnector;
@@ -33,8 +32,6 @@ use rustls::pki_types::ServerName;
 
 /// Bytes asked of the socket per read: chunks handed to the exchange stay this small.
 const READ_CHUNK: usize = 16 * 1024;
-/// Largest pricing document (`accounting.md` §4.1).
-const MAX_DOCUMENT: usize = 67_108_864;
 
 /// The shared upstream client.
 #[derive(Clone)]
@@ -136,59 +133,6 @@ impl Upstream {
     pub async fn probe(&self, method: Method, url: &str) -> Result<u16, String> {
         let (_, head) = self.head_of(method, url).await?;
         Ok(head.status.as_u16())
-    }
-
-    /// Fetches a document (the pricing source): `file:///abs/path` reads the file; http(s)
-    /// follows at most 5 redirects, carries no credentials and accepts at most 64 MiB
-    /// within 30 s (`accounting.md` §4.1).
-    pub async fn fetch_document(&self, url: &str) -> Result<Bytes, String> {
-        if let Some(path) = url.strip_prefix("file://") {
-            let owned = path.to_owned();
-            let bytes = blocking::unblock(move || std::fs::read(&owned))
-                .await
-                .map_err(|e| format!("{path}: {e}"))?;
-            if bytes.len() > MAX_DOCUMENT {
-                return Err("pricing document exceeds 64 MiB".to_owned());
-            }
-            return Ok(Bytes::from(bytes));
-        }
-        let fetch = async {
-            let mut target = url.to_owned();
-            for _ in 0..=5 {
-                let (mut conn, head) = self.head_of(Method::GET, &target).await?;
-                if head.status.is_redirection() {
-                    let Some(loc) = head.headers.get(LOCATION) else {
-                        return Err(format!("HTTP {} without location", head.status));
-                    };
-                    target = redirect_target(&target, loc.to_str().map_err(|e| e.to_string())?);
-                    continue;
-                }
-                if !head.status.is_success() {
-                    return Err(format!("HTTP {}", head.status.as_u16()));
-                }
-                let mut body = BytesMut::new();
-                loop {
-                    match future::poll_fn(|cx| conn.poll_event(cx)).await {
-                        Ok(ResponseEvent::Body(chunk)) => {
-                            if body.len() + chunk.len() > MAX_DOCUMENT {
-                                return Err("length limit exceeded".to_owned());
-                            }
-                            body.extend_from_slice(&chunk);
-                        }
-                        Ok(ResponseEvent::End) => {
-                            conn.finish();
-                            return Ok(body.freeze());
-                        }
-                        Ok(ResponseEvent::Head(..)) => {}
-                        Err(f) => return Err(failure_text(f)),
-                    }
-                }
-            }
-            Err("too many redirects".to_owned())
-        };
-        crate::server::timeout(Duration::from_millis(30_000), fetch)
-            .await
-            .ok_or_else(|| "pricing fetch timed out after 30000ms".to_owned())?
     }
 
     /// `GET url` with `headers`, reading the whole answer (at most `max` bytes): the
@@ -371,14 +315,51 @@ impl agent_cli_proxy_cli::daemon::correlator::HttpGet for Upstream {
         })
     }
 
-    fn fetch_document<'a>(
-        &'a self,
-        url: &'a str,
-    ) -> agent_cli_proxy_cli::daemon::correlator::BoxFuture<'a, Result<Vec<u8>, String>> {
+    fn get_hop(
+        &self,
+        url: &str,
+        max: usize,
+        timeout: Duration,
+    ) -> agent_cli_proxy_cli::daemon::correlator::BoxFuture<'_, Result<Hop, String>> {
+        let url = url.to_owned();
         Box::pin(async move {
-            Upstream::fetch_document(self, url)
+            let call = async {
+                let (mut conn, head) = self.head_of(Method::GET, &url).await?;
+                if head.status.is_redirection() {
+                    let location = head
+                        .headers
+                        .get(LOCATION)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    return Ok(Hop::Redirect {
+                        status: head.status,
+                        location,
+                    });
+                }
+                if !head.status.is_success() {
+                    return Ok(Hop::Status(head.status));
+                }
+                let mut body = Vec::new();
+                loop {
+                    match future::poll_fn(|cx| conn.poll_event(cx)).await {
+                        Ok(ResponseEvent::Body(chunk)) => {
+                            if body.len() + chunk.len() > max {
+                                return Err("length limit exceeded".to_owned());
+                            }
+                            body.extend_from_slice(&chunk);
+                        }
+                        Ok(ResponseEvent::End) => {
+                            conn.finish();
+                            return Ok(Hop::Body(body));
+                        }
+                        Ok(ResponseEvent::Head(..)) => {}
+                        Err(f) => return Err(failure_text(f)),
+                    }
+                }
+            };
+            crate::server::timeout(timeout, call)
                 .await
-                .map(|b| b.to_vec())
+                .ok_or_else(|| format!("timed out after {}ms", timeout.as_millis()))?
         })
     }
 

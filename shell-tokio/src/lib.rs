@@ -59,10 +59,12 @@ impl Shell for TokioShell {
         let rt = runtime(1).map_err(|e| e.to_string())?;
         rt.block_on(async {
             let up = upstream::Upstream::new();
-            tokio::time::timeout(timeout, up.fetch_document(url))
-                .await
-                .map_err(|_| format!("timed out after {}ms", timeout.as_millis()))?
-                .map(|b| b.to_vec())
+            tokio::time::timeout(
+                timeout,
+                agent_cli_proxy_cli::daemon::correlator::HttpGet::fetch_document(&up, url),
+            )
+            .await
+            .map_err(|_| format!("timed out after {}ms", timeout.as_millis()))?
         })
     }
 }
