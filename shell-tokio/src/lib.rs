@@ -5,6 +5,7 @@
 //! crate with [`TokioShell`], whose `serve` runs [`serve_with`].
 
 mod body;
+mod conntimer;
 mod drive;
 mod loops;
 mod proxy;

@@ -18,6 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
+use crate::body::Cut;
+use crate::conntimer::{ConnClock, Tracked, Watched};
 use crate::loops::Loops;
 use crate::upconn::UpClient;
 use crate::upstream::Upstream;
@@ -129,19 +131,34 @@ async fn serve_connection(
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) {
+    // No header read timeout in hyper: `ConnClock` keeps it, and the keep-alive idle time
+    // hyper has no timer for.
+    let clock = ConnClock::new(
+        shared.limits.header_read_timeout,
+        shared.limits.keep_alive_idle,
+    );
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(shared.limits.header_read_timeout)
         .max_headers(shared.limits.max_headers)
         .max_buf_size(shared.limits.max_header_block.max(8192))
         .keep_alive(true);
     let svc_shared = Arc::clone(&shared);
-    let service = service_fn(move |req| crate::service::handle(Arc::clone(&svc_shared), peer, req));
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let svc_clock = Arc::clone(&clock);
+    let service = service_fn(move |req| {
+        let serving = svc_clock.serving();
+        let handled = crate::service::handle(Arc::clone(&svc_shared), peer, req);
+        async move {
+            let resp = handled.await?;
+            Ok::<_, Cut>(resp.map(|body| Tracked::new(body, serving)))
+        }
+    });
+    let io = TokioIo::new(Watched::new(stream, Arc::clone(&clock)));
+    let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => return,
+        _ = clock.expired() => return,
         _ = stop.changed() => conn.as_mut().graceful_shutdown(),
     }
     let _ = conn.await;
