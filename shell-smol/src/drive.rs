@@ -19,9 +19,7 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use agent_cli_proxy_cli::daemon::pipeline::BudgetCharge;
-use agent_cli_proxy_core::exchange::{
-    Downstream, Exchange, ExchangeEvent, UpstreamFailure, UpstreamOp,
-};
+use agent_cli_proxy_core::exchange::{Downstream, Exchange, UpstreamFailure, UpstreamOp};
 use agent_cli_proxy_core::gate;
 use agent_cli_proxy_core::http1::{
     BodyFraming, ResponseEvent, encode_body, encode_end, encode_reply,
@@ -119,14 +117,7 @@ pub async fn drive(
         }
         out.clear();
         client_dead |= client_gone || stalled;
-        let mut finished = false;
-        while let Some(ev) = ex.poll_event() {
-            match ev {
-                ExchangeEvent::Finished => finished = true,
-                other => d.handle_event(other),
-            }
-        }
-        if finished {
+        if d.drain_events(&mut ex) {
             return match resp {
                 Resp::Done { close: false } if !client_dead => After::Keep,
                 _ => After::Close,

@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_cli_proxy_cli::daemon::pipeline::BudgetCharge;
-use agent_cli_proxy_core::exchange::{
-    Downstream, Exchange, ExchangeEvent, UpstreamFailure, UpstreamOp,
-};
+use agent_cli_proxy_core::exchange::{Downstream, Exchange, UpstreamFailure, UpstreamOp};
 use agent_cli_proxy_core::http1::ResponseEvent;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -112,14 +110,7 @@ pub async fn drive(
                 }
             }
         }
-        let mut finished = false;
-        while let Some(ev) = ex.poll_event() {
-            match ev {
-                ExchangeEvent::Finished => finished = true,
-                other => d.handle_event(other),
-            }
-        }
-        if finished {
+        if d.drain_events(&mut ex) {
             return;
         }
         let now = d.now();

@@ -19,6 +19,19 @@ pub struct Flushed {
 }
 
 impl Daemon {
+    /// Hands every event `ex` has queued to the core, logger and metrics (step 4 of the
+    /// drain order, `docs/style.md` §3); true once the exchange reported `Finished`.
+    pub fn drain_events(&self, ex: &mut Exchange) -> bool {
+        let mut finished = false;
+        while let Some(ev) = ex.poll_event() {
+            match ev {
+                agent_cli_proxy_core::exchange::ExchangeEvent::Finished => finished = true,
+                other => self.handle_event(other),
+            }
+        }
+        finished
+    }
+
     /// Performs every storage operation `ex` has queued, feeding each result back before
     /// taking the next (a result may queue more).
     pub fn drain_storage(&self, ex: &mut Exchange) {
