@@ -27,7 +27,7 @@ use bytes::Bytes;
 use futures_lite::future;
 
 use crate::client::{After, BodyError, Client};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::{proxy, ready};
 
 /// Serves one connection until it closes.
@@ -174,7 +174,7 @@ async fn answer(
 /// [`MAX_IGNORED_BODY`] is not read further: the response then closes the connection.
 async fn ignore_body(
     client: &mut Client,
-    limits: &crate::server::Limits,
+    limits: &crate::shared::Limits,
 ) -> Result<(), Option<Reply>> {
     match client
         .read_body(MAX_IGNORED_BODY, false, limits.body_idle)

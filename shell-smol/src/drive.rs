@@ -29,7 +29,7 @@ use bytes::BytesMut;
 use futures_lite::future;
 
 use crate::client::{After, Client, WriteError};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::upstream::UpConn;
 
 /// Queued response bytes that force a write before the next upstream read.

@@ -20,6 +20,8 @@ mod loops;
 mod proxy;
 mod ready;
 mod server;
+mod shared;
+mod timer;
 mod upstream;
 
 use std::collections::BTreeMap;
@@ -33,7 +35,7 @@ use agent_cli_proxy_cli::daemon::{Daemon, seed};
 use agent_cli_proxy_core::exchange::Level;
 use async_executor::Executor;
 
-pub use server::Limits;
+pub use shared::Limits;
 
 /// The smol shell for the shared CLI.
 #[derive(Default)]
@@ -51,7 +53,7 @@ impl Shell for SmolShell {
         let method = http::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
         async_io::block_on(async {
             let up = upstream::Upstream::new();
-            server::timeout(timeout, up.probe(method, url))
+            timer::timeout(timeout, up.probe(method, url))
                 .await
                 .ok_or_else(|| format!("timed out after {}ms", timeout.as_millis()))?
         })
@@ -68,7 +70,7 @@ impl Shell for SmolShell {
     fn fetch(&self, url: &str, timeout: Duration) -> Result<Vec<u8>, String> {
         async_io::block_on(async {
             let up = upstream::Upstream::new();
-            server::timeout(
+            timer::timeout(
                 timeout,
                 agent_cli_proxy_cli::daemon::correlator::HttpGet::fetch_document(&up, url),
             )

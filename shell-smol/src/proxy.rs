@@ -16,7 +16,7 @@ use futures_lite::FutureExt;
 
 use crate::client::{After, BodyError, Client};
 use crate::drive::drive;
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// Handles one proxied request to the end of its response.
 pub async fn handle(
@@ -55,7 +55,7 @@ pub async fn handle(
     match run {
         Ok(after) => after,
         Err(panic) => {
-            crate::server::report_panic(shared, &request_id, &*panic);
+            shared.daemon.report_panic(&request_id, &*panic);
             // O15 answers E22 when no response byte was sent; otherwise the response is cut.
             if client.responded {
                 After::Close

@@ -7,7 +7,8 @@ use std::time::Duration;
 use agent_cli_proxy_cli::daemon::ready::ReadyIo;
 use agent_cli_proxy_core::head::Reply;
 
-use crate::server::{Shared, timeout};
+use crate::shared::Shared;
+use crate::timer::timeout;
 
 /// Answers `/ready`.
 pub async fn handle(shared: &Shared) -> Reply {

@@ -1,7 +1,6 @@
 //! The listener, the connection tasks and the shutdown sequence (`control.md` §9), on
 //! async-io. Mirrors `shell-tokio/src/server.rs`: the same steps, events and exit codes.
 
-use std::future::Future;
 use std::net::{SocketAddr, TcpStream};
 use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
@@ -10,59 +9,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use agent_cli_proxy_cli::daemon::Daemon;
-use agent_cli_proxy_core::exchange::Level;
 use agent_cli_proxy_core::shutdown::{Drain, DrainStep, Signal};
 use agent_cli_proxy_core::time::Instant as CoreInstant;
 use async_executor::Executor;
 use async_io::{Async, Timer};
 use async_signal::{Signal as OsSignal, Signals};
 use futures_lite::{FutureExt, StreamExt, future};
-use serde_json::json;
 
 use crate::latch::Latch;
 use crate::loops::Loops;
+use crate::shared::{Limits, Shared};
 use crate::upstream::Upstream;
 use agent_cli_proxy_cli::daemon::ready::ReadyState;
-
-pub use agent_cli_proxy_core::limits::Limits;
-
-/// State shared by every task of the daemon.
-pub struct Shared {
-    /// The runtime-agnostic daemon state.
-    pub daemon: Daemon,
-    /// The upstream client.
-    pub upstream: Upstream,
-    /// Limits.
-    pub limits: Limits,
-    /// Requests being handled.
-    pub in_flight: AtomicUsize,
-    /// Open client connections.
-    pub conns: AtomicUsize,
-    /// Shutdown step 1: idle connections close, busy ones close after their response.
-    pub stop_conns: Latch,
-    /// Shutdown step 3: abort every live exchange.
-    pub abort_exchanges: Latch,
-    /// Shutdown step 4: close every connection now.
-    pub kill_conns: Latch,
-    /// `/ready` memo and loop health.
-    pub ready: ReadyState,
-    /// The executor, for spawning.
-    pub ex: Arc<Executor<'static>>,
-    origin: std::time::Instant,
-}
-
-impl AsRef<Daemon> for Shared {
-    fn as_ref(&self) -> &Daemon {
-        &self.daemon
-    }
-}
-
-impl Shared {
-    /// The standard instant of a core instant.
-    pub fn instant(&self, t: agent_cli_proxy_core::time::Instant) -> std::time::Instant {
-        self.origin + Duration::from_micros(t.as_micros())
-    }
-}
 
 /// Binds, serves until a signal, then runs the shutdown sequence. Returns the exit code.
 pub async fn run(daemon: Daemon, limits: Limits, ex: Arc<Executor<'static>>) -> ExitCode {
@@ -99,15 +57,6 @@ pub async fn run(daemon: Daemon, limits: Limits, ex: Arc<Executor<'static>>) -> 
     let s = Arc::clone(&shared);
     blocking::unblock(move || s.daemon.shutdown_storage()).await;
     shared.daemon.shutdown_complete(signal, began)
-}
-
-/// `Some(output)` unless `d` passes first.
-pub async fn timeout<T>(d: Duration, f: impl Future<Output = T>) -> Option<T> {
-    future::or(async { Some(f.await) }, async {
-        Timer::after(d).await;
-        None
-    })
-    .await
 }
 
 /// Where the stop comes from, once installed.
@@ -187,26 +136,10 @@ fn spawn_connection(shared: &Arc<Shared>, stream: Async<TcpStream>, peer: Socket
                 Ok(())
             };
             if let Err(panic) = work.or(killed).await {
-                report_panic(&s, "", &*panic);
+                s.daemon.report_panic("", &*panic);
             }
         })
         .detach();
-}
-
-/// Counts a panic caught at a task boundary and logs `task.panic`.
-pub fn report_panic(shared: &Shared, request_id: &str, panic: &(dyn std::any::Any + Send)) {
-    let text = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic".to_owned());
-    shared.daemon.count_panic();
-    shared.daemon.logger.event(
-        Level::Error,
-        "task.panic",
-        "request task panicked",
-        vec![("request_id", json!(request_id)), ("panic", json!(text))],
-    );
 }
 
 /// Decrements a counter when dropped.

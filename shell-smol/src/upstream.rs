@@ -309,7 +309,7 @@ impl agent_cli_proxy_cli::daemon::correlator::HttpGet for Upstream {
             if let Some(e) = bad {
                 return Err(e);
             }
-            crate::server::timeout(timeout, self.get_all(&url, map, MAX_LOOP_BODY))
+            crate::timer::timeout(timeout, self.get_all(&url, map, MAX_LOOP_BODY))
                 .await
                 .ok_or_else(|| format!("timed out after {}ms", timeout.as_millis()))?
         })
@@ -357,7 +357,7 @@ impl agent_cli_proxy_cli::daemon::correlator::HttpGet for Upstream {
                     }
                 }
             };
-            crate::server::timeout(timeout, call)
+            crate::timer::timeout(timeout, call)
                 .await
                 .ok_or_else(|| format!("timed out after {}ms", timeout.as_millis()))?
         })

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::body::{Cut, Item, RespBody};
-use crate::server::Shared;
-use crate::service::{Outgoing, response_head, response_of_reply};
+use crate::respond::{Outgoing, response_head, response_of_reply};
+use crate::shared::Shared;
 use crate::upconn::UpConn;
 
 type SendFuture = Pin<Box<dyn Future<Output = Result<UpConn, UpstreamFailure>> + Send>>;

@@ -10,8 +10,10 @@ mod drive;
 mod loops;
 mod proxy;
 mod ready;
+mod respond;
 mod server;
 mod service;
+mod shared;
 mod upconn;
 mod upstream;
 
@@ -23,7 +25,7 @@ use std::time::Duration;
 use agent_cli_proxy_cli::Shell;
 use agent_cli_proxy_cli::daemon::{Daemon, seed};
 
-pub use server::Limits;
+pub use shared::Limits;
 
 /// The tokio shell for the shared CLI.
 #[derive(Default)]

@@ -6,19 +6,17 @@ use std::sync::Arc;
 
 use agent_cli_proxy_cli::daemon::pipeline::{BodyIntake, BudgetCharge};
 use agent_cli_proxy_core::errors;
-use agent_cli_proxy_core::exchange::Level;
 use agent_cli_proxy_core::head::{Reply, RequestHead, header_str};
 use agent_cli_proxy_core::proxy::{Core, KeyLookup, StartAction};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use serde_json::json;
 use tokio::sync::oneshot;
 
 use crate::drive::drive;
-use crate::server::Shared;
-use crate::service::{Outgoing, response_of_reply};
+use crate::respond::{Outgoing, response_of_reply};
+use crate::shared::Shared;
 
 /// Handles one proxied request to its response head (the body may still be streaming).
 pub async fn handle(
@@ -64,18 +62,7 @@ pub async fn handle(
         .catch_unwind()
         .await;
         if let Err(panic) = run {
-            let text = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic".to_owned());
-            task_shared.daemon.count_panic();
-            task_shared.daemon.logger.event(
-                Level::Error,
-                "task.panic",
-                "request task panicked",
-                vec![("request_id", json!(request_id)), ("panic", json!(text))],
-            );
+            task_shared.daemon.report_panic(&request_id, &*panic);
         }
     });
     drop(task);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use agent_cli_proxy_cli::daemon::ready::ReadyIo;
 use agent_cli_proxy_core::head::Reply;
 
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// Answers `/ready`.
 pub async fn handle(shared: &Shared) -> Reply {

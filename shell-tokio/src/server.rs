@@ -21,44 +21,9 @@ use tokio::task::JoinSet;
 use crate::body::Cut;
 use crate::conntimer::{ConnClock, Tracked, Watched};
 use crate::loops::Loops;
+use crate::shared::{Limits, Shared};
 use crate::upconn::UpClient;
 use crate::upstream::Upstream;
-
-pub use agent_cli_proxy_core::limits::Limits;
-
-/// State shared by every task of the daemon.
-pub struct Shared {
-    /// The runtime-agnostic daemon state.
-    pub daemon: Daemon,
-    /// The control-plane client (probes, pricing fetch, loops), on hyper.
-    pub upstream: Upstream,
-    /// The data-path client (proxied calls), on the core's codec.
-    pub upclient: UpClient,
-    /// Limits.
-    pub limits: Limits,
-    /// Requests being handled.
-    pub in_flight: AtomicUsize,
-    /// Signalled whenever a request ends.
-    pub drained: Notify,
-    /// Set to true to abort every live exchange (shutdown step 3).
-    pub abort_exchanges: watch::Sender<bool>,
-    /// `/ready` memo and loop health.
-    pub ready: ReadyState,
-    origin: tokio::time::Instant,
-}
-
-impl AsRef<Daemon> for Shared {
-    fn as_ref(&self) -> &Daemon {
-        &self.daemon
-    }
-}
-
-impl Shared {
-    /// The tokio instant of a core instant.
-    pub fn tokio_instant(&self, t: agent_cli_proxy_core::time::Instant) -> tokio::time::Instant {
-        self.origin + Duration::from_micros(t.as_micros())
-    }
-}
 
 /// Binds, serves until a signal, then runs the shutdown sequence. Returns the exit code.
 pub async fn run(daemon: Daemon, limits: Limits) -> ExitCode {

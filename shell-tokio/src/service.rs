@@ -1,30 +1,20 @@
-//! One HTTP request: routing to health, readiness, metrics, admin or the proxy, and the
-//! conversion of the core's replies and heads into hyper responses.
+//! One HTTP request: carries out the shared pipeline's plan for it
+//! (`agent_cli_proxy_cli::daemon::pipeline`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use agent_cli_proxy_cli::daemon::pipeline::{BodyUse, Handler, Plan};
-use agent_cli_proxy_core::gate;
 use agent_cli_proxy_core::head::{Reply, RequestHead};
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, HeaderValue};
-use http::{HeaderMap, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::body::{Cut, RespBody};
-use crate::server::Shared;
+use crate::respond::{Outgoing, response_of_reply};
+use crate::shared::Shared;
 use crate::{proxy, ready};
-
-/// What the drive loop hands the waiting service future.
-pub enum Outgoing {
-    /// A response (complete or streaming).
-    Response(hyper::Response<RespBody>),
-    /// Close the connection without a response.
-    Close,
-}
 
 /// Handles one request. `Err` makes hyper close the connection without a response.
 pub async fn handle(
@@ -87,42 +77,4 @@ impl Drop for InFlight<'_> {
 
 fn reply(r: Reply, secure: bool) -> Outgoing {
     Outgoing::Response(response_of_reply(r, secure))
-}
-
-/// A complete response from a core reply, with the security headers of `datapath.md` §3.
-pub fn response_of_reply(reply: Reply, secure: bool) -> hyper::Response<RespBody> {
-    let mut headers = reply.headers;
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(reply.body.len()));
-    if reply.close {
-        headers.insert(CONNECTION, HeaderValue::from_static("close"));
-    }
-    build(reply.status, headers, RespBody::full(reply.body), secure)
-}
-
-/// A relayed response head with a streamed body.
-pub fn response_head(
-    status: StatusCode,
-    mut headers: HeaderMap,
-    content_length: Option<u64>,
-    body: RespBody,
-    secure: bool,
-) -> hyper::Response<RespBody> {
-    headers.remove(CONTENT_LENGTH);
-    if let Some(len) = content_length {
-        headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
-    }
-    build(status, headers, body, secure)
-}
-
-fn build(
-    status: StatusCode,
-    mut headers: HeaderMap,
-    body: RespBody,
-    secure: bool,
-) -> hyper::Response<RespBody> {
-    gate::apply_security_headers(&mut headers, secure);
-    let mut resp = hyper::Response::new(body);
-    *resp.status_mut() = status;
-    *resp.headers_mut() = headers;
-    resp
 }

@@ -89,4 +89,21 @@ impl Daemon {
         self.logger.flush();
         ExitCode::from(signal.exit_code())
     }
+
+    /// A panic caught at a task boundary (`control.md` §9.3): counted in
+    /// `agent_cli_proxy_panics_total` and logged as `task.panic`.
+    pub fn report_panic(&self, request_id: &str, panic: &(dyn std::any::Any + Send)) {
+        let text = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_owned());
+        self.count_panic();
+        self.logger.event(
+            Level::Error,
+            "task.panic",
+            "request task panicked",
+            vec![("request_id", json!(request_id)), ("panic", json!(text))],
+        );
+    }
 }
