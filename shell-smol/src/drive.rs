@@ -94,16 +94,14 @@ pub async fn drive(
         // Drain in the documented order; inputs discovered while draining are fed after.
         let mut client_gone = false;
         let mut stalled = false;
-        // Spooled and answered at once (`docs/spool.md` §2).
-        d.drain_storage(&mut ex);
-        while let Some(op) = ex.poll_upstream() {
-            match op {
-                UpstreamOp::Send { request, .. } => {
-                    let upstream = shared.upstream.clone();
-                    up = Up::Sending(Box::pin(upstream.send(request)));
-                }
-                UpstreamOp::Cancel => up = Up::None,
+        // Storage is spooled and answered at once (`docs/spool.md` §2).
+        match d.drain_to_upstream(&mut ex) {
+            Some(UpstreamOp::Send { request, .. }) => {
+                let upstream = shared.upstream.clone();
+                up = Up::Sending(Box::pin(upstream.send(request)));
             }
+            Some(UpstreamOp::Cancel) => up = Up::None,
+            None => {}
         }
         while let Some(output) = ex.poll_downstream() {
             queue(client, &mut resp, &mut out, output, secure);

@@ -54,20 +54,18 @@ pub async fn drive(
         // Drain in the documented order; inputs discovered while draining are fed after.
         let mut client_gone = false;
         let mut stalled = false;
-        // Spooled and answered at once (`docs/spool.md` §2).
-        d.drain_storage(&mut ex);
-        while let Some(op) = ex.poll_upstream() {
-            match op {
-                UpstreamOp::Send { request, .. } => {
-                    let client = shared.upclient.clone();
-                    sending = Some(Box::pin(client.send(request)));
-                    reading = None;
-                }
-                UpstreamOp::Cancel => {
-                    sending = None;
-                    reading = None;
-                }
+        // Storage is spooled and answered at once (`docs/spool.md` §2).
+        match d.drain_to_upstream(&mut ex) {
+            Some(UpstreamOp::Send { request, .. }) => {
+                let client = shared.upclient.clone();
+                sending = Some(Box::pin(client.send(request)));
+                reading = None;
             }
+            Some(UpstreamOp::Cancel) => {
+                sending = None;
+                reading = None;
+            }
+            None => {}
         }
         while let Some(out) = ex.poll_downstream() {
             match out {
