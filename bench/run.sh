@@ -218,7 +218,11 @@ wrk.method = "POST"
 wrk.path = "/v1/messages"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["anthropic-version"] = "2023-06-01"
-wrk.headers["User-Agent"] = "acp-bench/1"
+-- What Claude Code sends (tests/fixtures/client-heads/): its user-agent, its own key, a
+-- session id, so the proxy does the identification work it does for real clients.
+wrk.headers["User-Agent"] = "claude-cli/2.1.37 (external, cli)"
+wrk.headers["x-api-key"] = "sk-ant-bench-0000000000000000"
+wrk.headers["x-claude-code-session-id"] = "5f0c2a4e-7b1d-4c3e-9a8f-0123456789ab"
 wrk.body = '{"model":"claude-sonnet-4-5","max_tokens":1024,"messages":[{"role":"user","content":"Say hello."}]}'
 EOF
 sed 's/"max_tokens":1024,/"max_tokens":1024,"stream":true,/' "$WORK/json.lua" >"$WORK/sse.lua"

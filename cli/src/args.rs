@@ -45,6 +45,11 @@ pub(crate) enum Command {
     },
     /// Usage reports from the database (daily, weekly, monthly, session).
     Usage(UsageArgs),
+    /// The local dashboard served at /dashboard/.
+    Dashboard {
+        #[command(subcommand)]
+        command: DashboardCommand,
+    },
     /// Re-cost finalized rows whose cost is still unknown, once.
     BackfillCosts(BackfillArgs),
 }
@@ -111,6 +116,13 @@ pub(crate) struct InitArgs {
     /// Keep the values of an existing env file and add the missing keys.
     #[arg(long)]
     pub merge: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DashboardCommand {
+    /// Read a password (without echo on a terminal, else one line of stdin) and print its
+    /// Argon2id hash for DASHBOARD_PASSWORD_HASH.
+    HashPassword,
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,6 +13,7 @@ pub mod pipeline;
 mod pricing;
 pub mod quota;
 pub mod ready;
+pub mod session;
 mod spooling;
 pub mod ticks;
 
@@ -69,6 +70,7 @@ pub struct Daemon {
     /// Single-flight quota refreshes and the shell's HTTP client for them.
     pub quota: quota::QuotaService,
     key_cache: Mutex<BTreeMap<String, (Instant, KeyLookup)>>,
+    sessions: Mutex<agent_cli_proxy_core::dashboard::session::Sessions>,
     body_budget: AtomicU64,
     active_streams: AtomicI64,
     clock_origin: std::time::Instant,
@@ -201,6 +203,10 @@ impl Daemon {
         let (writer, join) = (spooled.writer, spooled.join);
         let pricing = Arc::new(PricingState::load(&config, &logger));
         let core = Core::new(Arc::clone(&config), pricing.table(), seed);
+        let sessions = agent_cli_proxy_core::dashboard::session::Sessions::new(
+            session::load_secret(&config, &logger),
+            config.dashboard_session_ttl_ms,
+        );
         let daemon = Daemon {
             readers: Readers::new(db.clone(), Default::default()),
             config: Arc::clone(&config),
@@ -214,6 +220,7 @@ impl Daemon {
             pricing,
             quota: quota::QuotaService::default(),
             key_cache: Mutex::new(BTreeMap::new()),
+            sessions: Mutex::new(sessions),
             body_budget: AtomicU64::new(BODY_BUDGET_BYTES),
             active_streams: AtomicI64::new(0),
             clock_origin: std::time::Instant::now(),
@@ -424,6 +431,7 @@ impl Daemon {
         let snapshot = Snapshot {
             active_streams: u64::try_from(self.active_streams.load(Ordering::Relaxed)).unwrap_or(0),
             log_dropped_lines: self.logger.dropped_lines(),
+            spool: self.spool_snapshot(),
         };
         metrics::reply(self.metrics().render(&rows, &snapshot))
     }

@@ -13,7 +13,7 @@
 //!   `--merge`.
 
 mod interactive;
-mod prompt;
+pub(crate) mod prompt;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +37,8 @@ pub(crate) struct InitValues {
     pub admin_key: String,
     pub mgmt_key: String,
     pub auth_dir: String,
+    /// `DASHBOARD_PASSWORD_HASH` (empty: the dashboard has no sign-in of its own).
+    pub dashboard_hash: String,
     /// Direct mode: the vendors' base URLs (Anthropic, OpenAI); `None` with a router.
     pub direct: Option<(String, String)>,
 }
@@ -156,6 +158,9 @@ fn non_interactive_values(
         Some(d) => d.trim().to_owned(),
         None => var("CLIPROXY_AUTH_DIR").unwrap_or_default().to_owned(),
     };
+    let dashboard_hash = var("DASHBOARD_PASSWORD_HASH")
+        .unwrap_or_default()
+        .to_owned();
     Ok(InitValues {
         env_path,
         data_dir,
@@ -166,6 +171,7 @@ fn non_interactive_values(
         admin_key,
         mgmt_key,
         auth_dir,
+        dashboard_hash,
         direct,
     })
 }
@@ -306,9 +312,17 @@ fn entries(v: &InitValues, data_dir: &Path) -> Vec<(String, String)> {
         v.auth_dir.clone(),
         "15000".to_owned(),
     ];
-    envfile::KEY_ORDER
+    let mut entries: Vec<(String, String)> = envfile::KEY_ORDER
         .iter()
         .zip(values)
         .map(|(k, v)| ((*k).to_owned(), v))
-        .collect()
+        .collect();
+    // Only written when chosen, so an env file without a dashboard password stays as before.
+    if !v.dashboard_hash.is_empty() {
+        entries.push((
+            "DASHBOARD_PASSWORD_HASH".to_owned(),
+            v.dashboard_hash.clone(),
+        ));
+    }
+    entries
 }

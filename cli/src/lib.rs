@@ -65,6 +65,7 @@ pub(crate) use {err_line, err_text, out_line, out_text};
 mod args;
 mod backfill;
 pub mod daemon;
+mod dashboard;
 mod db;
 mod doctor;
 mod env;
@@ -89,7 +90,7 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, FromArgMatches};
 
-use args::{Cli, Command, DbCommand};
+use args::{Cli, Command, DashboardCommand, DbCommand};
 
 /// What a runtime shell provides to the CLI.
 pub trait Shell {
@@ -233,6 +234,9 @@ fn run(cmd: Command, shell: &dyn Shell) -> CmdResult {
                 "missing subcommand for 'providers'\n{}",
                 providers_usage(shell.binary_name())
             ))),
+        },
+        Command::Dashboard { command } => match command {
+            DashboardCommand::HashPassword => dashboard::hash_password(),
         },
         Command::Usage(a) => usage::run(&process, a),
         Command::BackfillCosts(a) => backfill::run(&process, a, shell),

@@ -220,6 +220,14 @@ fn starter() -> Value {
                 "upstreamBaseUrl": "https://open.bigmodel.cn/api/paas/v4",
                 "models": ["glm"],
                 "auth": {"type": "bearer", "env": "GLM_API_KEY"}
+            },
+            {
+                "id": "gemini-direct",
+                "type": "gemini",
+                "paths": ["/v1beta/models/"],
+                "upstreamBaseUrl": "https://generativelanguage.googleapis.com",
+                "models": ["gemini"],
+                "auth": "preserve"
             }
         ]
     })
@@ -235,6 +243,18 @@ mod tests {
         let doc = agent_cli_proxy_core::provider::validate_document(&starter(), &env);
         assert_eq!(doc.issues, vec![]);
         let ids: Vec<&str> = doc.providers.iter().map(|p| p.id.as_str()).collect();
-        assert_eq!(ids, ["local", "glm"]);
+        assert_eq!(ids, ["local", "glm", "gemini-direct"]);
+        let unreachable: Vec<_> = doc
+            .warnings
+            .iter()
+            .filter(|w| w.to_string().contains("unreachable"))
+            .collect();
+        assert_eq!(
+            unreachable,
+            Vec::<&_>::new(),
+            "every starter path is reachable"
+        );
+        let gemini = &doc.providers[2];
+        assert!(gemini.serves("/v1beta/models/gemini-2.5-pro:streamGenerateContent"));
     }
 }

@@ -380,6 +380,9 @@ pub fn init_interactive_through_a_pty() {
         "http://127.0.0.1:9999", // CLIProxyAPI URL
         "pty-secret-key",        // CLIProxyAPI proxy key (secret)
         "y",                     // Generate ADMIN_API_KEY
+        "y",                     // Protect the dashboard with a password
+        "pty-dash-pass",         // Dashboard password (secret)
+        "pty-dash-pass",         // Dashboard password again (secret)
         "y",                     // correlation
         "mgmt-pty-key",          // management key (secret)
         "n",                     // quota checks
@@ -423,6 +426,9 @@ pub fn init_interactive_through_a_pty() {
         "CLIProxyAPI URL (http://localhost:8317): ",
         "CLIProxyAPI proxy key (configured): ",
         "Generate ADMIN_API_KEY for admin API? [y/N]: ",
+        "Protect the dashboard with a password? [y/N]: ",
+        "Dashboard password: ",
+        "Dashboard password again: ",
         "Enable CLIProxyAPI account correlation? [y/N]: ",
         "CLIProxyAPI management key: ",
         "Enable subscription quota checks from local CLIProxyAPI auth files? [y/N]: ",
@@ -457,6 +463,20 @@ pub fn init_interactive_through_a_pty() {
         !stdout.contains("pty-secret-key"),
         "secret echoed: {stdout}"
     );
+    let phc = text
+        .lines()
+        .find_map(|l| l.strip_prefix("DASHBOARD_PASSWORD_HASH="))
+        .unwrap();
+    let phc: String = serde_json::from_str(phc).unwrap();
+    assert!(
+        agent_cli_proxy_core::dashboard::session::verify_password(&phc, "pty-dash-pass"),
+        "{phc}"
+    );
+    assert!(
+        !stdout.contains("pty-dash-pass"),
+        "password echoed: {stdout}"
+    );
+    assert!(!text.contains("pty-dash-pass"), "password stored: {text}");
 }
 
 pub fn init_interactive_without_tty_refuses_secret_prompt() {
@@ -580,7 +600,7 @@ pub fn doctor_json_pass_and_fail() {
     );
     assert_eq!(db["tablesCount"], db["tables"].as_array().unwrap().len());
     assert!(!db["appliedMigrations"].as_array().unwrap().is_empty());
-    assert_eq!(v["checks"]["providers"]["details"]["count"], 6);
+    assert_eq!(v["checks"]["providers"]["details"]["count"], 7);
     assert_eq!(v["checks"]["pricingCache"]["details"]["exists"], true);
     assert_eq!(v["checks"]["upstream"]["details"]["statusCode"], 200);
     assert!(
@@ -796,6 +816,7 @@ pub fn providers_path_init_show() {
     let doc: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(doc["providers"][0]["id"], "local");
     assert_eq!(doc["providers"][1]["auth"]["env"], "GLM_API_KEY");
+    assert_eq!(doc["providers"][2]["type"], "gemini");
     let r = sb.run(&["providers", "init"]);
     r.expect_code(1);
     assert_eq!(
@@ -824,8 +845,16 @@ pub fn providers_path_init_show() {
                 .starts_with("local\topenai-compatible\t/v1/chat/completions\tllama,qwen\tnone")),
         "{lines:?}"
     );
+    assert!(
+        lines.contains(&"google\tgemini\t/v1beta/,/v1internal:\t-\tpreserve"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"gemini-direct\tgemini\t/v1beta/models/\tgemini\tpreserve"),
+        "{lines:?}"
+    );
     let blank = lines.iter().position(|l| l.is_empty()).unwrap();
-    assert_eq!(blank, 1 + 8, "6 built-ins + 2 custom");
+    assert_eq!(blank, 1 + 10, "7 built-ins + 3 custom");
     // Then the routing table: a title, a header, one line per provider path, the catch-all.
     assert_eq!(lines[blank + 1], "Routing (router http://127.0.0.1:9):");
     assert!(lines[blank + 2].starts_with("PATH "), "{lines:?}");
@@ -1167,6 +1196,21 @@ pub fn closed_stdout_is_not_a_panic() {
     }
 }
 
+pub fn dashboard_hash_password_from_stdin() {
+    let sb = Sandbox::new();
+    let r = sb.run_with_input(&["dashboard", "hash-password"], "piped pass\n");
+    r.expect_code(0);
+    let phc = r.stdout.trim();
+    assert!(phc.starts_with("$argon2id$"), "{phc}");
+    assert!(agent_cli_proxy_core::dashboard::session::verify_password(
+        phc,
+        "piped pass"
+    ));
+    assert!(r.stderr.contains("DASHBOARD_PASSWORD_HASH"), "{}", r.stderr);
+    sb.run_with_input(&["dashboard", "hash-password"], "\n")
+        .expect_code(1);
+}
+
 /// `usage` never cuts a name: `claude-code`, the most common tool, and every other tool name
 /// stay whole on their numbers' line, and a longer key (a whole session id) gets a line of
 /// its own; every line stays within 80 columns.
@@ -1376,6 +1420,7 @@ pub fn init_direct_mode_needs_no_router() {
         "",       // Proxy port
         "direct", // router or direct
         "n",      // Generate ADMIN_API_KEY
+        "n",      // Protect the dashboard with a password
         "n",      // install service
     ];
     let Some(stdout) = init_through_pty(&sb, &answers) else {

@@ -53,6 +53,10 @@ fn main() -> ExitCode {
             cases::init_interactive_through_a_pty,
         ),
         (
+            "dashboard_hash_password_from_stdin",
+            cases::dashboard_hash_password_from_stdin,
+        ),
+        (
             "init_direct_mode_needs_no_router",
             cases::init_direct_mode_needs_no_router,
         ),

@@ -78,6 +78,15 @@ pub enum AdminRequest {
         /// Exact `tool` filter.
         tool: Option<String>,
     },
+    /// `GET /admin/usage/summary` (ours, `control.md` §6.9).
+    UsageSummary(DateRange),
+    /// `GET /admin/usage/series` (ours, `control.md` §6.9).
+    UsageSeries {
+        /// The days.
+        range: DateRange,
+        /// The grouping column.
+        by: SeriesBy,
+    },
     /// `GET /admin/stats`.
     Stats,
     /// `GET /admin/logs`.
@@ -153,6 +162,46 @@ pub enum AdminRequest {
     },
 }
 
+/// The dimension of `/admin/usage/series`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesBy {
+    /// `by=tool` (the default).
+    Tool,
+    /// `by=model`.
+    Model,
+    /// `by=provider`.
+    Provider,
+    /// `by=client`.
+    Client,
+    /// `by=account`.
+    Account,
+}
+
+impl SeriesBy {
+    /// The parameter value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeriesBy::Tool => "tool",
+            SeriesBy::Model => "model",
+            SeriesBy::Provider => "provider",
+            SeriesBy::Client => "client",
+            SeriesBy::Account => "account",
+        }
+    }
+
+    fn parse(s: &str) -> Option<SeriesBy> {
+        [
+            SeriesBy::Tool,
+            SeriesBy::Model,
+            SeriesBy::Provider,
+            SeriesBy::Client,
+            SeriesBy::Account,
+        ]
+        .into_iter()
+        .find(|b| b.as_str() == s)
+    }
+}
+
 /// Why an admin request was rejected; [`AdminError::into_reply`] gives the exact response and
 /// `Display` the exact `error` text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -191,6 +240,9 @@ pub enum AdminError {
         /// `limit` or `offset`.
         param: &'static str,
     },
+    /// `by` of `/admin/usage/series` is not a known dimension.
+    #[error("Invalid by parameter; expected tool, model, provider, client or account")]
+    InvalidBy,
     /// A log filter is blank, a status bound not an integer, a lifecycle status unknown.
     #[error("Invalid filter parameter")]
     InvalidFilter {
@@ -328,6 +380,14 @@ fn route(
             model: optional(q, "model"),
             tool: optional(q, "tool"),
         }),
+        (Get, ["usage", "summary"]) => week_range(q, now).map(R::UsageSummary),
+        (Get, ["usage", "series"]) => Ok(R::UsageSeries {
+            range: week_range(q, now)?,
+            by: match q.get("by") {
+                None => SeriesBy::Tool,
+                Some(b) => SeriesBy::parse(b).ok_or(AdminError::InvalidBy)?,
+            },
+        }),
         (Get, ["stats"]) => Ok(R::Stats),
         (Get, ["logs"]) => logs::parse_logs(q).map(R::Logs),
         (Get, ["logs", id]) => Ok(R::Log { id: path_id(id)? }),
@@ -425,6 +485,18 @@ fn summary_range(q: &Query, now: UnixMillis) -> Result<DateRange, AdminError> {
         q.get("from").unwrap_or(&week_ago),
         q.get("to").unwrap_or(&today),
     )
+}
+
+/// `from`+`to`, or without both the last 7 UTC days including today (the dashboard's default
+/// range, `dashboard.md` §3).
+fn week_range(q: &Query, now: UnixMillis) -> Result<DateRange, AdminError> {
+    match optional_range(q)? {
+        Some(range) => Ok(range),
+        None => DateRange::new(
+            &UnixMillis(now.0.saturating_sub(6 * 86_400_000)).to_day(),
+            &now.to_day(),
+        ),
+    }
 }
 
 /// The span of a trend or history request: `from`+`to` if either is given, else `hours`

@@ -262,6 +262,12 @@ pub struct Config {
     pub log_level: LogLevel,
     /// `LOG_FORMAT`.
     pub log_format: LogFormat,
+    /// `DASHBOARD_PASSWORD_HASH` (an Argon2id PHC string; `None`: no dashboard sign-in).
+    pub dashboard_password_hash: Option<Secret>,
+    /// `DASHBOARD_SESSION_SECRET` (`None`: the daemon keeps a generated one).
+    pub dashboard_session_secret: Option<Secret>,
+    /// `DASHBOARD_SESSION_TTL_MS` (default 7 days).
+    pub dashboard_session_ttl_ms: u64,
     /// `AGENT_CLI_PROXY_DEPLOY_DIR`.
     pub deploy_dir: Option<String>,
     /// `AGENT_CLI_PROXY_RUNTIME_DIR`.

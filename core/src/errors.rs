@@ -34,6 +34,12 @@ pub fn admin_unauthorized() -> Reply {
     forbidden("UNAUTHORIZED")
 }
 
+/// A state-changing admin request authorized by the dashboard's session cookie without the
+/// matching `x-acp-csrf` header (`dashboard.md` §2).
+pub fn csrf_missing() -> Reply {
+    forbidden("CSRF")
+}
+
 /// E5: admin mutation with a non-JSON body.
 pub fn admin_not_json() -> Reply {
     Reply::json_value(

@@ -8,6 +8,7 @@ pub mod env_config;
 pub mod exchange;
 pub mod http1;
 pub mod identify;
+pub mod json_array;
 pub mod json_edit;
 pub mod pricing;
 pub mod provider_config;
@@ -24,6 +25,7 @@ pub const TARGETS: &[(&str, FuzzBody)] = &[
     ("usage_openai_chat", usage::usage_openai_chat),
     ("usage_responses", usage::usage_responses),
     ("usage_ndjson", usage::usage_ndjson),
+    ("json_array_scan", json_array::json_array_scan),
     ("json_edit", json_edit::json_edit),
     ("identify_route", identify::identify_route),
     ("provider_config", provider_config::provider_config),

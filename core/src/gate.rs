@@ -21,10 +21,12 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 
 use crate::auth::{bearer_token, constant_time_eq};
+use crate::dashboard::session::{Session, Sessions};
 use crate::errors;
 use crate::head::{Reply, RequestHead, header_str};
 use crate::route::is_loopback_peer;
 use crate::secret::Secret;
+use crate::time::UnixMillis;
 
 /// Runs the admin gate checks in order (peer, `Host`, `Origin`, admin token, content type)
 /// and returns the reply of the first that fails.
@@ -43,15 +45,7 @@ pub fn admin_gate(
     proxy_port: u16,
     admin_api_key: &Secret,
 ) -> Result<(), Reply> {
-    if !is_loopback_peer(peer) {
-        return Err(errors::local_only());
-    }
-    if !host_is_loopback(&head.headers, proxy_port) {
-        return Err(errors::bad_host());
-    }
-    if !origin_is_loopback_or_absent(&head.headers) {
-        return Err(errors::bad_origin());
-    }
+    local_checks(head, peer, proxy_port)?;
     if !admin_api_key.is_empty() {
         let token = admin_token(&head.headers).unwrap_or("");
         if !constant_time_eq(token.as_bytes(), admin_api_key.expose().as_bytes()) {
@@ -65,6 +59,91 @@ pub fn admin_gate(
         return Err(errors::admin_not_json());
     }
     Ok(())
+}
+
+/// The first three checks of the admin gate (peer, `Host`, `Origin`): all the dashboard's page
+/// and assets need (`dashboard.md` §1), and the part that applies before sign-in.
+#[allow(
+    clippy::result_large_err,
+    reason = "rejections are rare and the caller sends the reply as is"
+)]
+pub fn local_checks(head: &RequestHead, peer: IpAddr, proxy_port: u16) -> Result<(), Reply> {
+    if !is_loopback_peer(peer) {
+        return Err(errors::local_only());
+    }
+    if !host_is_loopback(&head.headers, proxy_port) {
+        return Err(errors::bad_host());
+    }
+    if !origin_is_loopback_or_absent(&head.headers) {
+        return Err(errors::bad_origin());
+    }
+    Ok(())
+}
+
+/// How a request passed [`admin_gate_with_sessions`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminAuth {
+    /// Neither `ADMIN_API_KEY` nor `DASHBOARD_PASSWORD_HASH` is set.
+    Open,
+    /// The admin token matched.
+    Token,
+    /// A valid dashboard session cookie (with the CSRF header on state-changing requests).
+    Session(Session),
+}
+
+/// What the admin gate checks credentials against.
+pub struct AdminCredentials<'a> {
+    /// `ADMIN_API_KEY` (empty: none).
+    pub admin_api_key: &'a Secret,
+    /// `DASHBOARD_PASSWORD_HASH` is set.
+    pub password_set: bool,
+    /// The daemon's sessions.
+    pub sessions: &'a Sessions,
+    /// Wall time, for session expiry.
+    pub now: UnixMillis,
+}
+
+/// The admin gate of `datapath.md` §2.1 with the dashboard's sessions (`dashboard.md` §2):
+/// peer, `Host`, `Origin`; then, when an admin key or a password hash is set, the admin token
+/// or a session cookie, and for a cookie on `POST`/`PATCH`/`DELETE` the CSRF header; then the
+/// content type. Without an admin key or a password hash every loopback caller is admitted,
+/// as before. With only a password hash set, scripts cannot use the admin API without signing
+/// in: that is the point of setting it (they use `ADMIN_API_KEY`).
+#[allow(
+    clippy::result_large_err,
+    reason = "rejections are rare and the caller sends the reply as is"
+)]
+pub fn admin_gate_with_sessions(
+    head: &RequestHead,
+    peer: IpAddr,
+    has_body: bool,
+    proxy_port: u16,
+    creds: &AdminCredentials<'_>,
+) -> Result<AdminAuth, Reply> {
+    local_checks(head, peer, proxy_port)?;
+    let mutation = head.method == Method::POST
+        || head.method == Method::PATCH
+        || head.method == Method::DELETE;
+    let auth = if creds.admin_api_key.is_empty() && !creds.password_set {
+        AdminAuth::Open
+    } else if !creds.admin_api_key.is_empty()
+        && admin_token(&head.headers).is_some_and(|t| {
+            constant_time_eq(t.as_bytes(), creds.admin_api_key.expose().as_bytes())
+        })
+    {
+        AdminAuth::Token
+    } else if let Some(session) = creds.sessions.check(&head.headers, creds.now) {
+        if mutation && !Sessions::csrf_ok(&session, &head.headers) {
+            return Err(errors::csrf_missing());
+        }
+        AdminAuth::Session(session)
+    } else {
+        return Err(errors::admin_unauthorized());
+    };
+    if mutation && has_body && !is_json_content_type(&head.headers) {
+        return Err(errors::admin_not_json());
+    }
+    Ok(auth)
 }
 
 /// True when the head announces a body: a `Content-Length` other than 0, or any

@@ -97,7 +97,8 @@ pub const TOOL_RULES: &[ToolRule] = &[
     },
     ToolRule {
         tool: "gemini-cli",
-        any_of: &[Matcher::UaContains("GeminiCLI/")],
+        // `GeminiCLI/`, `GeminiCLI-tui/`, `GeminiCLI-cli-command/`, `GeminiCLI-acp…` (`gemini.md` §3).
+        any_of: &[Matcher::UaStartsWith("GeminiCLI")],
         session_headers: &[],
     },
 ];

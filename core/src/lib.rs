@@ -15,6 +15,7 @@ pub mod outcome;
 pub mod secret;
 pub mod time;
 
+pub mod json_array;
 pub mod ndjson;
 pub mod sse;
 pub mod usage;
@@ -28,6 +29,7 @@ pub mod pricing;
 pub mod auth;
 pub mod breaker;
 pub mod gate;
+pub mod gemini;
 pub mod identify;
 pub mod limiter;
 pub mod retry;
@@ -42,6 +44,7 @@ pub mod provider;
 pub mod transform;
 
 pub mod admin;
+pub mod dashboard;
 pub mod metrics;
 pub mod ready;
 pub mod shutdown;

@@ -48,12 +48,47 @@ pub struct TodayRow {
 }
 
 /// Values the shell tracks outside the registry, read at render time.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
     /// Exchanges currently relaying a body.
     pub active_streams: u64,
     /// Log lines dropped by backpressure since start.
     pub log_dropped_lines: u64,
+    /// The spool's figures (`docs/spool.md` §5).
+    pub spool: SpoolSnapshot,
+}
+
+/// What `/metrics` shows of the spool and its ingestion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolSnapshot {
+    /// Bytes held in segments.
+    pub bytes: u64,
+    /// Records written since start, by kind (`begin`, `usage`, `end`, `fallback`).
+    pub records: [(&'static str, u64); 4],
+    /// How long the oldest unapplied record has waited, ms.
+    pub ingest_lag_ms: u64,
+    /// Batches the database refused since start.
+    pub ingest_failures: u64,
+    /// Batch sizes: cumulative `(le, count)` buckets, the count and the sum.
+    pub batch_buckets: Vec<(u64, u64)>,
+    /// Batches applied.
+    pub batch_count: u64,
+    /// Records applied.
+    pub batch_sum: u64,
+}
+
+impl Default for SpoolSnapshot {
+    fn default() -> Self {
+        SpoolSnapshot {
+            bytes: 0,
+            records: [("begin", 0), ("usage", 0), ("end", 0), ("fallback", 0)],
+            ingest_lag_ms: 0,
+            ingest_failures: 0,
+            batch_buckets: Vec::new(),
+            batch_count: 0,
+            batch_sum: 0,
+        }
+    }
 }
 
 /// The `op` label of `agent_cli_proxy_storage_failures_total`.
@@ -241,8 +276,53 @@ impl MetricsRegistry {
             "counter",
             dynamic.log_dropped_lines,
         );
+        render_spool(&mut out, &dynamic.spool);
         out
     }
+}
+
+fn render_spool(out: &mut String, s: &SpoolSnapshot) {
+    scalar(
+        out,
+        "agent_cli_proxy_spool_bytes",
+        "Bytes held in spool segments",
+        "gauge",
+        s.bytes,
+    );
+    header(
+        out,
+        "agent_cli_proxy_spool_records_total",
+        "Records appended to the spool since start",
+        "counter",
+    );
+    for (kind, n) in s.records {
+        let _ = writeln!(
+            out,
+            "agent_cli_proxy_spool_records_total{{kind=\"{kind}\"}} {n}"
+        );
+    }
+    scalar(
+        out,
+        "agent_cli_proxy_ingest_lag_ms",
+        "How long the oldest record not yet in the database has waited",
+        "gauge",
+        s.ingest_lag_ms,
+    );
+    let name = "agent_cli_proxy_ingest_batch_records";
+    header(out, name, "Records per ingestion batch", "histogram");
+    for (le, n) in &s.batch_buckets {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", s.batch_count);
+    let _ = writeln!(out, "{name}_sum {}", s.batch_sum);
+    let _ = writeln!(out, "{name}_count {}", s.batch_count);
+    scalar(
+        out,
+        "agent_cli_proxy_ingest_failures_total",
+        "Ingestion batches the database refused since start",
+        "counter",
+        s.ingest_failures,
+    );
 }
 
 /// The `/metrics` reply for a rendered body.

@@ -31,6 +31,8 @@ pub enum ProviderType {
     OpenAiCompatible,
     /// Anthropic Messages; gets the `anthropic-version` default.
     Anthropic,
+    /// The Gemini API (`gemini.md` §1): path entries ending with `/` or `:` are prefixes.
+    Gemini,
 }
 
 impl ProviderType {
@@ -39,6 +41,7 @@ impl ProviderType {
         match self {
             ProviderType::OpenAiCompatible => "openai-compatible",
             ProviderType::Anthropic => "anthropic",
+            ProviderType::Gemini => "gemini",
         }
     }
 }
@@ -111,7 +114,8 @@ pub struct Provider {
     pub id: String,
     /// API family.
     pub kind: ProviderType,
-    /// Request paths served (exact match).
+    /// Request paths served: exact match, or for gemini-type providers a prefix match of the
+    /// entries ending with `/` or `:` ([`Provider::serves`]).
     pub paths: Vec<String>,
     /// Base URL, trailing `/` removed.
     pub upstream_base_url: String,
@@ -127,6 +131,18 @@ pub struct Provider {
     pub strip_provider_field: bool,
     /// Where the definition came from.
     pub origin: ProviderOrigin,
+}
+
+impl Provider {
+    /// Whether the provider serves a request path (`datapath.md` §9.2, `gemini.md` §1).
+    pub fn serves(&self, path: &str) -> bool {
+        self.paths.iter().any(|p| {
+            p == path
+                || (self.kind == ProviderType::Gemini
+                    && (p.ends_with('/') || p.ends_with(':'))
+                    && path.starts_with(p.as_str()))
+        })
+    }
 }
 
 /// Where the custom provider document came from (`/admin/providers` `source`).
@@ -291,7 +307,7 @@ pub fn upstream_url(provider: &Provider, request_path: &str, query: Option<&str>
     url
 }
 
-/// The built-in providers of `datapath.md` §9.1, in list order.
+/// The built-in providers of `datapath.md` §9.1, in list order, then `google` (`gemini.md` §1).
 pub fn built_in_providers(cli_proxy_api_url: &str) -> Vec<Provider> {
     const MESSAGES: &str = "/v1/messages";
     const CHAT: &str = "/v1/chat/completions";
@@ -327,7 +343,28 @@ pub fn built_in_providers(cli_proxy_api_url: &str) -> Vec<Provider> {
             strip_provider_field: false,
             origin: ProviderOrigin::BuiltIn,
         })
+        .chain(std::iter::once(google_provider(cli_proxy_api_url)))
         .collect()
+}
+
+/// The built-in `google` provider: every path under `/v1beta/` and `/v1internal:`, forwarded
+/// with its path unchanged (the model is part of it).
+fn google_provider(cli_proxy_api_url: &str) -> Provider {
+    Provider {
+        id: "google".to_owned(),
+        kind: ProviderType::Gemini,
+        paths: vec![
+            crate::gemini::V1BETA_PREFIX.to_owned(),
+            format!("{}:", crate::gemini::V1INTERNAL_PREFIX),
+        ],
+        upstream_base_url: cli_proxy_api_url.to_owned(),
+        upstream_path: None,
+        models: Vec::new(),
+        headers: Vec::new(),
+        auth: ProviderAuth::default(),
+        strip_provider_field: false,
+        origin: ProviderOrigin::BuiltIn,
+    }
 }
 
 fn cut_id(id: &str) -> String {

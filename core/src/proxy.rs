@@ -2,9 +2,10 @@
 //! state they need — breakers, the rate limiter, prices — creating one [`Exchange`] per
 //! admitted request.
 //!
-//! The shell asks, in order: [`Core::route`]; for admin routes [`Core::admin_gate`]; for
-//! proxied routes [`Core::credential_hash`] (it looks the hash up in storage), then
-//! [`Core::check_proxy_head`] before reading the body, then [`Core::start`] with the body.
+//! The shell asks, in order: [`Core::route`]; for admin routes the admin gate (`gate`, with
+//! dashboard sessions added in cli); for proxied routes [`Core::credential_hash`] (it looks
+//! the hash up in storage), then [`Core::check_proxy_head`] before reading the body, then
+//! [`Core::start`] with the body.
 //! Every exchange hands its breaker permit back through [`Core::handle_outcome`].
 
 use std::net::IpAddr;
@@ -22,6 +23,7 @@ use crate::exchange::{
     PreLogRow, UpstreamRequest,
 };
 use crate::gate;
+use crate::gemini;
 use crate::head::{Reply, RequestHead, header_str};
 use crate::headers::ManagedKeyHeader;
 use crate::identify::{self, detect_tool};
@@ -155,19 +157,6 @@ impl Core {
         route::route(&head.method, &head.path)
     }
 
-    /// The admin gate (`datapath.md` §2.1) for `/metrics` and `/admin/*`.
-    #[allow(clippy::result_large_err)]
-    pub fn admin_gate(&self, head: &RequestHead, peer: IpAddr) -> Result<(), Reply> {
-        let has_body = gate::declares_body(&head.headers);
-        gate::admin_gate(
-            head,
-            peer,
-            has_body,
-            self.config.proxy_port,
-            &self.config.admin_api_key,
-        )
-    }
-
     /// SHA-256 hex of the request's credential, for the managed-key lookup; `None` when the
     /// request carries none.
     pub fn credential_hash(head: &RequestHead) -> Option<String> {
@@ -215,8 +204,15 @@ impl Core {
             events,
         };
 
-        let inspection =
+        let mut inspection =
             identify::inspect(head, &req.body, req.peer, self.config.trust_proxy_headers);
+        // Gemini names the model in the path and streams by method (`gemini.md` §2).
+        if let Some(model) = gemini::path_model(&head.path) {
+            inspection.model = Some(model);
+        }
+        if gemini::is_stream(&head.path) {
+            inspection.stream = true;
+        }
         let identity = identify::identify(&head.headers, &self.config.client_name_mapping);
 
         if let RateDecision::Limited { retry_after_secs } =

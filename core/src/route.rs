@@ -8,6 +8,8 @@ use std::net::IpAddr;
 
 use http::Method;
 
+use crate::gemini;
+
 /// What the first matching row of the routing table decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Route {
@@ -19,7 +21,11 @@ pub enum Route {
     Metrics,
     /// Row 4: `/admin` or `/admin/...` with any method, behind the admin gate.
     Admin,
-    /// Rows 6–17: a path under `/v1/` or `/api/`, proxied with any method.
+    /// `/dashboard` or `/dashboard/...` with any method (`dashboard.md` §1), behind the first
+    /// three checks of the admin gate.
+    Dashboard,
+    /// Rows 6–17: a path under `/v1/`, `/api/`, `/v1beta/` or `/v1internal`, proxied with any
+    /// method.
     Proxy,
     /// Row 5: anything else, `404 {"error":"not found"}` (E6).
     NotFound,
@@ -38,7 +44,10 @@ pub fn route(method: &Method, path: &str) -> Route {
     if path == "/admin" || path.starts_with("/admin/") {
         return Route::Admin;
     }
-    if path.starts_with("/v1/") || path.starts_with("/api/") {
+    if crate::dashboard::is_dashboard_path(path) {
+        return Route::Dashboard;
+    }
+    if path.starts_with("/v1/") || path.starts_with("/api/") || gemini::is_gemini_path(path) {
         return Route::Proxy;
     }
     Route::NotFound
@@ -63,11 +72,22 @@ pub const NON_LLM_PATHS: &[&str] = &["/v1/images/generations", "/v1/messages/cou
 /// trimming.
 ///
 /// `model` is the top-level body `model` string as inspected (`identify::Inspection::model`).
+/// Gemini paths are classified by their method alone (`gemini.md` §2): `:countTokens` carries
+/// a `model` in Code Assist mode and is still free.
 pub fn is_llm_call(method: &Method, path: &str, model: Option<&str>) -> bool {
     if *method != Method::POST || NON_LLM_PATHS.contains(&path) {
         return false;
     }
+    if gemini::is_gemini_path(path) {
+        return gemini::is_generation(path);
+    }
     LLM_PATHS.contains(&path) || model.is_some_and(|m| !m.trim().is_empty())
+}
+
+/// Whether a successful response on this path must carry usage (`accounting.md` §2.6): the
+/// fixed generation paths and the Gemini generation calls.
+pub fn is_generation_path(path: &str) -> bool {
+    LLM_PATHS.contains(&path) || gemini::is_generation(path)
 }
 
 /// The canonical form of a peer address: an IPv4-mapped IPv6 address becomes IPv4.
@@ -108,8 +128,17 @@ mod tests {
             (Method::POST, "/v1/messages", Route::Proxy),
             (Method::PUT, "/api/chat", Route::Proxy),
             (Method::GET, "/v1", Route::NotFound),
-            (Method::GET, "/v1beta/models", Route::NotFound),
-            (Method::GET, "/dashboard", Route::NotFound),
+            (Method::GET, "/v1beta/models", Route::Proxy),
+            (
+                Method::POST,
+                "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+                Route::Proxy,
+            ),
+            (Method::POST, "/v1internal:generateContent", Route::Proxy),
+            (Method::GET, "/v1beta", Route::NotFound),
+            (Method::GET, "/dashboard", Route::Dashboard),
+            (Method::POST, "/dashboard/x", Route::Dashboard),
+            (Method::GET, "/dashboards", Route::NotFound),
             (Method::GET, "/", Route::NotFound),
             (Method::GET, "/api", Route::NotFound),
             (Method::GET, "/health/", Route::NotFound),
@@ -151,6 +180,36 @@ mod tests {
             (Method::GET, "/v1/models", None, false),
             (Method::GET, "/v1/chat/completions", Some("gpt"), false),
             (Method::POST, "/api/thin-log", None, false),
+            (
+                Method::POST,
+                "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+                None,
+                true,
+            ),
+            (
+                Method::POST,
+                "/v1internal:generateContent",
+                Some("gemini-2.5-pro"),
+                true,
+            ),
+            (
+                Method::POST,
+                "/v1internal:countTokens",
+                Some("gemini-2.5-pro"),
+                false,
+            ),
+            (
+                Method::POST,
+                "/v1beta/models/gemini-2.5-pro:countTokens",
+                None,
+                false,
+            ),
+            (
+                Method::GET,
+                "/v1beta/models/gemini-2.5-pro:generateContent",
+                None,
+                false,
+            ),
         ];
         for (method, path, model, want) in cases {
             assert_eq!(

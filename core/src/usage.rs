@@ -17,6 +17,7 @@
 
 mod anthropic;
 pub mod detect;
+mod gemini;
 mod lenient;
 mod ollama;
 mod openai;
@@ -24,6 +25,7 @@ mod responses;
 
 use anthropic::{AnthropicUsage, MessageJson};
 use detect::{Prefilter, Probe};
+use gemini::GeminiUsage;
 use lenient::object;
 use openai::OpenAiCounts;
 use responses::ResponseJson;
@@ -174,6 +176,8 @@ pub enum Api {
     Responses,
     /// NDJSON / Ollama.
     Ollama,
+    /// Gemini `generateContent` / `streamGenerateContent` (`gemini.md` §4).
+    Gemini,
 }
 
 /// What a plain JSON body yields (`accounting.md` §2.5).
@@ -190,12 +194,21 @@ pub struct Extracted {
 /// Extracts usage and the actual model from a whole JSON response body. Anything that is not a
 /// JSON object yields nothing; invalid UTF-8 is replaced first.
 pub fn extract_plain(body: &[u8]) -> Extracted {
+    if body.trim_ascii_start().starts_with(b"[") {
+        return extract_json_array(body);
+    }
     let text = String::from_utf8_lossy(body);
     let Some(p) = lenient::object_str::<Probe<'_>>(&text) else {
         return Extracted::default();
     };
-    let actual_model = non_empty(p.model.get()).map(str::to_owned);
     let api = detect::plain_api(&p);
+    let gemini_model = match api {
+        Some(Api::Gemini) => gemini::chunk(&p).and_then(|c| c.model_version),
+        _ => None,
+    };
+    let actual_model = non_empty(gemini_model.as_deref())
+        .or(non_empty(p.model.get()))
+        .map(str::to_owned);
     let record = match api {
         Some(Api::Anthropic) => {
             let mut a = AnthropicUsage::default();
@@ -204,6 +217,12 @@ pub fn extract_plain(body: &[u8]) -> Extracted {
         Some(Api::Chat) => openai::chat_counts(p.usage).map(|c| c.record()),
         Some(Api::Responses) => responses::responses_counts(p.usage).map(|c| c.record()),
         Some(Api::Ollama) => ollama::ollama_counts(&p).map(|c| c.record()),
+        Some(Api::Gemini) => {
+            let mut g = GeminiUsage::default();
+            gemini::chunk(&p)
+                .is_some_and(|c| g.merge(c.usage))
+                .then(|| g.record())
+        }
         None => None,
     };
     Extracted {
@@ -213,12 +232,35 @@ pub fn extract_plain(body: &[u8]) -> Extracted {
     }
 }
 
+/// A whole body that is a JSON array (a Gemini stream read as one plain body): its elements
+/// are accounted one by one, as the streamed relay would.
+fn extract_json_array(body: &[u8]) -> Extracted {
+    let mut state = UsageState::new();
+    let mut splitter = crate::json_array::JsonArraySplitter::new(body.len().max(1));
+    splitter.push(body, |e| {
+        if let Some(c) = e.content {
+            state.observe_json_element(c);
+        }
+    });
+    splitter.finish(|e| {
+        if let Some(c) = e.content {
+            state.observe_json_element(c);
+        }
+    });
+    Extracted {
+        record: state.record(),
+        actual_model: state.actual_model().map(str::to_owned),
+        api: state.api(),
+    }
+}
+
 /// Usage accumulated over the events of one streamed response.
 #[derive(Debug, Clone)]
 pub struct UsageState {
     api: Option<Api>,
     anthropic: AnthropicUsage,
     openai: OpenAiCounts,
+    gemini: GeminiUsage,
     model: Option<String>,
     prefilter: Prefilter,
 }
@@ -236,6 +278,7 @@ impl UsageState {
             api: None,
             anthropic: AnthropicUsage::default(),
             openai: OpenAiCounts::default(),
+            gemini: GeminiUsage::default(),
             model: None,
             prefilter: Prefilter::new(),
         }
@@ -246,6 +289,7 @@ impl UsageState {
         Some(match self.api? {
             Api::Anthropic => self.anthropic.record(),
             Api::Chat | Api::Responses | Api::Ollama => self.openai.record(),
+            Api::Gemini => self.gemini.record(),
         })
     }
 
@@ -285,7 +329,30 @@ impl UsageState {
                     self.replace_openai(Api::Chat, c);
                 }
             }
+            Some(Api::Gemini) => self.gemini_chunk(&p),
             Some(Api::Ollama) | None => {}
+        }
+    }
+
+    /// Accounts one element of a streamed JSON array (`gemini.md` §2). Elements that carry no
+    /// Gemini usage or model carry nothing.
+    pub fn observe_json_element(&mut self, element: &[u8]) {
+        if !self.prefilter.sse_event(element) {
+            return;
+        }
+        let text = String::from_utf8_lossy(element);
+        if let Some(p) = lenient::object_str::<Probe<'_>>(&text) {
+            self.gemini_chunk(&p);
+        }
+    }
+
+    /// A Gemini chunk: cumulative usage merged field by field, the actual model from the
+    /// latest `modelVersion`.
+    fn gemini_chunk(&mut self, p: &Probe<'_>) {
+        let Some(c) = gemini::chunk(p) else { return };
+        self.set_model(c.model_version.as_deref());
+        if self.gemini.merge(c.usage) {
+            self.api = Some(Api::Gemini);
         }
     }
 
@@ -410,3 +477,5 @@ mod tests {
 
 #[cfg(test)]
 mod extract_tests;
+#[cfg(test)]
+mod gemini_tests;

@@ -37,6 +37,7 @@ pub mod spool;
 mod store;
 pub mod writer;
 
+pub use apply::lifecycle::usage_convention;
 pub use apply::{hash_key, normalize_list, parse_list};
 pub use backfill::{BackfillFlight, BackfillOptions, BackfillWalk, run_backfill};
 pub use backup::{BackupError, BackupReport, backup};

@@ -9,11 +9,13 @@
 //! Aggregated `cost_usd` values are recomputed from the integer sum of `cost_nanousd`, never
 //! summed in floating point; a single stored row's `cost_usd` is returned as stored.
 
+mod dashboard;
 mod keys;
 mod logs;
 mod quotas;
 mod usage;
 
+pub use dashboard::{SeriesDimension, SeriesKey, SeriesPoint, UsageSummary};
 pub use keys::{ApiKeyGrant, ApiKeyInfo, ApiKeyUsage};
 pub use logs::{CostAuditRow, LogFilter, LogRow, Stats};
 pub use quotas::{QuotaHistory, QuotaHistoryEntry, QuotaSnapshot};
@@ -33,7 +35,7 @@ pub const MAX_BUCKETS: u64 = 10_000;
 /// The span a bucketed query works on. The core builds spans whose width follows the rule of
 /// `control.md` §6.2; one built by hand with a zero width or an end before its start gives no
 /// bucket at all (`None`), and one with more than [`MAX_BUCKETS`] buckets loses its oldest.
-pub(crate) fn bounded(span: &Span) -> Option<Span> {
+pub fn bounded(span: &Span) -> Option<Span> {
     let width = span.width_secs;
     if width == 0 || span.end < span.start {
         return None;
@@ -53,7 +55,7 @@ pub(crate) fn bounded(span: &Span) -> Option<Span> {
 /// An epoch second as the ISO text stored in `started_at` and `timestamp`
 /// (`YYYY-MM-DDTHH:MM:SS.000Z`), so that string comparison orders it correctly against them
 /// (a bound without milliseconds would sort after every row of its own second).
-pub(crate) fn iso_bound(secs: u64) -> String {
+pub fn iso_bound(secs: u64) -> String {
     UnixMillis(secs.saturating_mul(1000)).to_iso()
 }
 

@@ -45,7 +45,8 @@ pub enum Fsync {
     /// Never: survives a process kill, not an OS crash.
     #[default]
     Off,
-    /// `fdatasync` at most every 2 ms (`docs/spool.md` §6).
+    /// `fdatasync` before the append returns, shared by the appends that wait for the same
+    /// one (group commit: concurrent calls pay for one sync between them).
     Batch,
     /// `fdatasync` after every record.
     Always,
@@ -198,7 +199,8 @@ struct State {
     active: Backing,
     /// Every segment held, oldest first; the last is the one appended to.
     segments: VecDeque<Segment>,
-    last_sync: Option<std::time::Instant>,
+    /// A second handle on the active segment, for syncs outside the append lock.
+    sync_handle: Option<Arc<File>>,
 }
 
 /// The spool, shared by every exchange (`Arc<Spool>`).
@@ -209,6 +211,8 @@ pub struct Spool {
     bell: Arc<Doorbell>,
     /// Set by the first append after the ingester last looked; only that append rings.
     armed: AtomicBool,
+    /// `SPOOL_FSYNC=batch`: the last sequence number known to be on disk.
+    synced: Mutex<u64>,
 }
 
 impl std::fmt::Debug for Spool {
@@ -250,7 +254,7 @@ impl Spool {
                     len: HEADER_LEN,
                     mem: header(first).to_vec(),
                 }]),
-                last_sync: None,
+                sync_handle: None,
             };
             stats.next_seq.store(first, Ordering::Release);
             stats.bytes.store(HEADER_LEN, Ordering::Relaxed);
@@ -260,6 +264,7 @@ impl Spool {
                 stats,
                 bell,
                 armed: AtomicBool::new(false),
+                synced: Mutex::new(0),
             });
             let cursor = Cursor {
                 segment: first,
@@ -305,6 +310,7 @@ impl Spool {
         }
         let active_first = segments.back().map_or(next_seq, |s| s.first_seq);
         let file = open_append(&dir, active_first)?;
+        let sync_handle = Some(Arc::new(file.try_clone()?));
         let cursor = scan.cursor.unwrap_or(Cursor {
             segment: active_first,
             offset: segments.back().map_or(HEADER_LEN, |s| s.len),
@@ -318,11 +324,12 @@ impl Spool {
                 next_seq,
                 active: Backing::File(file),
                 segments,
-                last_sync: None,
+                sync_handle,
             }),
             stats,
             bell,
             armed: AtomicBool::new(false),
+            synced: Mutex::new(0),
         });
         // Segments fully applied before a crash between commit and delete.
         spool.release_through(applied_seq);
@@ -351,6 +358,9 @@ impl Spool {
             self.stats.refused.store(result.is_err(), Ordering::Relaxed);
         }
         let seq = result?;
+        if self.config.fsync == Fsync::Batch && self.config.dir.is_some() {
+            self.sync_through(seq)?;
+        }
         self.stats.records[rec.kind() as usize - 1].fetch_add(1, Ordering::Relaxed);
         if !self.armed.swap(true, Ordering::AcqRel) {
             self.bell.ring();
@@ -379,10 +389,7 @@ impl Spool {
         codec::seal(&mut frame, seq);
         let len = frame.len() as u64;
         let State {
-            active,
-            segments,
-            last_sync,
-            ..
+            active, segments, ..
         } = &mut *st;
         let Some(seg) = segments.back_mut() else {
             return Err(SpoolError::Io("no active segment".into()));
@@ -395,14 +402,8 @@ impl Spool {
                     let _ = file.set_len(seg.len);
                     return Err(e.into());
                 }
-                let sync = match self.config.fsync {
-                    Fsync::Off => false,
-                    Fsync::Always => true,
-                    Fsync::Batch => last_sync.is_none_or(|t| t.elapsed().as_micros() >= 2_000),
-                };
-                if sync {
+                if self.config.fsync == Fsync::Always {
                     file.sync_data()?;
-                    *last_sync = Some(std::time::Instant::now());
                 }
             }
         }
@@ -413,12 +414,36 @@ impl Spool {
         Ok(seq)
     }
 
+    /// Group commit for `SPOOL_FSYNC=batch`: one `fdatasync` covers every record whose write
+    /// returned before it started; a caller whose record is already covered returns at once.
+    fn sync_through(&self, seq: u64) -> Result<(), SpoolError> {
+        let mut synced = self.synced.lock().unwrap_or_else(PoisonError::into_inner);
+        if *synced >= seq {
+            return Ok(());
+        }
+        let (file, upto) = {
+            let st = self.lock();
+            (st.sync_handle.clone(), st.next_seq - 1)
+        };
+        if let Some(file) = file {
+            file.sync_data()?;
+        }
+        *synced = upto;
+        Ok(())
+    }
+
     fn rotate(&self, st: &mut State) -> Result<(), SpoolError> {
         let first = st.next_seq;
         match &self.config.dir {
             Some(dir) => {
+                if let (Backing::File(old), true) = (&st.active, self.config.fsync != Fsync::Off) {
+                    // Records of the old segment are covered before the new one takes over.
+                    old.sync_data()?;
+                }
                 create_segment(dir, first, self.config.fsync != Fsync::Off)?;
-                st.active = Backing::File(open_append(dir, first)?);
+                let file = open_append(dir, first)?;
+                st.sync_handle = Some(Arc::new(file.try_clone()?));
+                st.active = Backing::File(file);
                 st.segments.push_back(Segment {
                     first_seq: first,
                     len: HEADER_LEN,

@@ -53,7 +53,8 @@ impl Store {
         Store { conn }
     }
 
-    pub(crate) fn into_connection(self) -> Connection {
+    /// The underlying connection (benchmarks and the writer thread take it over).
+    pub fn into_connection(self) -> Connection {
         self.conn
     }
 

@@ -86,7 +86,7 @@ const DAILY_USAGE: [&str; 11] = [
     "cost_nanousd",
 ];
 
-const METRIC_SERIES: [&str; 14] = [
+const METRIC_SERIES: [&str; 19] = [
     "agent_cli_proxy_up",
     "agent_cli_proxy_requests_today",
     "agent_cli_proxy_tokens_today",
@@ -101,6 +101,11 @@ const METRIC_SERIES: [&str; 14] = [
     "agent_cli_proxy_active_streams",
     "agent_cli_proxy_panics_total",
     "agent_cli_proxy_log_dropped_lines_total",
+    "agent_cli_proxy_spool_bytes",
+    "agent_cli_proxy_spool_records_total",
+    "agent_cli_proxy_ingest_lag_ms",
+    "agent_cli_proxy_ingest_batch_records",
+    "agent_cli_proxy_ingest_failures_total",
 ];
 
 both_shells! {
@@ -258,7 +263,7 @@ both_shells! {
 
         let providers = get_json(&proxy, "/admin/providers");
         let ids_listed: Vec<&str> = providers["providers"].as_array().expect("providers").iter().filter_map(|p| p["id"].as_str()).collect();
-        assert_eq!(ids_listed, ["anthropic", "xai", "kimi", "zai", "minimax", "openai"]);
+        assert_eq!(ids_listed, ["anthropic", "xai", "kimi", "zai", "minimax", "openai", "google"]);
         assert_eq!(providers["source"]["kind"], "built-in");
         assert_eq!(providers["providers"][1]["models"], json!(["grok"]));
         assert_eq!(providers["providers"][0]["hasCustomUpstream"], false);

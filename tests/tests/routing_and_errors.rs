@@ -83,7 +83,8 @@ both_shells! {
 
         let health = send(&proxy, "GET", "/health", &[("origin", "http://evil.example")]);
         assert_error(&health, 200, json!({"status": "ok"}), "/health needs no checks");
-        for path in ["/v1", "/dashboard", "/v1beta/x", "/", "/v2/chat/completions", "/apix"] {
+        // `/dashboard` is the dashboard now (`dashboard.md` §1); a look-alike is still 404.
+        for path in ["/v1", "/dashboards", "/v1beta", "/", "/v2/chat/completions", "/apix"] {
             let res = send(&proxy, "GET", path, &[]);
             assert_error(&res, 404, json!({"error": "not found"}), path);
             let res = send_body(&proxy, "POST", path, &[JSON], CHAT);
@@ -447,7 +448,7 @@ both_shells! {
             ("forwarded", "for=127.0.0.1"),
             ("x-real-ip", "127.0.0.1"),
         ];
-        for path in ["/admin/stats", "/metrics"] {
+        for path in ["/admin/stats", "/metrics", "/dashboard/", "/admin/session"] {
             let res = match request_blocking(addr, "GET", path, &spoofed, b"") {
                 Ok(res) => res,
                 Err(err) => panic!("{path} via {addr}: {err}"),

@@ -2,18 +2,21 @@
 //! the core validates the request, the readers and the writer answer it, the core's state
 //! answers breakers, providers, pricing and configuration.
 
-use agent_cli_proxy_core::admin::{self, AdminRequest, DayOrRange};
+use agent_cli_proxy_core::admin::{self, AdminRequest, DayOrRange, SeriesBy};
 use agent_cli_proxy_core::exchange::Level;
 use agent_cli_proxy_core::head::{Reply, RequestHead};
 use agent_cli_proxy_core::pricing::cache_file::match_to_json;
-use agent_cli_proxy_storage::queries::{LogFilter, TrendFilter};
+use agent_cli_proxy_storage::queries::{LogFilter, SeriesDimension, TrendFilter};
 use agent_cli_proxy_storage::{NewApiKey, Op, Reply as StoreReply, StorageError};
 use serde_json::json;
 
 use super::Daemon;
 
-/// Answers one admin request (blocking: call it on the shell's blocking pool).
-pub fn answer(d: &Daemon, head: &RequestHead, body: &[u8]) -> Reply {
+/// Answers one admin request from `peer` (blocking: call it on the shell's blocking pool).
+pub fn answer(d: &Daemon, head: &RequestHead, body: &[u8], peer: std::net::IpAddr) -> Reply {
+    if let Some(reply) = super::session::answer(d, head, body, peer) {
+        return reply;
+    }
     let wall = d.wall();
     let req = match admin::parse(&head.method, &head.path, head.query.as_deref(), body, wall) {
         Ok(r) => r,
@@ -86,6 +89,25 @@ fn run(d: &Daemon, req: AdminRequest) -> Result<Reply, StorageError> {
             };
             admin::ok(&r.with(|s| s.usage_trend(&span, &filter))?)
         }
+        AdminRequest::UsageSummary(range) => {
+            admin::ok(&r.with(|s| s.usage_summary(&range.from, &range.to))?)
+        }
+        AdminRequest::UsageSeries { range, by } => {
+            let dim = match by {
+                SeriesBy::Tool => SeriesDimension::Tool,
+                SeriesBy::Model => SeriesDimension::Model,
+                SeriesBy::Provider => SeriesDimension::Provider,
+                SeriesBy::Client => SeriesDimension::Client,
+                SeriesBy::Account => SeriesDimension::Account,
+            };
+            let keys = r.with(|s| s.usage_series(&range.from, &range.to, dim))?;
+            admin::ok(&json!({
+                "from": range.from,
+                "to": range.to,
+                "by": by.as_str(),
+                "keys": keys,
+            }))
+        }
         AdminRequest::Stats => admin::ok(&r.with(|s| s.stats())?),
         AdminRequest::Logs(q) => {
             let filter = LogFilter {
@@ -96,6 +118,7 @@ fn run(d: &Daemon, req: AdminRequest) -> Result<Reply, StorageError> {
                 status_min: q.status_min,
                 status_max: q.status_max,
                 lifecycle_status: q.lifecycle_status.map(|l| l.as_str().to_owned()),
+                search: q.search,
             };
             admin::ok(&r.with(|s| s.logs(&filter, q.limit, q.offset))?)
         }

@@ -1,5 +1,5 @@
 //! The request pipeline both shells run (`datapath.md` §2): route → admin gate → health →
-//! metrics/admin → proxy, decided once from the request head. A shell asks
+//! metrics/admin/dashboard → proxy, decided once from the request head. A shell asks
 //! [`Daemon::plan`] what to do with a request and carries it out with its own IO; it never
 //! matches on a route itself, so a route added to the core is wired here and nowhere else.
 //!
@@ -55,6 +55,8 @@ pub enum BodyUse {
 /// A request answered from the daemon's state after its body is read.
 pub struct Handler {
     head: RequestHead,
+    /// The client's address: the dashboard's sign-in counts attempts per peer.
+    peer: IpAddr,
     kind: Kind,
     /// What to do with the body before [`Handler::answer`].
     pub body: BodyUse,
@@ -70,7 +72,7 @@ impl Handler {
     pub fn answer(self, daemon: &Daemon, body: &[u8]) -> Reply {
         match self.kind {
             Kind::Metrics => daemon.render_metrics(),
-            Kind::Admin => super::admin::answer(daemon, &self.head, body),
+            Kind::Admin => super::admin::answer(daemon, &self.head, body, self.peer),
         }
     }
 
@@ -104,17 +106,23 @@ impl Daemon {
             Route::Ready => Plan::Ready,
             Route::NotFound => Plan::Reply(errors::not_found()),
             Route::Proxy => Plan::Proxy(head),
+            // Embedded bytes behind the gate's local checks: nothing blocks, so no handler.
+            Route::Dashboard => Plan::Reply(self.dashboard(&head, peer)),
+            // The sign-in endpoints under /admin/session are admin routes: the gate lets them
+            // through on its local checks alone, and `admin::answer` hands them to `session`.
             Route::Metrics | Route::Admin => {
-                let gate = self.core().admin_gate(&head, peer);
+                let gate = self.admin_gate(&head, peer);
                 match gate {
                     Err(reply) => Plan::Reply(reply),
                     Ok(()) if route == Route::Metrics => Plan::Handler(Handler {
                         head,
+                        peer,
                         kind: Kind::Metrics,
                         body: BodyUse::Ignore,
                     }),
                     Ok(()) => Plan::Handler(Handler {
                         head,
+                        peer,
                         kind: Kind::Admin,
                         body: BodyUse::Read(MAX_ADMIN_BODY),
                     }),

@@ -3,9 +3,10 @@
 //! [`Daemon::drain_storage`] where they used to queue writer commands and await replies.
 
 use agent_cli_proxy_core::exchange::{Exchange, StorageFailure, StorageOp};
+use agent_cli_proxy_core::metrics::SpoolSnapshot;
 use agent_cli_proxy_core::ready::SpoolFacts;
 use agent_cli_proxy_storage::from_core::op_from_exchange;
-use agent_cli_proxy_storage::spool::Record;
+use agent_cli_proxy_storage::spool::{Kind, Record};
 use agent_cli_proxy_storage::{Op, Reply as StoreReply};
 
 use super::Daemon;
@@ -82,6 +83,22 @@ impl Daemon {
                     ex.handle_finalized(res.map(|_| ()).map_err(|e| failure(&e)), now);
                 }
             }
+        }
+    }
+
+    /// The spool's figures for `/metrics`.
+    pub fn spool_snapshot(&self) -> SpoolSnapshot {
+        let stats = self.spool.stats();
+        let (batch_buckets, batch_count, batch_sum) = self.ingest.histogram();
+        SpoolSnapshot {
+            bytes: stats.bytes(),
+            records: [Kind::Begin, Kind::Usage, Kind::End, Kind::Fallback]
+                .map(|k| (k.label(), stats.records(k))),
+            ingest_lag_ms: self.ingest.lag_ms(),
+            ingest_failures: self.ingest.failures(),
+            batch_buckets,
+            batch_count,
+            batch_sum,
         }
     }
 

@@ -88,6 +88,11 @@ fn collect<R: BufRead, W: Write>(
         crate::out_line!("Generated ADMIN_API_KEY (PROXY_HOST is not loopback).");
         random_hex_key()?
     };
+    let dashboard_hash = if p.confirm("Protect the dashboard with a password?", false)? {
+        crate::dashboard::ask_password(p)?
+    } else {
+        String::new()
+    };
     // Correlation and quota checks read CLIProxyAPI's data: only asked with a router.
     let mgmt_key =
         if route.is_none() && p.confirm("Enable CLIProxyAPI account correlation?", false)? {
@@ -118,6 +123,7 @@ fn collect<R: BufRead, W: Write>(
         admin_key,
         mgmt_key,
         auth_dir,
+        dashboard_hash,
         direct: route,
     })
 }

@@ -28,6 +28,17 @@ impl Prompter<std::io::StdinLock<'static>, std::io::Stdout> {
     }
 }
 
+impl Prompter<std::io::StdinLock<'static>, std::io::Stderr> {
+    /// Prompts on stdin and stderr, leaving stdout to the command's answer.
+    pub(crate) fn stdin_stderr() -> Self {
+        Prompter {
+            input: std::io::stdin().lock(),
+            output: std::io::stderr(),
+            stdin_is_tty: std::io::stdin().is_terminal(),
+        }
+    }
+}
+
 impl<R: BufRead, W: Write> Prompter<R, W> {
     /// `<question> (<default>): `; an empty answer takes the default.
     pub(crate) fn ask(&mut self, question: &str, default: &str) -> Result<String, CliError> {

@@ -70,7 +70,13 @@ pub struct LogsQuery {
     pub status_max: Option<i64>,
     /// Exact `lifecycle_status`.
     pub lifecycle_status: Option<LifecycleFilter>,
+    /// `q` (ours, for the dashboard): case-insensitive substring of `path` or `model`; at
+    /// most [`MAX_SEARCH_CHARS`] characters.
+    pub search: Option<String>,
 }
+
+/// Longest `q` accepted by `/admin/logs`.
+pub const MAX_SEARCH_CHARS: usize = 200;
 
 /// Validates the log-list query: limit and offset first, then the filters in their
 /// documented order.
@@ -91,6 +97,12 @@ pub fn parse_logs(q: &Query) -> Result<LogsQuery, AdminError> {
             Some(s) => Some(LifecycleFilter::parse(&s).ok_or(AdminError::InvalidFilter {
                 param: "lifecycle_status",
             })?),
+        },
+        search: match text_filter(q, "q")? {
+            Some(s) if s.chars().count() > MAX_SEARCH_CHARS => {
+                return Err(AdminError::InvalidFilter { param: "q" });
+            }
+            other => other,
         },
     })
 }

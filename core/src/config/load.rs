@@ -22,9 +22,6 @@ const IGNORED: &[&str] = &[
     "CCH_SALT",
     "CCH_POSITIONS",
     "TOOL_PREFIX",
-    "DASHBOARD_PASSWORD_HASH",
-    "DASHBOARD_SESSION_SECRET",
-    "DASHBOARD_SESSION_TTL_MS",
 ];
 const PLACEHOLDERS: &[&str] = &[
     "admin",
@@ -140,6 +137,21 @@ pub(super) fn from_env(
         Some("pretty") => LogFormat::Pretty,
         _ => LogFormat::Json,
     };
+    let dashboard_password_hash = r.text("DASHBOARD_PASSWORD_HASH").map(str::to_owned);
+    if let Some(phc) = &dashboard_password_hash
+        && !crate::dashboard::session::is_argon2id_phc(phc)
+    {
+        r.issue(
+            "DASHBOARD_PASSWORD_HASH",
+            "must be an Argon2id PHC string (make one with: agent-cli-proxy dashboard hash-password)",
+        );
+    }
+    let dashboard_password_hash = dashboard_password_hash.map(Secret::new);
+    let dashboard_session_secret = r.text("DASHBOARD_SESSION_SECRET").map(Secret::new);
+    let dashboard_session_ttl_ms = r.positive_ms(
+        "DASHBOARD_SESSION_TTL_MS",
+        crate::dashboard::session::DEFAULT_TTL_MS,
+    );
     let spool = read_spool(&mut r, &db_path);
     let deploy_dir = r.text("AGENT_CLI_PROXY_DEPLOY_DIR").map(str::to_owned);
     let runtime_dir = r.text("AGENT_CLI_PROXY_RUNTIME_DIR").map(str::to_owned);
@@ -234,6 +246,9 @@ pub(super) fn from_env(
         cliproxy_auth_dir,
         log_level,
         log_format,
+        dashboard_password_hash,
+        dashboard_session_secret,
+        dashboard_session_ttl_ms,
         deploy_dir,
         runtime_dir,
         init_env_file,

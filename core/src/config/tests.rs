@@ -79,7 +79,7 @@ fn defaults() {
     assert_eq!(c.quota_refresh_timeout_ms, 15_000);
     assert_eq!(c.quota_snapshot_retention_days, 7);
     assert!(c.client_name_mapping.is_empty());
-    assert_eq!(c.providers.list().len(), 6);
+    assert_eq!(c.providers.list().len(), 7);
     assert!(c.cliproxy_mgmt_key.is_empty());
     assert_eq!(c.correlation_interval_ms, 15_000);
     assert_eq!(c.correlation_lookback_ms, 300_000);
@@ -359,14 +359,11 @@ fn ignored_variables_warn() {
     }
 }
 
-const IGNORED_FOR_TEST: [&str; 7] = [
+const IGNORED_FOR_TEST: [&str; 4] = [
     "CLAUDE_CODE_VERSION",
     "CCH_SALT",
     "CCH_POSITIONS",
     "TOOL_PREFIX",
-    "DASHBOARD_PASSWORD_HASH",
-    "DASHBOARD_SESSION_SECRET",
-    "DASHBOARD_SESSION_TTL_MS",
 ];
 
 const PLACEHOLDER: &str =
@@ -467,7 +464,7 @@ fn providers_json_wins_over_the_file() {
     ]);
     assert_eq!(ExternalInputs::providers_file_to_read(&e), None);
     let (c, _) = Config::from_env(&e, &inputs).unwrap();
-    assert_eq!(c.providers.list().len(), 7);
+    assert_eq!(c.providers.list().len(), 8);
     assert_eq!(
         c.providers.source(),
         &crate::provider::ProviderSource::Inline
@@ -590,6 +587,24 @@ fn pricing_json_variables_report_the_pricing_parser_issues() {
     )]);
     assert_eq!(c.pricing_overrides.len(), 1);
     assert!(ok(&[]).pricing_overrides.len() >= 6, "built-ins when unset");
+}
+
+#[test]
+fn dashboard_variables() {
+    let c = ok(&[]);
+    assert!(c.dashboard_password_hash.is_none());
+    assert_eq!(c.dashboard_session_ttl_ms, 7 * 86_400_000);
+    let phc = crate::dashboard::session::hash_password("pw", [3; 16]).unwrap();
+    let c = ok(&[
+        ("DASHBOARD_PASSWORD_HASH", phc.as_str()),
+        ("DASHBOARD_SESSION_TTL_MS", "60000"),
+    ]);
+    assert_eq!(c.dashboard_password_hash.unwrap().expose(), phc);
+    assert_eq!(c.dashboard_session_ttl_ms, 60_000);
+    let bad = issues(&[("DASHBOARD_PASSWORD_HASH", "hunter2")]);
+    assert_eq!(bad.len(), 1);
+    assert!(bad[0].starts_with("DASHBOARD_PASSWORD_HASH must be an Argon2id PHC string"));
+    assert!(!bad[0].contains("hunter2"));
 }
 
 #[test]

@@ -488,3 +488,59 @@ proptest! {
         prop_assert_eq!(c.cost_nanousd, cost_nanousd(&usage, &price).unwrap_or(0));
     }
 }
+
+/// The `google` entry of W7 (`accounting.md` §7), as models.dev writes Gemini 2.5 Pro.
+const GEMINI_DOC: &str = r#"{
+  "google": {"id": "google", "models": {"gemini-2.5-pro": {"id": "gemini-2.5-pro",
+    "cost": {"input": 1.25, "output": 10, "cache_read": 0.31,
+             "tiers": [{"tier": {"type": "context", "size": 200000}, "input": 2.5, "output": 15, "cache_read": 0.625}]}}}}
+}"#;
+
+fn gemini_cost(usage: &UsageRecord) -> Costed {
+    let table = PriceTable::from_models_dev(GEMINI_DOC.as_bytes()).unwrap();
+    let p = Pricer::new(Arc::new(table), Overrides::builtin(), Aliases::builtin());
+    cost(
+        &p,
+        &CostInput {
+            usage,
+            model: "gemini-2.5-pro",
+            actual_model: Some("gemini-2.5-pro"),
+            provider: "google",
+            actual_provider: Some("google"),
+        },
+    )
+}
+
+#[test]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the test replays a committed fixture file; reading it is the test's IO, not the core's"
+)]
+fn w7_gemini_stream_cached_input_thoughts_and_tool_prompt() {
+    // The golden stream itself, so the example, the fixture and the cost cannot drift apart.
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/gemini/w7_array.json");
+    let extracted = crate::usage::extract_plain(&std::fs::read(fixture).unwrap());
+    let r = extracted.record.unwrap();
+    assert_eq!(r, openai(12_500, 8000, 1500, 1200));
+    let c = gemini_cost(&r);
+    // 4 500 × 1 250 000 + 8 000 × 310 000 + 1 500 × 10 000 000 = 23 105 000 000 pUSD.
+    assert_ok(&c, 23_105_000, MatchSource::Exact, "gemini-2.5-pro");
+    // A summing merge would count 305 + 1 200 output tokens: it must not give this cost.
+    assert_ne!(
+        gemini_cost(&openai(12_500, 8000, 1505, 1200)).cost_nanousd,
+        23_105_000
+    );
+}
+
+#[test]
+fn w7b_gemini_above_200k_uses_the_tier_for_the_whole_request() {
+    // prompt 250 000 (100 000 cached), candidates 1 000, thoughts 500: T = 250 000 > 200 000.
+    let c = gemini_cost(&openai(250_000, 100_000, 1500, 500));
+    // 150 000 × 2 500 000 + 100 000 × 625 000 + 1 500 × 15 000 000 = 460 000 000 000 pUSD.
+    assert_ok(&c, 460_000_000, MatchSource::Exact, "gemini-2.5-pro");
+    // Exactly 200 000 stays on the base rates.
+    let c = gemini_cost(&openai(200_000, 100_000, 1500, 500));
+    // 100 000 × 1 250 000 + 100 000 × 310 000 + 1 500 × 10 000 000 = 171 000 000 000 pUSD.
+    assert_ok(&c, 171_000_000, MatchSource::Exact, "gemini-2.5-pro");
+}

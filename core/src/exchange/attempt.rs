@@ -164,10 +164,14 @@ impl Exchange {
         self.request = None;
         let status = head.status.as_u16();
         self.response_status = Some(status);
-        self.body_kind = BodyKind::from_content_type(header_str(&head.headers, "content-type"));
+        self.body_kind = BodyKind::for_response(
+            &self.path,
+            status,
+            header_str(&head.headers, "content-type"),
+        );
         let is_llm = self.prelog.is_some();
         match (self.body_kind, is_llm) {
-            (BodyKind::Sse | BodyKind::Ndjson, true) => {
+            (BodyKind::Sse | BodyKind::Ndjson | BodyKind::JsonArray, true) => {
                 let remove = self.usage_injected && self.body_kind == BodyKind::Sse;
                 self.relay = Some(Box::new(Relay::new(
                     self.body_kind,
@@ -180,7 +184,7 @@ impl Exchange {
                 self.upstream = Upstream::Stream;
                 self.stream_started();
             }
-            (BodyKind::Sse | BodyKind::Ndjson, false) => {
+            (BodyKind::Sse | BodyKind::Ndjson | BodyKind::JsonArray, false) => {
                 self.pending_head = Some(head);
                 self.upstream = Upstream::Pass;
                 self.stream_started();

@@ -3,7 +3,6 @@
 
 use serde_json::{Value, json};
 
-use super::relay::BodyKind;
 use super::{
     Downstream, Exchange, ExchangeEvent, FinalizeRow, Level, LogRecord, MetricEvent, PreLogRow,
     RowState, StorageOp, Upstream, UpstreamOp, row,
@@ -11,7 +10,7 @@ use super::{
 use crate::breaker::OutcomeClass;
 use crate::errors::TimeoutKind;
 use crate::outcome::Outcome;
-use crate::route::LLM_PATHS;
+use crate::route::is_generation_path;
 use crate::time::UnixMillis;
 
 impl Exchange {
@@ -230,7 +229,7 @@ impl Exchange {
 
     fn finalize_row(&self, row_id: i64, prelog: &PreLogRow, outcome: &Outcome) -> FinalizeRow {
         let ending = outcome.row();
-        let generation_path = LLM_PATHS.contains(&self.path.as_str());
+        let generation_path = is_generation_path(&self.path);
         let no_usage_on_success = self.usage.is_none()
             && generation_path
             && (200..300).contains(&self.response_status.unwrap_or(0));
@@ -250,7 +249,7 @@ impl Exchange {
             actual_model: self.actual_model.as_deref(),
             config: &self.config,
             pricer: &self.pricer,
-            streamed: matches!(self.body_kind, BodyKind::Sse | BodyKind::Ndjson),
+            streamed: self.body_kind.is_stream(),
             usage_incomplete,
             latency_ms: self.now.millis_since(self.started),
             finished_at: self.wall_now(),

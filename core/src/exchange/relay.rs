@@ -7,8 +7,9 @@
 //! ([`Relay::finish`]), and calls [`Relay::release_held`] after the commit.
 //!
 //! Rules, in the order they are applied to each chunk:
-//! * Every chunk is scanned (the SSE scanner or the NDJSON splitter) and accounted into a
-//!   [`UsageState`].
+//! * Every chunk is scanned (the SSE scanner, the NDJSON splitter or the JSON-array splitter of
+//!   Gemini streams) and accounted into a [`UsageState`]. A JSON array has no terminal: its
+//!   row is finalized when the upstream ends, and nothing of it is held.
 //! * Hold: from the start of the terminal line, or from the first unreleased byte if that line
 //!   began in bytes already released, everything is held until [`Relay::release_held`]. If a
 //!   line in the held region exceeds the line cap, everything up to the end of its content is
@@ -36,6 +37,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
+use crate::json_array::{JsonArraySplitter, JsonElement};
 use crate::ndjson::{NdjsonLine, NdjsonSplitter};
 use crate::sse::{DEFAULT_LINE_CAP, Skipped, SseEvent, SseLine, SseLineKind, SseScanner, SseSink};
 use crate::usage::detect::is_terminal_name;
@@ -48,6 +50,10 @@ pub enum BodyKind {
     Sse,
     /// `application/x-ndjson` or `application/ndjson`.
     Ndjson,
+    /// A JSON array streamed element by element: Gemini's `:streamGenerateContent` without
+    /// `alt=sse` (`gemini.md` §2). Never chosen from the content type alone
+    /// ([`BodyKind::for_response`]).
+    JsonArray,
     /// Anything else, including no content type.
     Plain,
 }
@@ -67,6 +73,31 @@ impl BodyKind {
             "application/x-ndjson" | "application/ndjson" => BodyKind::Ndjson,
             _ => BodyKind::Plain,
         }
+    }
+
+    /// The kind of a response to a request on `path`: as [`BodyKind::from_content_type`],
+    /// except that a successful `application/json` answer to a Gemini stream call is the
+    /// streamed JSON array. Error bodies stay plain so their outcome keeps its snippet.
+    pub fn for_response(path: &str, status: u16, content_type: Option<&str>) -> BodyKind {
+        let kind = BodyKind::from_content_type(content_type);
+        let json = content_type.is_some_and(|ct| {
+            ct.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+        if kind == BodyKind::Plain
+            && json
+            && (200..300).contains(&status)
+            && crate::gemini::is_stream(path)
+        {
+            return BodyKind::JsonArray;
+        }
+        kind
+    }
+
+    /// Whether the body is relayed as a stream (the row's `streamed`).
+    pub fn is_stream(self) -> bool {
+        self != BodyKind::Plain
     }
 }
 
@@ -150,6 +181,7 @@ impl Relay {
         let scan = match kind {
             BodyKind::Sse => Scan::Sse(SseScanner::new(cfg.line_cap)),
             BodyKind::Ndjson => Scan::Ndjson(NdjsonSplitter::new(cfg.line_cap)),
+            BodyKind::JsonArray => Scan::JsonArray(JsonArraySplitter::new(cfg.line_cap)),
             BodyKind::Plain => Scan::Plain,
         };
         Relay {
@@ -173,6 +205,7 @@ impl Relay {
         match &mut self.scan {
             Scan::Sse(s) => s.push(&chunk, &mut self.acct),
             Scan::Ndjson(n) => n.push(&chunk, |l| self.acct.ndjson_line(l)),
+            Scan::JsonArray(j) => j.push(&chunk, |e| self.acct.json_element(e)),
             Scan::Plain => {}
         }
         self.queue.push_back(chunk);
@@ -190,6 +223,7 @@ impl Relay {
             match &mut self.scan {
                 Scan::Sse(s) => s.finish(&mut self.acct),
                 Scan::Ndjson(n) => n.finish(|l| self.acct.ndjson_line(l)),
+                Scan::JsonArray(j) => j.finish(|e| self.acct.json_element(e)),
                 Scan::Plain => {}
             }
             // A candidate with no blank line after it is an ordinary chunk.
@@ -268,6 +302,7 @@ impl Relay {
         match &self.scan {
             Scan::Sse(s) => s.buffered(),
             Scan::Ndjson(n) => n.buffered(),
+            Scan::JsonArray(j) => j.buffered(),
             Scan::Plain => 0,
         }
     }
@@ -287,7 +322,8 @@ impl Relay {
         let (line_start, partial_overlong) = match &self.scan {
             Scan::Sse(s) => (s.line_start(), s.partial_overlong()),
             Scan::Ndjson(n) => (n.line_start(), n.partial_overlong()),
-            Scan::Plain => (self.end, false),
+            // No terminal and no removal: nothing of a JSON array is ever held back.
+            Scan::JsonArray(_) | Scan::Plain => (self.end, false),
         };
         let mut limit = self.end;
         if self.acct.remove && !partial_overlong {
@@ -352,6 +388,7 @@ impl Relay {
 enum Scan {
     Sse(SseScanner),
     Ndjson(NdjsonSplitter),
+    JsonArray(JsonArraySplitter),
     Plain,
 }
 
@@ -405,6 +442,17 @@ impl Accountant {
             self.terminal(line.start);
             self.terminal_complete = true;
         }
+        self.check_first_usage();
+    }
+
+    /// A JSON-array element (`gemini.md` §2): accounted like an NDJSON line, but there is no
+    /// terminal; the row is finalized when the upstream ends.
+    fn json_element(&mut self, element: &JsonElement<'_>) {
+        let Some(content) = element.content else {
+            self.too_long(element.length, element.end);
+            return;
+        };
+        self.usage.observe_json_element(content);
         self.check_first_usage();
     }
 

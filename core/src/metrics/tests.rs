@@ -39,6 +39,26 @@ agent_cli_proxy_panics_total 0
 # HELP agent_cli_proxy_log_dropped_lines_total Log lines dropped by backpressure since start
 # TYPE agent_cli_proxy_log_dropped_lines_total counter
 agent_cli_proxy_log_dropped_lines_total 0
+# HELP agent_cli_proxy_spool_bytes Bytes held in spool segments
+# TYPE agent_cli_proxy_spool_bytes gauge
+agent_cli_proxy_spool_bytes 0
+# HELP agent_cli_proxy_spool_records_total Records appended to the spool since start
+# TYPE agent_cli_proxy_spool_records_total counter
+agent_cli_proxy_spool_records_total{kind=\"begin\"} 0
+agent_cli_proxy_spool_records_total{kind=\"usage\"} 0
+agent_cli_proxy_spool_records_total{kind=\"end\"} 0
+agent_cli_proxy_spool_records_total{kind=\"fallback\"} 0
+# HELP agent_cli_proxy_ingest_lag_ms How long the oldest record not yet in the database has waited
+# TYPE agent_cli_proxy_ingest_lag_ms gauge
+agent_cli_proxy_ingest_lag_ms 0
+# HELP agent_cli_proxy_ingest_batch_records Records per ingestion batch
+# TYPE agent_cli_proxy_ingest_batch_records histogram
+agent_cli_proxy_ingest_batch_records_bucket{le=\"+Inf\"} 0
+agent_cli_proxy_ingest_batch_records_sum 0
+agent_cli_proxy_ingest_batch_records_count 0
+# HELP agent_cli_proxy_ingest_failures_total Ingestion batches the database refused since start
+# TYPE agent_cli_proxy_ingest_failures_total counter
+agent_cli_proxy_ingest_failures_total 0
 ";
 
 #[test]
@@ -104,6 +124,15 @@ fn full_render_matches_golden_text() {
     let snapshot = Snapshot {
         active_streams: 4,
         log_dropped_lines: 9,
+        spool: SpoolSnapshot {
+            bytes: 4_096,
+            records: [("begin", 6), ("usage", 2), ("end", 5), ("fallback", 1)],
+            ingest_lag_ms: 12,
+            ingest_failures: 3,
+            batch_buckets: vec![(1, 1), (4, 2), (16, 2)],
+            batch_count: 3,
+            batch_sum: 14,
+        },
     };
     let text = m.render(&rows, &snapshot);
     let expected = r#"# HELP agent_cli_proxy_up 1 while the proxy is running
@@ -200,6 +229,29 @@ agent_cli_proxy_panics_total 1
 # HELP agent_cli_proxy_log_dropped_lines_total Log lines dropped by backpressure since start
 # TYPE agent_cli_proxy_log_dropped_lines_total counter
 agent_cli_proxy_log_dropped_lines_total 9
+# HELP agent_cli_proxy_spool_bytes Bytes held in spool segments
+# TYPE agent_cli_proxy_spool_bytes gauge
+agent_cli_proxy_spool_bytes 4096
+# HELP agent_cli_proxy_spool_records_total Records appended to the spool since start
+# TYPE agent_cli_proxy_spool_records_total counter
+agent_cli_proxy_spool_records_total{kind="begin"} 6
+agent_cli_proxy_spool_records_total{kind="usage"} 2
+agent_cli_proxy_spool_records_total{kind="end"} 5
+agent_cli_proxy_spool_records_total{kind="fallback"} 1
+# HELP agent_cli_proxy_ingest_lag_ms How long the oldest record not yet in the database has waited
+# TYPE agent_cli_proxy_ingest_lag_ms gauge
+agent_cli_proxy_ingest_lag_ms 12
+# HELP agent_cli_proxy_ingest_batch_records Records per ingestion batch
+# TYPE agent_cli_proxy_ingest_batch_records histogram
+agent_cli_proxy_ingest_batch_records_bucket{le="1"} 1
+agent_cli_proxy_ingest_batch_records_bucket{le="4"} 2
+agent_cli_proxy_ingest_batch_records_bucket{le="16"} 2
+agent_cli_proxy_ingest_batch_records_bucket{le="+Inf"} 3
+agent_cli_proxy_ingest_batch_records_sum 14
+agent_cli_proxy_ingest_batch_records_count 3
+# HELP agent_cli_proxy_ingest_failures_total Ingestion batches the database refused since start
+# TYPE agent_cli_proxy_ingest_failures_total counter
+agent_cli_proxy_ingest_failures_total 3
 "#;
     assert_eq!(text, expected);
 }

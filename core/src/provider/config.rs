@@ -94,10 +94,11 @@ fn validate_entry(
     let kind = match obj.get("type").and_then(Value::as_str) {
         Some("openai-compatible") => Some(ProviderType::OpenAiCompatible),
         Some("anthropic") => Some(ProviderType::Anthropic),
+        Some("gemini") => Some(ProviderType::Gemini),
         _ => {
             out.issue(
                 &format!("{base}.type"),
-                "must be one of openai-compatible, anthropic",
+                "must be one of openai-compatible, anthropic, gemini",
             );
             None
         }
@@ -105,10 +106,13 @@ fn validate_entry(
     let paths = match obj.get("paths").and_then(string_array) {
         Some(paths) if !paths.is_empty() => {
             for (j, p) in paths.iter().enumerate() {
-                if !(p.starts_with("/v1/") || p.starts_with("/api/")) {
+                if !(p.starts_with("/v1/")
+                    || p.starts_with("/api/")
+                    || crate::gemini::is_gemini_path(p))
+                {
                     out.warn(
                         &format!("{base}.paths[{j}]"),
-                        "does not start with /v1/ or /api/ and is unreachable",
+                        "does not start with /v1/, /api/, /v1beta/ or /v1internal and is unreachable",
                     );
                 }
             }

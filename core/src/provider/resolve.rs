@@ -20,6 +20,8 @@ const FIXED_PREFIXES: &[(&str, &str)] = &[
     ("k2", "kimi"),
     ("glm", "glm"),
     ("minimax", "minimax"),
+    // `gemini.md` §4: Gemini models are priced under models.dev's `google`.
+    ("gemini", "google"),
 ];
 
 pub(super) fn resolve(
@@ -32,17 +34,14 @@ pub(super) fn resolve(
         return providers
             .list
             .iter()
-            .find(|p| p.id.eq_ignore_ascii_case(sel) && p.paths.iter().any(|x| x == path))
+            .find(|p| p.id.eq_ignore_ascii_case(sel) && p.serves(path))
             .map(|p| Resolved {
                 provider: Arc::clone(p),
             })
             .ok_or_else(|| UnknownProvider { id: sel.to_owned() });
     }
-    let candidates: Vec<&Arc<Provider>> = providers
-        .list
-        .iter()
-        .filter(|p| p.paths.iter().any(|x| x == path))
-        .collect();
+    let candidates: Vec<&Arc<Provider>> =
+        providers.list.iter().filter(|p| p.serves(path)).collect();
     let chosen = model
         .filter(|m| !m.is_empty())
         .and_then(|m| best_prefix_candidate(&candidates, m))

@@ -47,7 +47,15 @@ fn built_ins_in_list_order() {
     let ids: Vec<&str> = p.list().iter().map(|p| p.id.as_str()).collect();
     assert_eq!(
         ids,
-        ["anthropic", "xai", "kimi", "zai", "minimax", "openai"]
+        [
+            "anthropic",
+            "xai",
+            "kimi",
+            "zai",
+            "minimax",
+            "openai",
+            "google"
+        ]
     );
     let anthropic = &p.list()[0];
     assert_eq!(anthropic.kind, ProviderType::Anthropic);
@@ -74,12 +82,12 @@ fn every_schema_issue_has_its_path_and_message() {
             "providers[0].id must be a non-empty string",
         ),
         (
-            json!({"type": "gemini"}),
-            "providers[0].type must be one of openai-compatible, anthropic",
+            json!({"type": "google"}),
+            "providers[0].type must be one of openai-compatible, anthropic, gemini",
         ),
         (
             json!({"type": null}),
-            "providers[0].type must be one of openai-compatible, anthropic",
+            "providers[0].type must be one of openai-compatible, anthropic, gemini",
         ),
         (
             json!({"paths": []}),
@@ -266,7 +274,7 @@ fn warnings_for_unreachable_paths_noop_auth_and_unset_env() {
     assert_eq!(
         w,
         [
-            "providers[0].paths[1] does not start with /v1/ or /api/ and is unreachable",
+            "providers[0].paths[1] does not start with /v1/, /api/, /v1beta/ or /v1internal and is unreachable",
             "providers[0].auth bearer auth has neither env nor value and has no effect",
         ]
     );
@@ -299,6 +307,7 @@ fn merge_replaces_in_place_and_appends_in_document_order() {
             "zai",
             "minimax",
             "openai",
+            "google",
             "b-new",
             "a-new"
         ]
@@ -514,7 +523,7 @@ fn admin_rendering() {
         json!({"id": "anthropic", "type": "anthropic", "paths": ["/v1/messages"], "models": [], "hasCustomUpstream": false})
     );
     assert_eq!(
-        v["providers"][6],
+        v["providers"][7],
         json!({"id": "local", "type": "openai-compatible", "paths": ["/v1/chat/completions"], "models": [], "hasCustomUpstream": true})
     );
     let inline = Providers::merged(URL, Vec::new(), ProviderSource::Inline);
@@ -522,4 +531,58 @@ fn admin_rendering() {
         inline.admin_json()["source"],
         json!({"kind": "PROVIDERS_JSON"})
     );
+}
+
+#[test]
+fn gemini_paths_resolve_to_google_by_prefix_and_custom_gemini_providers_use_prefixes() {
+    let p = Providers::built_in(URL);
+    let stream = "/v1beta/models/gemini-2.5-flash:streamGenerateContent";
+    assert_eq!(resolve_id(&p, stream, Some("gemini-2.5-flash")), "google");
+    assert_eq!(
+        resolve_id(&p, "/v1internal:generateContent", None),
+        "google"
+    );
+    assert_eq!(resolve_id(&p, "/v1beta/models", None), "google");
+    let google = p.resolve(stream, None, None).unwrap().provider;
+    assert_eq!(
+        google.upstream_path, None,
+        "the path is forwarded unchanged"
+    );
+    assert_eq!(google.kind, ProviderType::Gemini);
+    assert_eq!(
+        upstream_url(&google, stream, Some("alt=sse")),
+        format!("{URL}{stream}?alt=sse")
+    );
+    // The selector needs the provider to serve the path, prefixes included.
+    assert_eq!(
+        p.resolve(stream, None, Some("google")).unwrap().provider.id,
+        "google"
+    );
+    assert!(p.resolve("/v1/messages", None, Some("google")).is_err());
+    // A response model `gemini-…` names `google` as the actual provider.
+    assert_eq!(
+        p.actual_provider(Some("gemini-2.5-pro"), "google"),
+        "google"
+    );
+
+    // Only gemini-type providers get prefix matching, and only for entries ending in `/` or `:`.
+    let custom = merged(json!({"providers": [
+        entry(json!({"id": "vertex", "type": "gemini", "paths": ["/v1beta/models/", "/v1beta/exact"], "models": ["gemini"]})),
+        entry(json!({"id": "oai", "paths": ["/v1beta/"]})),
+    ]}));
+    // Reachable without a selector through its model prefix, as every custom provider.
+    assert_eq!(
+        resolve_id(&custom, stream, Some("gemini-2.5-flash")),
+        "vertex"
+    );
+    assert_eq!(resolve_id(&custom, stream, None), "google");
+    assert_eq!(
+        resolve_id(&custom, "/v1beta/exact", Some("gemini-x")),
+        "vertex"
+    );
+    assert_eq!(
+        resolve_id(&custom, "/v1beta/exact/more", Some("gemini-x")),
+        "google"
+    );
+    assert_eq!(resolve_id(&custom, "/v1beta/", None), "google");
 }

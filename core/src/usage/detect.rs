@@ -48,6 +48,10 @@ pub(crate) struct Probe<'a> {
     pub done: Flag,
     pub prompt_eval_count: Count,
     pub eval_count: Count,
+    #[serde(rename = "usageMetadata", borrow)]
+    pub usage_metadata: Option<&'a RawValue>,
+    #[serde(rename = "modelVersion", borrow)]
+    pub model_version: Text<'a>,
 }
 
 #[derive(Deserialize, Default)]
@@ -89,6 +93,9 @@ pub(crate) fn plain_api(p: &Probe<'_>) -> Option<Api> {
     if p.done.0 == Some(true) && (p.prompt_eval_count.is_number || p.eval_count.is_number) {
         return Some(Api::Ollama);
     }
+    if super::gemini::chunk(p).is_some_and(|c| c.usage.is_some()) {
+        return Some(Api::Gemini);
+    }
     None
 }
 
@@ -107,6 +114,9 @@ pub(crate) fn sse_api(p: &Probe<'_>, ty: Option<&str>) -> Option<Api> {
     let keys = object::<UsageKeys<'_>>(p.usage).unwrap_or_default();
     if p.choices.is_none() && keys.prompt_tokens.is_number {
         return Some(Api::Chat);
+    }
+    if super::gemini::chunk(p).is_some() {
+        return Some(Api::Gemini);
     }
     None
 }

@@ -41,6 +41,8 @@ pub struct LogFilter {
     pub status_max: Option<i64>,
     /// `lifecycle_status`.
     pub lifecycle_status: Option<String>,
+    /// `q`: case-insensitive substring of `path` or `model`.
+    pub search: Option<String>,
 }
 
 /// Every `request_logs` column under its name, values as stored.
@@ -153,6 +155,8 @@ impl Store {
                AND (?3 IS NULL OR model = ?3) AND (?4 IS NULL OR provider = ?4)
                AND (?5 IS NULL OR status >= ?5) AND (?6 IS NULL OR status <= ?6)
                AND (?7 IS NULL OR lifecycle_status = ?7)
+               AND (?10 IS NULL OR instr(lower(path), lower(?10)) > 0
+                    OR instr(lower(model), lower(?10)) > 0)
              ORDER BY started_at DESC, id DESC LIMIT ?8 OFFSET ?9"
         ))?;
         let rows = stmt
@@ -166,7 +170,8 @@ impl Store {
                     f.status_max,
                     f.lifecycle_status,
                     limit,
-                    offset
+                    offset,
+                    f.search
                 ],
                 log_row,
             )?

@@ -284,3 +284,34 @@ fn a_begin_over_the_byte_limit_is_refused_and_an_end_still_written() {
     assert!(opened.spool.stats().refusing());
     opened.spool.append(&end("a")).unwrap();
 }
+
+#[test]
+fn concurrent_appends_with_every_fsync_mode_are_numbered_and_read_back_in_order() {
+    for fsync in [Fsync::Off, Fsync::Batch, Fsync::Always] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = SpoolConfig::in_dir(dir.path());
+        cfg.fsync = fsync;
+        cfg.segment_bytes = 8_192;
+        let opened = Spool::open(cfg, 0, Arc::new(Doorbell::default())).unwrap();
+        let spool = Arc::clone(&opened.spool);
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let spool = Arc::clone(&spool);
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        spool.append(&begin(&format!("t{t}-{i}"))).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let got = read_all(&opened.spool, opened.cursor);
+        assert_eq!(
+            got.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            (1..=100).collect::<Vec<_>>(),
+            "{fsync:?}"
+        );
+    }
+}

@@ -13,14 +13,6 @@ use sha2::{Digest, Sha256};
 use super::*;
 use crate::usage::{UsageRecord, extract_plain};
 
-const GENERATION_PATHS: [&str; 5] = [
-    "/v1/messages",
-    "/v1/chat/completions",
-    "/v1/responses",
-    "/api/chat",
-    "/api/generate",
-];
-
 struct Outcome {
     record: Option<UsageRecord>,
     model: Option<String>,
@@ -115,7 +107,7 @@ fn golden_fixtures_match_their_expectations() {
 
 fn check(name: &str, ext: &str, data: &[u8], expect: &Value) {
     let path = expect["path"].as_str().unwrap();
-    let generation = GENERATION_PATHS.contains(&path);
+    let generation = crate::route::is_generation_path(path);
     let out = match ext {
         "json" => {
             let e = extract_plain(data);
@@ -148,6 +140,19 @@ fn check(name: &str, ext: &str, data: &[u8], expect: &Value) {
         "{name}: client bytes"
     );
     if ext == "json" {
+        // A Gemini stream answered as a JSON array is relayed element by element
+        // (`gemini.md` §2): the streamed accounting must equal the whole-body one, in any
+        // chunking, byte-exact and with nothing held.
+        if BodyKind::for_response(path, 200, Some("application/json")) == BodyKind::JsonArray {
+            for chunk in [usize::MAX, 7, 1] {
+                let s = stream(BodyKind::JsonArray, false, data, chunk);
+                assert_eq!(
+                    (s.record, &s.model, s.skipped, s.terminal, &s.client[..]),
+                    (out.record, &out.model, false, None, data),
+                    "{name}: streamed JSON array, chunk {chunk}"
+                );
+            }
+        }
         return;
     }
     assert_eq!(
