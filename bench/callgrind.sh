@@ -54,7 +54,9 @@ conn = http.client.HTTPConnection("127.0.0.1", port)
 for _ in range(n):
     conn.request("POST", "/v1/messages", body, {
         "Content-Type": "application/json", "anthropic-version": "2023-06-01",
-        "User-Agent": "acp-bench/1"})
+        "User-Agent": "claude-cli/2.1.37 (external, cli)",
+        "x-api-key": "sk-ant-bench-0000000000000000",
+        "x-claude-code-session-id": "5f0c2a4e-7b1d-4c3e-9a8f-0123456789ab"})
     resp = conn.getresponse()
     resp.read()
     if resp.status != 200:
@@ -65,6 +67,8 @@ EOF
     kill "$mock" 2>/dev/null || true
     wait "$mock" 2>/dev/null || true
     local f
+    # CG_KEEP=DIR keeps the per-thread profiles for callgrind_annotate.
+    [ -n "${CG_KEEP:-}" ] && mkdir -p "$CG_KEEP/$n" && cp "$dir"/cg.out-* "$CG_KEEP/$n/"
     for f in "$dir"/cg.out-*; do
         printf '%s %s\n' "${f##*-}" "$(awk '/^(summary|totals):/ {print $2; exit}' "$f")"
     done

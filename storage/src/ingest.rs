@@ -3,8 +3,8 @@
 //! * One transaction per batch of up to `SPOOL_INGEST_BATCH` records; the applied position
 //!   (`spool_position.applied_seq`) is written in the same transaction, so a crash before
 //!   `COMMIT` re-applies the whole batch and a crash after it applies none of it again.
-//! * A `Begin` whose `End` is in the same batch is finalized right after its insert, with no
-//!   lookup; the `End` is not visited again.
+//! * A `Begin` whose `End` is in the same batch becomes one `INSERT` of the final row (plus
+//!   its audit row and `daily_usage` bucket); the `End` is not visited again.
 //! * Records after the `Begin` find their row by `request_id`: from this batch, from the
 //!   calls still in flight (a map kept across batches), or by the indexed column.
 //! * A batch the database refuses (busy, full, read-only, I/O) is retried after 50, 200 and
@@ -351,18 +351,18 @@ impl Ingester {
     ) -> Result<Option<(String, Option<i64>)>, StorageError> {
         match rec {
             Record::Begin(row) => {
-                let id = lifecycle::prelog(conn, row)?;
-                batch_ids.insert(row.request_id.as_str(), id);
+                // No usage checkpoint between them matters: the End carries the final counts.
                 if let Some(&j) = ends.get(row.request_id.as_str())
                     && j > index
                     && let Record::End { row: end, .. } = &self.buf[j].1
                 {
-                    let mut end = (**end).clone();
-                    end.id = id;
-                    lifecycle::finalize(conn, &end)?;
+                    let id = lifecycle::insert_final(conn, row, end)?;
+                    batch_ids.insert(row.request_id.as_str(), id);
                     merged[j] = true;
                     return Ok(None);
                 }
+                let id = lifecycle::prelog(conn, row)?;
+                batch_ids.insert(row.request_id.as_str(), id);
                 Ok(Some((row.request_id.clone(), Some(id))))
             }
             Record::Usage { request_id, tokens } => {

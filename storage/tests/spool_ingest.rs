@@ -244,3 +244,57 @@ fn a_record_the_database_rejects_is_set_aside_and_the_rest_applied() {
         1
     );
 }
+
+/// The single `INSERT` of a `Begin`+`End` in one batch writes the same row, audit and bucket
+/// as the pre-log and finalize it replaces (batches of one record take that path).
+#[test]
+fn a_pair_in_one_batch_writes_what_insert_then_finalize_writes() {
+    let dump = |batch: usize| {
+        let (_dir, path) = temp_db();
+        let s = start(&path, batch);
+        for i in 0..3 {
+            let (b, e) = call(i);
+            s.spool.append(&b).unwrap();
+            s.spool.append(&e).unwrap();
+        }
+        assert_eq!(flush(&s).0, 0);
+        stop(s);
+        let store = migrated(&path);
+        let conn = store.connection();
+        let mut out = Vec::new();
+        for sql in [
+            "SELECT * FROM request_logs ORDER BY id",
+            "SELECT request_log_id, model, provider, source, base_cost_usd, cost_nanousd FROM cost_audit ORDER BY id",
+            "SELECT * FROM daily_usage ORDER BY day, provider, model",
+        ] {
+            let mut stmt = conn.prepare(sql).unwrap();
+            let names: Vec<String> = stmt.column_names().iter().map(|n| n.to_string()).collect();
+            let rows = stmt
+                .query_map([], |r| {
+                    let mut line = Vec::new();
+                    for (k, name) in names.iter().enumerate() {
+                        if name == "created_at" || name == "calc_at" {
+                            continue;
+                        }
+                        let v: rusqlite::types::Value = r.get(k)?;
+                        line.push(format!("{name}={v:?}"));
+                    }
+                    Ok(line.join(","))
+                })
+                .unwrap();
+            for row in rows {
+                out.push(row.unwrap());
+            }
+        }
+        assert_aggregate(&store);
+        out
+    };
+    let merged = dump(4_096);
+    let split = dump(1);
+    assert_eq!(merged, split);
+    assert!(
+        merged
+            .iter()
+            .any(|l| l.contains("lifecycle_status=Text(\"completed\")"))
+    );
+}

@@ -67,6 +67,70 @@ pub(crate) fn checkpoint(conn: &Connection, id: i64, t: &TokenColumns) -> Result
     Ok(())
 }
 
+/// A call whose `Begin` and `End` are ingested in the same batch (`docs/spool.md` §4): its
+/// final row in one `INSERT`, then the audit and the `daily_usage` bucket exactly as
+/// [`finalize`] writes them for a pending row (whose status would be `unresolved`).
+pub(crate) fn insert_final(
+    conn: &Connection,
+    p: &PreLogRow,
+    r: &FinalizeRow,
+) -> Result<i64, StorageError> {
+    let t = &r.tokens;
+    let cost = sql_int(r.cost_nanousd);
+    conn.prepare_cached(
+        "INSERT INTO request_logs (request_id, provider, model, tool, client_id, agent,
+           user_agent, source_ip, msg_id, path, streamed, proxy_api_key_id, source,
+           actual_model, actual_provider, status, prompt_tokens, completion_tokens,
+           cache_creation_tokens, cache_read_tokens, reasoning_tokens, total_tokens,
+           cache_write_1h_tokens, usage_incomplete, cost_usd, cost_nanousd, cost_status,
+           incomplete, error_code, error_message, latency_ms, finished_at, finalized_at,
+           lifecycle_status, started_at, meta_json)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'proxy', ?13, ?14, ?15,
+           ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?31,
+           ?32, ?33, ?34)",
+    )?
+    .execute(params![
+        p.request_id,
+        p.provider,
+        p.model,
+        p.tool,
+        p.client_id,
+        p.agent,
+        p.user_agent,
+        p.source_ip,
+        p.msg_id,
+        p.path,
+        r.streamed,
+        r.proxy_api_key_id,
+        r.actual_model,
+        r.actual_provider,
+        r.status,
+        sql_int(t.prompt_tokens),
+        sql_int(t.completion_tokens),
+        sql_int(t.cache_creation_tokens),
+        sql_int(t.cache_read_tokens),
+        sql_int(t.reasoning_tokens),
+        sql_int(t.total_tokens),
+        sql_int(t.cache_write_1h_tokens),
+        r.usage_incomplete,
+        usd(cost),
+        cost,
+        r.cost_status.as_str(),
+        r.lifecycle_status != Terminal::Completed,
+        r.error_code,
+        r.error_message,
+        r.latency_ms,
+        r.now,
+        r.lifecycle_status.as_str(),
+        p.started_at,
+        r.meta_json,
+    ])?;
+    let id = conn.last_insert_rowid();
+    write_audit(conn, id, "unresolved", r.cost_status, cost, &r.audit)?;
+    add_daily(conn, &p.started_at, &p.provider, &p.model, t, cost)?;
+    Ok(id)
+}
+
 /// The first finalize wins: the update requires `lifecycle_status = 'pending'`; a later one
 /// changes nothing and answers `false`.
 pub(crate) fn finalize(conn: &Connection, r: &FinalizeRow) -> Result<bool, StorageError> {
