@@ -7,9 +7,12 @@
 
 pub mod admin;
 pub mod correlator;
+mod lifecycle;
 pub mod log;
+pub mod pipeline;
 mod pricing;
 pub mod quota;
+pub mod ready;
 pub mod session;
 mod spooling;
 pub mod ticks;

@@ -78,6 +78,7 @@ mod providers;
 mod service;
 mod spool;
 pub mod tls;
+pub mod upstream;
 mod usage;
 
 use std::collections::BTreeMap;

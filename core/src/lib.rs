@@ -39,6 +39,7 @@ pub mod config;
 pub mod headers;
 pub mod http1;
 pub mod json_edit;
+pub mod limits;
 pub mod provider;
 pub mod transform;
 
@@ -46,6 +47,7 @@ pub mod admin;
 pub mod dashboard;
 pub mod metrics;
 pub mod ready;
+pub mod shutdown;
 pub mod supervisor;
 
 pub mod correlate;

@@ -2,9 +2,10 @@
 //! state they need — breakers, the rate limiter, prices — creating one [`Exchange`] per
 //! admitted request.
 //!
-//! The shell asks, in order: [`Core::route`]; for admin routes [`Core::admin_gate`]; for
-//! proxied routes [`Core::credential_hash`] (it looks the hash up in storage), then
-//! [`Core::check_proxy_head`] before reading the body, then [`Core::start`] with the body.
+//! The shell asks, in order: [`Core::route`]; for admin routes the admin gate (`gate`, with
+//! dashboard sessions added in cli); for proxied routes [`Core::credential_hash`] (it looks
+//! the hash up in storage), then [`Core::check_proxy_head`] before reading the body, then
+//! [`Core::start`] with the body.
 //! Every exchange hands its breaker permit back through [`Core::handle_outcome`].
 
 use std::net::IpAddr;

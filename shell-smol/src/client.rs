@@ -203,7 +203,7 @@ impl Client {
                 Ok(None) => {}
                 Err(e) => return Err(BodyError::Framing(e)),
             }
-            match crate::server::timeout(idle, self.fill()).await {
+            match crate::timer::timeout(idle, self.fill()).await {
                 None => return Err(BodyError::Timeout),
                 Some(Ok(_)) => {}
                 Some(Err(_)) => return Err(BodyError::Gone),
@@ -248,7 +248,7 @@ impl Client {
                 }
             }
         };
-        let _ = crate::server::timeout(LINGER, drain).await;
+        let _ = crate::timer::timeout(LINGER, drain).await;
     }
 
     /// The current response is written: the decoder may release the next request.

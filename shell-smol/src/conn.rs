@@ -19,21 +19,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use agent_cli_proxy_core::errors;
-use agent_cli_proxy_core::gate;
+use agent_cli_proxy_cli::daemon::pipeline::{BodyUse, Handler, MAX_IGNORED_BODY, Plan};
 use agent_cli_proxy_core::head::{Reply, RequestHead};
 use agent_cli_proxy_core::http1::{RequestEvent, Waiting};
-use agent_cli_proxy_core::route::Route;
 use async_io::{Async, Timer};
+use bytes::Bytes;
 use futures_lite::future;
-use http::StatusCode;
 
-use crate::client::{After, Client};
-use crate::server::Shared;
-use crate::{admin, proxy, ready};
-
-/// Largest body read (and dropped) for health, readiness, metrics and unknown routes.
-const MAX_IGNORED_BODY: u64 = 1_048_576;
+use crate::client::{After, BodyError, Client};
+use crate::shared::Shared;
+use crate::{proxy, ready};
 
 /// Serves one connection until it closes.
 pub async fn serve(shared: Arc<Shared>, stream: Async<TcpStream>, peer: SocketAddr) {
@@ -134,48 +129,16 @@ impl Drop for InFlight<'_> {
 async fn handle(shared: &Arc<Shared>, client: &mut Client, head: RequestHead) -> After {
     let _in_flight = InFlight::new(&shared.in_flight);
     let limits = &shared.limits;
-    let secure = gate::is_secure_request(
-        &head.headers,
-        false,
-        shared.daemon.config.trust_proxy_headers,
-    );
-    let route = shared.daemon.core().route(&head);
     let peer = client.peer.ip();
-    let reply = match route {
-        Route::Proxy => return proxy::handle(shared, client, head, peer, secure).await,
-        Route::Health => ignore_body(client, limits)
-            .await
-            .map(|()| Reply::json(StatusCode::OK, r#"{"status":"ok"}"#)),
-        Route::Ready => match ignore_body(client, limits).await {
+    let (plan, secure) = shared.daemon.plan(head, peer);
+    let reply = match plan {
+        Plan::Proxy(head) => return proxy::handle(shared, client, head, peer, secure).await,
+        Plan::Reply(r) => ignore_body(client, limits).await.map(|()| r),
+        Plan::Ready => match ignore_body(client, limits).await {
             Ok(()) => Ok(ready::handle(shared).await),
             Err(r) => Err(r),
         },
-        Route::Metrics => {
-            let gate = shared.daemon.admin_gate(&head, peer);
-            match gate {
-                Err(r) => Ok(r),
-                Ok(()) => match ignore_body(client, limits).await {
-                    Ok(()) => {
-                        let s = Arc::clone(shared);
-                        Ok(blocking::unblock(move || s.daemon.render_metrics()).await)
-                    }
-                    Err(r) => Err(r),
-                },
-            }
-        }
-        Route::Admin => {
-            let gate = shared.daemon.admin_gate(&head, peer);
-            match gate {
-                Err(r) => Ok(r),
-                Ok(()) => admin::handle(shared, client, head, peer).await,
-            }
-        }
-        Route::Dashboard => ignore_body(client, limits)
-            .await
-            .map(|()| shared.daemon.dashboard(&head, peer)),
-        Route::NotFound => ignore_body(client, limits)
-            .await
-            .map(|()| errors::not_found()),
+        Plan::Handler(h) => answer(shared, client, h).await,
     };
     match reply {
         Ok(r) => client.send_reply(r, secure, limits.write_stall).await,
@@ -184,11 +147,34 @@ async fn handle(shared: &Arc<Shared>, client: &mut Client, head: RequestHead) ->
     }
 }
 
+/// Reads the body a handler wants, then answers on the blocking pool.
+async fn answer(
+    shared: &Arc<Shared>,
+    client: &mut Client,
+    handler: Handler,
+) -> Result<Reply, Option<Reply>> {
+    let body = match handler.body {
+        BodyUse::Ignore => {
+            ignore_body(client, &shared.limits).await?;
+            Bytes::new()
+        }
+        BodyUse::Read(limit) => {
+            match client.read_body(limit, true, shared.limits.body_idle).await {
+                Ok(b) => b,
+                Err(BodyError::TooLarge) => return Ok(handler.too_large()),
+                Err(e) => return Err(e.reply(limit)),
+            }
+        }
+    };
+    let s = Arc::clone(shared);
+    Ok(blocking::unblock(move || handler.answer(&s.daemon, &body)).await)
+}
+
 /// Reads and drops a body nobody needs, so the connection can be kept alive. A body over
 /// [`MAX_IGNORED_BODY`] is not read further: the response then closes the connection.
 async fn ignore_body(
     client: &mut Client,
-    limits: &crate::server::Limits,
+    limits: &crate::shared::Limits,
 ) -> Result<(), Option<Reply>> {
     match client
         .read_body(MAX_IGNORED_BODY, false, limits.body_idle)

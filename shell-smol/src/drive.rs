@@ -18,9 +18,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-use agent_cli_proxy_core::exchange::{
-    Downstream, Exchange, ExchangeEvent, UpstreamFailure, UpstreamOp,
-};
+use agent_cli_proxy_cli::daemon::pipeline::BudgetCharge;
+use agent_cli_proxy_core::exchange::{Downstream, Exchange, UpstreamFailure, UpstreamOp};
 use agent_cli_proxy_core::gate;
 use agent_cli_proxy_core::http1::{
     BodyFraming, ResponseEvent, encode_body, encode_end, encode_reply,
@@ -30,26 +29,13 @@ use bytes::BytesMut;
 use futures_lite::future;
 
 use crate::client::{After, Client, WriteError};
-use crate::conn::InFlight;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::upstream::UpConn;
 
 /// Queued response bytes that force a write before the next upstream read.
 const FLUSH_AT: usize = 64 * 1024;
 
 type SendFuture = Pin<Box<dyn Future<Output = Result<UpConn, UpstreamFailure>> + Send>>;
-
-/// Releases a request's share of the global body budget when dropped.
-pub struct BudgetCharge {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) bytes: u64,
-}
-
-impl Drop for BudgetCharge {
-    fn drop(&mut self) {
-        self.shared.daemon.release_body(self.bytes);
-    }
-}
 
 /// The upstream side of the exchange.
 enum Up {
@@ -91,8 +77,8 @@ pub async fn drive(
 ) -> After {
     let d = &shared.daemon;
     let stall = shared.limits.write_stall;
-    // Counted apart from the request, as in the tokio shell's drive loop.
-    let _running = InFlight::new(&shared.in_flight);
+    // Counted for the shutdown drain by the request's own `InFlight` (`conn::handle`), which
+    // lives until this loop returns: a second count here made one stream count as two.
     let mut resp = Resp::NotStarted;
     let mut client_dead = false;
     let mut out = BytesMut::new();
@@ -108,16 +94,14 @@ pub async fn drive(
         // Drain in the documented order; inputs discovered while draining are fed after.
         let mut client_gone = false;
         let mut stalled = false;
-        // Spooled and answered at once (`docs/spool.md` §2).
-        d.drain_storage(&mut ex);
-        while let Some(op) = ex.poll_upstream() {
-            match op {
-                UpstreamOp::Send { request, .. } => {
-                    let upstream = shared.upstream.clone();
-                    up = Up::Sending(Box::pin(upstream.send(request)));
-                }
-                UpstreamOp::Cancel => up = Up::None,
+        // Storage is spooled and answered at once (`docs/spool.md` §2).
+        match d.drain_to_upstream(&mut ex) {
+            Some(UpstreamOp::Send { request, .. }) => {
+                let upstream = shared.upstream.clone();
+                up = Up::Sending(Box::pin(upstream.send(request)));
             }
+            Some(UpstreamOp::Cancel) => up = Up::None,
+            None => {}
         }
         while let Some(output) = ex.poll_downstream() {
             queue(client, &mut resp, &mut out, output, secure);
@@ -131,14 +115,7 @@ pub async fn drive(
         }
         out.clear();
         client_dead |= client_gone || stalled;
-        let mut finished = false;
-        while let Some(ev) = ex.poll_event() {
-            match ev {
-                ExchangeEvent::Finished => finished = true,
-                other => d.handle_event(other),
-            }
-        }
-        if finished {
+        if d.drain_events(&mut ex) {
             return match resp {
                 Resp::Done { close: false } if !client_dead => After::Keep,
                 _ => After::Close,

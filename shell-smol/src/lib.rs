@@ -11,12 +11,7 @@
 //! Runtime: one `async_executor::Executor` run by the calling thread plus
 //! `available_parallelism − 1` worker threads (each drives the async-io reactor when it is
 //! idle); blocking reads (SQLite readers, files, DNS) run on the `blocking` pool.
-//!
-//! Choices where the spec is silent, beside those of the modules:
-//! * [`serve_with_shutdown`] (the tests' hook) installs no signal handlers: the caller owns
-//!   the shutdown, which logs `shutdown.signal` with `signal: "stop"` and exits with 0.
 
-mod admin;
 mod client;
 mod conn;
 mod drive;
@@ -25,6 +20,8 @@ mod loops;
 mod proxy;
 mod ready;
 mod server;
+mod shared;
+mod timer;
 mod upstream;
 
 use std::collections::BTreeMap;
@@ -38,7 +35,7 @@ use agent_cli_proxy_cli::daemon::{Daemon, seed};
 use agent_cli_proxy_core::exchange::Level;
 use async_executor::Executor;
 
-pub use server::Limits;
+pub use shared::Limits;
 
 /// The smol shell for the shared CLI.
 #[derive(Default)]
@@ -56,7 +53,7 @@ impl Shell for SmolShell {
         let method = http::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
         async_io::block_on(async {
             let up = upstream::Upstream::new();
-            server::timeout(timeout, up.probe(method, url))
+            timer::timeout(timeout, up.probe(method, url))
                 .await
                 .ok_or_else(|| format!("timed out after {}ms", timeout.as_millis()))?
         })
@@ -73,10 +70,12 @@ impl Shell for SmolShell {
     fn fetch(&self, url: &str, timeout: Duration) -> Result<Vec<u8>, String> {
         async_io::block_on(async {
             let up = upstream::Upstream::new();
-            server::timeout(timeout, up.fetch_document(url))
-                .await
-                .ok_or_else(|| format!("timed out after {}ms", timeout.as_millis()))?
-                .map(|b| b.to_vec())
+            timer::timeout(
+                timeout,
+                agent_cli_proxy_cli::daemon::correlator::HttpGet::fetch_document(&up, url),
+            )
+            .await
+            .ok_or_else(|| format!("timed out after {}ms", timeout.as_millis()))?
         })
     }
 }
@@ -84,47 +83,6 @@ impl Shell for SmolShell {
 /// Runs the daemon with the given environment and limits until a signal (SIGTERM, SIGINT,
 /// SIGHUP), then the shutdown sequence; returns the exit code.
 pub fn serve_with(env: BTreeMap<String, String>, limits: Limits) -> ExitCode {
-    serve_inner(env, limits, server::Trigger::Signals)
-}
-
-/// Same as [`serve_with`], but the shutdown starts when `stop` receives a value or is
-/// closed, and no signal handler is installed (for in-process tests). Exits with 0.
-pub fn serve_with_shutdown(
-    env: BTreeMap<String, String>,
-    limits: Limits,
-    stop: async_channel::Receiver<()>,
-) -> ExitCode {
-    serve_inner(env, limits, server::Trigger::Channel(stop))
-}
-
-/// The binary's `main`: the shared CLI with this shell.
-pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    agent_cli_proxy_cli::main_with(args, &SmolShell::default())
-}
-
-/// The CLI with shortened listener limits: the black-box tests' entry point.
-pub fn main_with_limits(args: impl IntoIterator<Item = OsString>, limits: Limits) -> ExitCode {
-    agent_cli_proxy_cli::main_with(args, &SmolShell { limits })
-}
-
-/// Entry point for the black-box tests, which re-execute their own binary as the daemon:
-/// the arguments come from `ACP_TEST_ARGS` (separated by U+001F), not from the test
-/// harness's argv.
-pub fn child_main() -> ExitCode {
-    let args = std::env::var("ACP_TEST_ARGS").unwrap_or_else(|_| "serve".to_owned());
-    let argv = std::iter::once(OsString::from("agent-cli-proxy-smol")).chain(
-        args.split('\u{1f}')
-            .filter(|a| !a.is_empty())
-            .map(OsString::from),
-    );
-    main_with_args(argv)
-}
-
-fn serve_inner(
-    env: BTreeMap<String, String>,
-    limits: Limits,
-    trigger: server::Trigger,
-) -> ExitCode {
     let Ok(daemon) = Daemon::prepare(&env, seed()) else {
         return ExitCode::from(1);
     };
@@ -144,12 +102,22 @@ fn serve_inner(
             return ExitCode::from(1);
         }
     };
-    let code = async_io::block_on(ex.run(server::run(daemon, limits, trigger, Arc::clone(&ex))));
+    let code = async_io::block_on(ex.run(server::run(daemon, limits, Arc::clone(&ex))));
     drop(stop_tx);
     for t in threads {
         let _ = t.join();
     }
     code
+}
+
+/// The binary's `main`: the shared CLI with this shell.
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    agent_cli_proxy_cli::main_with(args, &SmolShell::default())
+}
+
+/// The CLI with shortened listener limits: the black-box tests' entry point.
+pub fn main_with_limits(args: impl IntoIterator<Item = OsString>, limits: Limits) -> ExitCode {
+    agent_cli_proxy_cli::main_with(args, &SmolShell { limits })
 }
 
 /// `available_parallelism − 1` threads that run the executor (the caller's thread is the

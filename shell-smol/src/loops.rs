@@ -15,7 +15,7 @@ use futures_lite::future;
 use serde_json::json;
 
 use crate::latch::Latch;
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// The running loops.
 pub struct Loops {
@@ -53,7 +53,7 @@ impl Loops {
             .saturating_sub(started.elapsed())
             .max(Duration::from_millis(1));
         let mut tasks = self.tasks;
-        let done = crate::server::timeout(left, async {
+        let done = crate::timer::timeout(left, async {
             for t in tasks.iter_mut() {
                 t.await;
             }

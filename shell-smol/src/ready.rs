@@ -1,161 +1,43 @@
-//! `GET /ready` (`control.md` §7): four checks with their own timeouts under a 1 500 ms
-//! deadline, memoised for 3 000 ms with concurrent callers sharing one run. The decisions
-//! (status, outputs, memo) are the core's; this module only runs the probes. Mirrors
-//! `shell-tokio/src/ready.rs`.
+//! `GET /ready` on smol: the shared runner (`agent_cli_proxy_cli::daemon::ready`) with the
+//! `blocking` pool, async-io's timer and this shell's control-plane client.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::future::Future;
 use std::time::Duration;
 
-use agent_cli_proxy_core::exchange::Level;
+use agent_cli_proxy_cli::daemon::ready::ReadyIo;
 use agent_cli_proxy_core::head::Reply;
-use agent_cli_proxy_core::ready::{
-    CheckName, CheckResult, DatabaseProbe, PricingFacts, ReadyCache, ReadyDecision, ReadyReport,
-};
-use agent_cli_proxy_core::supervisor::LoopState;
-use agent_cli_proxy_core::time::UnixMillis;
-use event_listener::Event;
-use futures_lite::future;
-use serde_json::json;
 
-use crate::server::{Shared, timeout};
-
-/// The whole run's deadline.
-const DEADLINE: Duration = Duration::from_millis(1_500);
-
-/// Memo and loop health, shared by requests and loops.
-#[derive(Default)]
-pub struct ReadyState {
-    cache: Mutex<ReadyCache>,
-    finished: Event,
-    /// Health of every started loop.
-    pub loops: Mutex<Vec<LoopState>>,
-}
+use crate::shared::Shared;
+use crate::timer::timeout;
 
 /// Answers `/ready`.
-pub async fn handle(shared: &Arc<Shared>) -> Reply {
-    let d = &shared.daemon;
-    // Listen before deciding, so a run finishing in between still wakes a joiner.
-    let finished = shared.ready.finished.listen();
-    let decision = lock(&shared.ready.cache).decide(d.now());
-    match decision {
-        ReadyDecision::Cached(report) => {
-            d.logger.event(
-                Level::Debug,
-                "ready.cache_hit",
-                "ready served from cache",
-                vec![],
-            );
-            report.reply()
-        }
-        ReadyDecision::Join(_) => {
-            let _ = timeout(DEADLINE, finished).await;
-            match lock(&shared.ready.cache).last_report() {
-                Some(report) => report.reply(),
-                None => ReadyReport::deadline_exceeded().reply(),
-            }
-        }
-        ReadyDecision::Start(run) => {
-            drop(finished);
-            let started = std::time::Instant::now();
-            let report = timeout(DEADLINE, run_checks(shared))
-                .await
-                .unwrap_or_else(ReadyReport::deadline_exceeded);
-            let ms = started.elapsed().as_millis() as i64;
-            let status = report.status();
-            d.metrics().observe_ready(status.as_str(), ms);
-            d.logger.event(
-                Level::Info,
-                "ready.check",
-                "readiness checked",
-                vec![
-                    ("status", json!(status.as_str())),
-                    ("duration_ms", json!(ms)),
-                    ("checks", report.to_json()["checks"].clone()),
-                ],
-            );
-            let reply = report.reply();
-            lock(&shared.ready.cache).complete(run, report, d.now());
-            shared.ready.finished.notify(usize::MAX);
-            reply
-        }
+pub async fn handle(shared: &Shared) -> Reply {
+    shared
+        .ready
+        .handle(&shared.daemon, &SmolReady(shared))
+        .await
+}
+
+struct SmolReady<'a>(&'a Shared);
+
+impl ReadyIo for SmolReady<'_> {
+    async fn run_blocking<T, F>(&self, f: F) -> Option<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        Some(blocking::unblock(f).await)
     }
-}
 
-async fn run_checks(shared: &Arc<Shared>) -> ReadyReport {
-    let ((database, pricing), upstream) = future::zip(
-        future::zip(database(shared), pricing(shared)),
-        upstream(shared),
-    )
-    .await;
-    let supervisor = {
-        let loops = lock(&shared.ready.loops);
-        CheckResult::supervisor(&loops, shared.daemon.now())
-    };
-    ReadyReport {
-        database,
-        pricing,
-        upstream,
-        supervisor,
-        spool: CheckResult::spool(shared.daemon.spool_facts()),
+    fn timeout<F>(&self, limit: Duration, f: F) -> impl Future<Output = Option<F::Output>> + Send
+    where
+        F: Future + Send,
+        F::Output: Send,
+    {
+        timeout(limit, f)
     }
-}
 
-async fn database(shared: &Arc<Shared>) -> CheckResult {
-    let s = Arc::clone(shared);
-    let started = std::time::Instant::now();
-    let probe = blocking::unblock(move || match s.daemon.readers.with(|st| st.ping()) {
-        Ok(()) => DatabaseProbe::Row,
-        Err(e) => DatabaseProbe::Error(e.to_string()),
-    });
-    match timeout(timeout_of(CheckName::Database), probe).await {
-        Some(p) => CheckResult::database(p, started.elapsed().as_millis() as u64),
-        None => CheckResult::timed_out(CheckName::Database),
+    fn probe_upstream(&self, url: &str) -> impl Future<Output = Result<u16, String>> + Send {
+        self.0.upstream.probe(http::Method::HEAD, url)
     }
-}
-
-async fn pricing(shared: &Arc<Shared>) -> CheckResult {
-    let d = &shared.daemon;
-    let started = std::time::Instant::now();
-    let path = d.pricing.cache_path().to_path_buf();
-    let stat_path = path.clone();
-    let meta = blocking::unblock(move || std::fs::metadata(&stat_path).ok()).await;
-    let file_modified = meta
-        .as_ref()
-        .and_then(|m| m.modified().ok())
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| UnixMillis(d.as_millis() as u64));
-    let facts = PricingFacts {
-        cache_path: path.display().to_string(),
-        file_exists: meta.is_some(),
-        loaded: !d.pricing.table().is_empty() || d.pricing.fetched_at().is_some(),
-        fetched_at: d.pricing.fetched_at(),
-        file_modified,
-    };
-    CheckResult::pricing(
-        &facts,
-        d.wall(),
-        d.config.ready_pricing_max_age_ms,
-        started.elapsed().as_millis() as u64,
-    )
-}
-
-async fn upstream(shared: &Arc<Shared>) -> CheckResult {
-    if !shared.daemon.config.has_router() {
-        return CheckResult::upstream_direct();
-    }
-    let url = format!("{}/health", shared.daemon.config.cli_proxy_api_url);
-    let started = std::time::Instant::now();
-    let probe = shared.upstream.probe(http::Method::HEAD, &url);
-    match timeout(timeout_of(CheckName::Upstream), probe).await {
-        Some(res) => CheckResult::upstream(res, started.elapsed().as_millis() as u64),
-        None => CheckResult::timed_out(CheckName::Upstream),
-    }
-}
-
-fn timeout_of(name: CheckName) -> Duration {
-    Duration::from_millis(name.timeout_ms())
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -1,7 +1,6 @@
 //! The listener, the connection tasks and the shutdown sequence (`control.md` §9), on
 //! async-io. Mirrors `shell-tokio/src/server.rs`: the same steps, events and exit codes.
 
-use std::future::Future;
 use std::net::{SocketAddr, TcpStream};
 use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
@@ -10,200 +9,26 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use agent_cli_proxy_cli::daemon::Daemon;
-use agent_cli_proxy_core::exchange::Level;
+use agent_cli_proxy_core::shutdown::{Drain, DrainStep, Signal};
+use agent_cli_proxy_core::time::Instant as CoreInstant;
 use async_executor::Executor;
 use async_io::{Async, Timer};
 use async_signal::{Signal as OsSignal, Signals};
 use futures_lite::{FutureExt, StreamExt, future};
-use serde_json::json;
 
 use crate::latch::Latch;
 use crate::loops::Loops;
-use crate::ready::ReadyState;
+use crate::shared::{Limits, Shared};
 use crate::upstream::Upstream;
-
-/// Listener and connection limits (`datapath.md` §1). Constants in production; the tests
-/// shorten them through [`crate::serve_with`].
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// First byte of the request line to the end of the headers (also the wait for the
-    /// first byte of a new connection's first request).
-    pub header_read_timeout: Duration,
-    /// Between requests on a kept-alive connection.
-    pub keep_alive_idle: Duration,
-    /// No request-body byte for this long → 408.
-    pub body_idle: Duration,
-    /// Response bytes pending, none accepted by the socket → O12.
-    pub write_stall: Duration,
-    /// At most this many request headers.
-    pub max_headers: usize,
-    /// At most this many bytes of request head.
-    pub max_header_block: usize,
-    /// Longest request target.
-    pub max_target: usize,
-    /// Drain before aborting live exchanges at shutdown.
-    pub drain: Duration,
-    /// Hard stop of the shutdown drain.
-    pub hard_stop: Duration,
-}
-
-impl Limits {
-    /// Applies `key=ms` overrides separated by commas (`header_read_timeout_ms`,
-    /// `keep_alive_idle_ms`, `body_idle_ms`, `write_stall_ms`, `drain_ms`, `hard_stop_ms`);
-    /// unknown keys and bad numbers are ignored. Used by the test harness only.
-    pub fn with_overrides(mut self, spec: &str) -> Limits {
-        for (key, value) in spec.split(',').filter_map(|kv| kv.split_once('=')) {
-            let Ok(ms) = value.trim().parse::<u64>() else {
-                continue;
-            };
-            let d = Duration::from_millis(ms);
-            match key.trim() {
-                "header_read_timeout_ms" => self.header_read_timeout = d,
-                "keep_alive_idle_ms" => self.keep_alive_idle = d,
-                "body_idle_ms" => self.body_idle = d,
-                "write_stall_ms" => self.write_stall = d,
-                "drain_ms" => self.drain = d,
-                "hard_stop_ms" => self.hard_stop = d,
-                _ => {}
-            }
-        }
-        self
-    }
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            header_read_timeout: Duration::from_millis(30_000),
-            keep_alive_idle: Duration::from_millis(120_000),
-            body_idle: Duration::from_millis(30_000),
-            write_stall: Duration::from_millis(300_000),
-            max_headers: agent_cli_proxy_core::http1::MAX_HEADERS,
-            max_header_block: agent_cli_proxy_core::http1::MAX_HEADER_BLOCK,
-            max_target: agent_cli_proxy_core::http1::MAX_TARGET,
-            drain: Duration::from_millis(10_000),
-            hard_stop: Duration::from_millis(15_000),
-        }
-    }
-}
-
-impl Limits {
-    /// The codec's share of the limits.
-    pub fn codec(&self) -> agent_cli_proxy_core::http1::Limits {
-        agent_cli_proxy_core::http1::Limits {
-            max_headers: self.max_headers,
-            max_header_block: self.max_header_block,
-            max_target: self.max_target,
-        }
-    }
-}
-
-/// State shared by every task of the daemon.
-pub struct Shared {
-    /// The runtime-agnostic daemon state.
-    pub daemon: Daemon,
-    /// The upstream client.
-    pub upstream: Upstream,
-    /// Limits.
-    pub limits: Limits,
-    /// Requests being handled.
-    pub in_flight: AtomicUsize,
-    /// Open client connections.
-    pub conns: AtomicUsize,
-    /// Shutdown step 1: idle connections close, busy ones close after their response.
-    pub stop_conns: Latch,
-    /// Shutdown step 3: abort every live exchange.
-    pub abort_exchanges: Latch,
-    /// Shutdown step 4: close every connection now.
-    pub kill_conns: Latch,
-    /// `/ready` memo and loop health.
-    pub ready: ReadyState,
-    /// The executor, for spawning.
-    pub ex: Arc<Executor<'static>>,
-    origin: std::time::Instant,
-}
-
-impl Shared {
-    /// The standard instant of a core instant.
-    pub fn instant(&self, t: agent_cli_proxy_core::time::Instant) -> std::time::Instant {
-        self.origin + Duration::from_micros(t.as_micros())
-    }
-}
-
-/// What ends the serving phase.
-pub enum Trigger {
-    /// SIGTERM, SIGINT or SIGHUP.
-    Signals,
-    /// The test hook: a value on (or the closing of) this channel.
-    Channel(async_channel::Receiver<()>),
-}
-
-/// Which signal started the shutdown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
-    /// SIGINT: exit 0.
-    Int,
-    /// SIGTERM: exit 143.
-    Term,
-    /// SIGHUP: exit 129.
-    Hup,
-    /// The in-process stop hook: exit 0.
-    Stop,
-}
-
-impl Signal {
-    fn name(self) -> &'static str {
-        match self {
-            Signal::Int => "SIGINT",
-            Signal::Term => "SIGTERM",
-            Signal::Hup => "SIGHUP",
-            Signal::Stop => "stop",
-        }
-    }
-
-    fn exit_code(self) -> u8 {
-        match self {
-            Signal::Int | Signal::Stop => 0,
-            Signal::Term => 143,
-            Signal::Hup => 129,
-        }
-    }
-}
+use agent_cli_proxy_cli::daemon::ready::ReadyState;
 
 /// Binds, serves until a signal, then runs the shutdown sequence. Returns the exit code.
-pub async fn run(
-    daemon: Daemon,
-    limits: Limits,
-    trigger: Trigger,
-    ex: Arc<Executor<'static>>,
-) -> ExitCode {
-    let host = daemon.config.proxy_host.clone();
-    let port = daemon.config.proxy_port;
-    let bind_host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let bound = std::net::TcpListener::bind((bind_host.as_str(), port)).and_then(Async::new);
+pub async fn run(daemon: Daemon, limits: Limits, ex: Arc<Executor<'static>>) -> ExitCode {
+    let (host, port) = daemon.bind_address();
+    let bound = std::net::TcpListener::bind((host.as_str(), port)).and_then(Async::new);
     let listener = match bound {
         Ok(l) => l,
-        Err(e) => {
-            daemon.logger.event(
-                Level::Error,
-                "startup.port_in_use",
-                &format!("cannot bind {host}:{port}: {e}"),
-                vec![
-                    ("host", json!(host)),
-                    ("port", json!(port)),
-                    (
-                        "hint",
-                        json!("another agent-cli-proxy may be running, or set PROXY_PORT to a different port"),
-                    ),
-                ],
-            );
-            daemon.shutdown_storage();
-            daemon.logger.flush();
-            return ExitCode::from(1);
-        }
+        Err(e) => return daemon.bind_failed(&e),
     };
     let origin = daemon.clock_origin();
     let shared = Arc::new(Shared {
@@ -220,71 +45,32 @@ pub async fn run(
         origin,
     });
     let loops = Loops::start(&shared);
-    let mut stopper = Stopper::install(trigger);
-    shared.daemon.logger.event(
-        Level::Info,
-        "server.running",
-        "server running",
-        vec![
-            ("host", json!(host)),
-            ("port", json!(port)),
-            ("url", json!(format!("http://{host}:{port}"))),
-        ],
-    );
+    let mut stopper = Stopper::install();
+    shared.daemon.log_running();
     let signal = accept_loop(&shared, &listener, &mut stopper).await;
     drop(listener);
     let started = std::time::Instant::now();
-    shared.daemon.logger.event(
-        Level::Info,
-        "shutdown.signal",
-        "shutdown started",
-        vec![("signal", json!(signal.name()))],
-    );
+    let began = shared.daemon.log_shutdown_started(signal);
     shared.stop_conns.fire();
-    drain(&shared, started).await;
+    drain(&shared, began).await;
     loops.stop(&shared, started).await;
     let s = Arc::clone(&shared);
     blocking::unblock(move || s.daemon.shutdown_storage()).await;
-    shared.daemon.logger.event(
-        Level::Info,
-        "shutdown.complete",
-        "shutdown complete",
-        vec![
-            ("exit_code", json!(signal.exit_code())),
-            ("total_ms", json!(started.elapsed().as_millis() as u64)),
-        ],
-    );
-    shared.daemon.logger.flush();
-    ExitCode::from(signal.exit_code())
-}
-
-/// `Some(output)` unless `d` passes first.
-pub async fn timeout<T>(d: Duration, f: impl Future<Output = T>) -> Option<T> {
-    future::or(async { Some(f.await) }, async {
-        Timer::after(d).await;
-        None
-    })
-    .await
+    shared.daemon.shutdown_complete(signal, began)
 }
 
 /// Where the stop comes from, once installed.
 enum Stopper {
     Signals(Signals),
-    Channel(async_channel::Receiver<()>),
     Never,
 }
 
 impl Stopper {
-    fn install(trigger: Trigger) -> Stopper {
-        match trigger {
-            Trigger::Channel(rx) => Stopper::Channel(rx),
-            Trigger::Signals => {
-                match Signals::new([OsSignal::Int, OsSignal::Term, OsSignal::Hup]) {
-                    Ok(s) => Stopper::Signals(s),
-                    // Without handlers the default actions apply: the process just dies.
-                    Err(_) => Stopper::Never,
-                }
-            }
+    fn install() -> Stopper {
+        match Signals::new([OsSignal::Int, OsSignal::Term, OsSignal::Hup]) {
+            Ok(s) => Stopper::Signals(s),
+            // Without handlers the default actions apply: the process just dies.
+            Err(_) => Stopper::Never,
         }
     }
 
@@ -299,10 +85,6 @@ impl Stopper {
                     None => return Signal::Term,
                 }
             },
-            Stopper::Channel(rx) => {
-                let _ = rx.recv().await;
-                Signal::Stop
-            }
             Stopper::Never => future::pending().await,
         }
     }
@@ -354,26 +136,10 @@ fn spawn_connection(shared: &Arc<Shared>, stream: Async<TcpStream>, peer: Socket
                 Ok(())
             };
             if let Err(panic) = work.or(killed).await {
-                report_panic(&s, "", &*panic);
+                s.daemon.report_panic("", &*panic);
             }
         })
         .detach();
-}
-
-/// Counts a panic caught at a task boundary and logs `task.panic`.
-pub fn report_panic(shared: &Shared, request_id: &str, panic: &(dyn std::any::Any + Send)) {
-    let text = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic".to_owned());
-    shared.daemon.count_panic();
-    shared.daemon.logger.event(
-        Level::Error,
-        "task.panic",
-        "request task panicked",
-        vec![("request_id", json!(request_id)), ("panic", json!(text))],
-    );
 }
 
 /// Decrements a counter when dropped.
@@ -385,48 +151,22 @@ impl Drop for Counted<'_> {
     }
 }
 
-async fn drain(shared: &Arc<Shared>, started: std::time::Instant) {
-    let idle = || shared.in_flight.load(Ordering::Acquire) == 0;
-    let tick = Duration::from_millis(25);
-    let drain_until = started + shared.limits.drain;
-    while !idle() && std::time::Instant::now() < drain_until {
-        Timer::after(tick).await;
-    }
-    shared.daemon.logger.event(
-        Level::Info,
-        "shutdown.drain",
-        "drain finished",
-        vec![
-            (
-                "pending_requests",
-                json!(shared.in_flight.load(Ordering::Acquire)),
-            ),
-            ("elapsed_ms", json!(started.elapsed().as_millis() as u64)),
-        ],
-    );
-    if !idle() {
-        shared.abort_exchanges.fire();
-        let hard = started + shared.limits.hard_stop;
-        while !idle() && std::time::Instant::now() < hard {
-            Timer::after(tick).await;
+/// Steps 2–4 of the shutdown, as the core's [`Drain`] directs. Requests are counted, not
+/// awaited, so a wait is a plain timer tick.
+async fn drain(shared: &Arc<Shared>, began: CoreInstant) {
+    let d = &shared.daemon;
+    let mut plan = Drain::new(began, shared.limits.drain, shared.limits.hard_stop);
+    loop {
+        let in_flight = shared.in_flight.load(Ordering::Acquire);
+        let open = shared.conns.load(Ordering::Acquire);
+        match plan.step(d.now(), in_flight, open) {
+            DrainStep::Log(record) => d.logger.record(&record),
+            DrainStep::AbortExchanges => shared.abort_exchanges.fire(),
+            DrainStep::Wait(until) => {
+                Timer::at(shared.instant(until)).await;
+            }
+            DrainStep::CloseConnections => shared.kill_conns.fire(),
+            DrainStep::Done => return,
         }
-    }
-    let open = || shared.conns.load(Ordering::Acquire) > 0;
-    if !idle() || open() {
-        let remaining = shared.in_flight.load(Ordering::Acquire);
-        if remaining > 0 {
-            shared.daemon.logger.event(
-                Level::Warn,
-                "shutdown.hard_kill",
-                "closing remaining connections",
-                vec![("remaining", json!(remaining))],
-            );
-        }
-        // Idle keep-alive connections were told to close; give them a moment, then cut.
-        let cut_at = std::time::Instant::now() + Duration::from_millis(100);
-        while open() && std::time::Instant::now() < cut_at {
-            Timer::after(Duration::from_millis(5)).await;
-        }
-        shared.kill_conns.fire();
     }
 }

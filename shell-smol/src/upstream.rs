@@ -1,64 +1,42 @@
-//! The upstream HTTP client: the core's HTTP/1.1 codec (`encode_request`,
-//! `ResponseDecoder`) over `Async<TcpStream>` with TCP_NODELAY, rustls (ring) through
-//! futures-rustls with the platform's root certificates for `https`, and a small idle pool
-//! per authority. Redirects are never followed on the data path (the core turns a 3xx into
-//! E20); the pricing fetch follows at most 5.
+//! The upstream HTTP client on smol: the shared policy (`agent_cli_proxy_cli::upstream`:
+//! framing, pool, failure classes, retry) over `Async<TcpStream>` with TCP_NODELAY and rustls
+//! (ring) through futures-rustls with the platform's root certificates for `https`;
+//! responses are read with the core's `ResponseReader`. Redirects are never followed on the
+//! data path (the core turns a 3xx into E20); the pricing fetch follows at most 5.
 //!
-//! Failure classes follow hyper's client: name resolution, TCP connect and TLS handshake
-//! failures are `Connect` with `written: false`; anything after the connection is up is
-//! `Read` (`agent_cli_proxy_core::http1::reset_text`). The tokio build's data path runs the
-//! same client on tokio (`shell-tokio/src/upconn.rs`).
-//!
-//! Choices where the spec is silent:
-//! * A pooled connection is checked with a non-blocking `peek` before reuse: EOF, an error
-//!   or stray bytes drop it. If writing the request on a reused connection still fails, the
-//!   request is written once more on a fresh connection (nothing was processed, as hyper's
-//!   pool does for a connection closed under it).
-//! * Idle connections live at most 90 s, at most 64 per authority (`cli::pool`).
-//! * The TLS configuration (and the platform root store) is loaded on the first `https`
-//!   request, which keeps an `http`-only daemon's memory small.
-//! * A TLS peer that closes without `close_notify` ends a close-delimited body like a TCP
-//!   EOF would.
+//! Choices where the spec is silent: the TLS configuration (and the platform root store) is
+//! loaded on the first `https` request, which keeps an `http`-only daemon's memory small; a
+//! TLS peer that closes without `close_notify` ends a close-delimited body like a TCP EOF.
 
 use std::io;
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use agent_cli_proxy_cli::pool::IdlePool;
-use agent_cli_proxy_core::errors::NetworkErrorName;
+use agent_cli_proxy_cli::daemon::correlator::Hop;
+use agent_cli_proxy_cli::upstream::{Sent, UpstreamClient, UpstreamIo};
 use agent_cli_proxy_core::exchange::{UpstreamFailure, UpstreamRequest};
 use agent_cli_proxy_core::head::ResponseHead;
-use agent_cli_proxy_core::http1::{
-    ResponseEvent, ResponseReader, Target, failure_text, redirect_target, reset_text,
-};
+use agent_cli_proxy_core::http1::{ResponseEvent, ResponseReader, failure_text, reset_text};
 use async_io::Async;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_lite::{AsyncWriteExt, future};
 use futures_rustls::TlsConnector;
 use futures_rustls::client::TlsStream;
 use http::header::LOCATION;
 use http::{HeaderMap, Method};
+use rustls::pki_types::ServerName;
 
 /// Bytes asked of the socket per read: chunks handed to the exchange stay this small.
 const READ_CHUNK: usize = 16 * 1024;
-/// Largest pricing document (`accounting.md` §4.1).
-const MAX_DOCUMENT: usize = 67_108_864;
-/// Bodies up to this size are written together with the head in one write.
-const COALESCE: usize = 64 * 1024;
 
 /// The shared upstream client.
 #[derive(Clone)]
 pub struct Upstream {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    tls: OnceLock<TlsConnector>,
-    pool: IdlePool<Io>,
+    inner: Arc<UpstreamClient<SmolNet>>,
 }
 
 impl Default for Upstream {
@@ -67,12 +45,60 @@ impl Default for Upstream {
     }
 }
 
+/// async-io's sockets and futures-rustls for the shared client.
+#[derive(Default)]
+pub struct SmolNet {
+    tls: OnceLock<TlsConnector>,
+}
+
 /// A plain or TLS connection.
 pub enum Io {
     /// `http`.
     Plain(Async<TcpStream>),
     /// `https`.
     Tls(Box<TlsStream<Async<TcpStream>>>),
+}
+
+impl UpstreamIo for SmolNet {
+    type Tcp = Async<TcpStream>;
+    type Conn = Io;
+
+    async fn resolve(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        let host = host.to_owned();
+        blocking::unblock(move || {
+            (host.as_str(), port)
+                .to_socket_addrs()
+                .map(|a| a.collect::<Vec<_>>())
+        })
+        .await
+    }
+
+    async fn connect_tcp(&self, addr: SocketAddr) -> io::Result<Async<TcpStream>> {
+        let tcp = Async::<TcpStream>::connect(addr).await?;
+        let _ = tcp.get_ref().set_nodelay(true);
+        Ok(tcp)
+    }
+
+    fn plain(&self, tcp: Async<TcpStream>) -> Io {
+        Io::Plain(tcp)
+    }
+
+    async fn tls(&self, name: ServerName<'static>, tcp: Async<TcpStream>) -> io::Result<Io> {
+        let tls = self
+            .tls
+            .get_or_init(|| TlsConnector::from(Arc::new(agent_cli_proxy_cli::tls::client_config())))
+            .clone();
+        Ok(Io::Tls(Box::new(tls.connect(name, tcp).await?)))
+    }
+
+    fn is_quiet(conn: &Io) -> bool {
+        conn.is_quiet()
+    }
+
+    async fn write_all(conn: &mut Io, bytes: &[u8]) -> io::Result<()> {
+        conn.write_all(bytes).await?;
+        conn.flush().await
+    }
 }
 
 /// An upstream response being read, on the connection that carries it.
@@ -87,104 +113,26 @@ impl Upstream {
     /// An empty client; TLS is set up on first use.
     pub fn new() -> Upstream {
         Upstream {
-            inner: Arc::new(Inner {
-                tls: OnceLock::new(),
-                pool: IdlePool::default(),
-            }),
+            inner: Arc::new(UpstreamClient::new(SmolNet::default())),
         }
     }
 
     /// Sends one attempt: connects (or reuses a pooled connection) and writes the whole
     /// request. `Ok` is the connection, ready for the response.
     pub async fn send(self, req: UpstreamRequest) -> Result<UpConn, UpstreamFailure> {
-        let invalid = |m: String| UpstreamFailure::Connect {
-            name: NetworkErrorName::Connect,
-            written: false,
-            message: format!("invalid upstream request: {m}"),
-        };
-        let target = Target::parse(&req.url).map_err(invalid)?;
-        let head = target
-            .request_head(&req.method, &req.headers, req.body.len() as u64)
-            .map_err(invalid)?;
-        let mut retried = false;
-        loop {
-            let (mut io, reused) = self.connect(&target).await?;
-            match write_request(&mut io, &head, &req.body).await {
-                Ok(()) => {
-                    return Ok(UpConn {
-                        io,
-                        reader: ResponseReader::new(&req.method),
-                        key: target.key.clone(),
-                        client: self.clone(),
-                    });
-                }
-                Err(_) if reused && !retried => retried = true,
-                Err(e) => {
-                    return Err(UpstreamFailure::Read {
-                        message: reset_text(&e.to_string()),
-                    });
-                }
-            }
-        }
+        let Sent { conn, reader, key } = self.inner.send(req).await?;
+        Ok(UpConn {
+            io: conn,
+            reader,
+            key,
+            client: self,
+        })
     }
 
     /// A bodiless probe (`/ready`'s `HEAD <url>/health`, `doctor`): the status or the error.
     pub async fn probe(&self, method: Method, url: &str) -> Result<u16, String> {
         let (_, head) = self.head_of(method, url).await?;
         Ok(head.status.as_u16())
-    }
-
-    /// Fetches a document (the pricing source): `file:///abs/path` reads the file; http(s)
-    /// follows at most 5 redirects, carries no credentials and accepts at most 64 MiB
-    /// within 30 s (`accounting.md` §4.1).
-    pub async fn fetch_document(&self, url: &str) -> Result<Bytes, String> {
-        if let Some(path) = url.strip_prefix("file://") {
-            let owned = path.to_owned();
-            let bytes = blocking::unblock(move || std::fs::read(&owned))
-                .await
-                .map_err(|e| format!("{path}: {e}"))?;
-            if bytes.len() > MAX_DOCUMENT {
-                return Err("pricing document exceeds 64 MiB".to_owned());
-            }
-            return Ok(Bytes::from(bytes));
-        }
-        let fetch = async {
-            let mut target = url.to_owned();
-            for _ in 0..=5 {
-                let (mut conn, head) = self.head_of(Method::GET, &target).await?;
-                if head.status.is_redirection() {
-                    let Some(loc) = head.headers.get(LOCATION) else {
-                        return Err(format!("HTTP {} without location", head.status));
-                    };
-                    target = redirect_target(&target, loc.to_str().map_err(|e| e.to_string())?);
-                    continue;
-                }
-                if !head.status.is_success() {
-                    return Err(format!("HTTP {}", head.status.as_u16()));
-                }
-                let mut body = BytesMut::new();
-                loop {
-                    match future::poll_fn(|cx| conn.poll_event(cx)).await {
-                        Ok(ResponseEvent::Body(chunk)) => {
-                            if body.len() + chunk.len() > MAX_DOCUMENT {
-                                return Err("length limit exceeded".to_owned());
-                            }
-                            body.extend_from_slice(&chunk);
-                        }
-                        Ok(ResponseEvent::End) => {
-                            conn.finish();
-                            return Ok(body.freeze());
-                        }
-                        Ok(ResponseEvent::Head(..)) => {}
-                        Err(f) => return Err(failure_text(f)),
-                    }
-                }
-            }
-            Err("too many redirects".to_owned())
-        };
-        crate::server::timeout(Duration::from_millis(30_000), fetch)
-            .await
-            .ok_or_else(|| "pricing fetch timed out after 30000ms".to_owned())?
     }
 
     /// `GET url` with `headers`, reading the whole answer (at most `max` bytes): the
@@ -241,60 +189,6 @@ impl Upstream {
             }
         }
     }
-
-    /// A live pooled connection to `target`, or a new one. `true` when reused.
-    async fn connect(&self, target: &Target) -> Result<(Io, bool), UpstreamFailure> {
-        if let Some(io) = self.inner.pool.checkout(&target.key, Io::is_quiet) {
-            return Ok((io, true));
-        }
-        let failure = |name, message: String| UpstreamFailure::Connect {
-            name,
-            written: false,
-            message,
-        };
-        let host = target.host.clone();
-        let port = target.port;
-        let addrs = blocking::unblock(move || {
-            (host.as_str(), port)
-                .to_socket_addrs()
-                .map(|a| a.collect::<Vec<_>>())
-        })
-        .await
-        .map_err(|e| failure(NetworkErrorName::Dns, format!("dns error: {e}")))?;
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address resolved");
-        let mut tcp = None;
-        for addr in addrs {
-            match Async::<TcpStream>::connect(addr).await {
-                Ok(s) => {
-                    tcp = Some(s);
-                    break;
-                }
-                Err(e) => last = e,
-            }
-        }
-        let Some(tcp) = tcp else {
-            return Err(failure(
-                NetworkErrorName::Connect,
-                format!("tcp connect error: {last}"),
-            ));
-        };
-        let _ = tcp.get_ref().set_nodelay(true);
-        if !target.tls {
-            return Ok((Io::Plain(tcp), false));
-        }
-        let name = rustls::pki_types::ServerName::try_from(target.host.clone())
-            .map_err(|e| failure(NetworkErrorName::Tls, format!("invalid server name: {e}")))?;
-        let tls = self
-            .inner
-            .tls
-            .get_or_init(|| TlsConnector::from(Arc::new(agent_cli_proxy_cli::tls::client_config())))
-            .clone();
-        let stream = tls
-            .connect(name, tcp)
-            .await
-            .map_err(|e| failure(NetworkErrorName::Tls, format!("tls handshake error: {e}")))?;
-        Ok((Io::Tls(Box::new(stream)), false))
-    }
 }
 
 impl UpConn {
@@ -327,9 +221,7 @@ impl UpConn {
     /// The response was read to its end: the connection goes back to the pool when it can
     /// carry another request, and is closed otherwise.
     pub fn finish(self) {
-        if self.reader.is_reusable() {
-            self.client.inner.pool.checkin(self.key, self.io);
-        }
+        self.client.inner.finish(self.key, self.io, &self.reader);
     }
 }
 
@@ -388,19 +280,6 @@ impl AsyncWrite for Io {
     }
 }
 
-async fn write_request(io: &mut Io, head: &[u8], body: &[u8]) -> io::Result<()> {
-    if body.len() <= COALESCE {
-        let mut all = Vec::with_capacity(head.len() + body.len());
-        all.extend_from_slice(head);
-        all.extend_from_slice(body);
-        io.write_all(&all).await?;
-    } else {
-        io.write_all(head).await?;
-        io.write_all(body).await?;
-    }
-    io.flush().await
-}
-
 /// Largest management or quota answer read (the legacy usage snapshot can be large).
 const MAX_LOOP_BODY: usize = 33_554_432;
 
@@ -430,20 +309,57 @@ impl agent_cli_proxy_cli::daemon::correlator::HttpGet for Upstream {
             if let Some(e) = bad {
                 return Err(e);
             }
-            crate::server::timeout(timeout, self.get_all(&url, map, MAX_LOOP_BODY))
+            crate::timer::timeout(timeout, self.get_all(&url, map, MAX_LOOP_BODY))
                 .await
                 .ok_or_else(|| format!("timed out after {}ms", timeout.as_millis()))?
         })
     }
 
-    fn fetch_document<'a>(
-        &'a self,
-        url: &'a str,
-    ) -> agent_cli_proxy_cli::daemon::correlator::BoxFuture<'a, Result<Vec<u8>, String>> {
+    fn get_hop(
+        &self,
+        url: &str,
+        max: usize,
+        timeout: Duration,
+    ) -> agent_cli_proxy_cli::daemon::correlator::BoxFuture<'_, Result<Hop, String>> {
+        let url = url.to_owned();
         Box::pin(async move {
-            Upstream::fetch_document(self, url)
+            let call = async {
+                let (mut conn, head) = self.head_of(Method::GET, &url).await?;
+                if head.status.is_redirection() {
+                    let location = head
+                        .headers
+                        .get(LOCATION)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    return Ok(Hop::Redirect {
+                        status: head.status,
+                        location,
+                    });
+                }
+                if !head.status.is_success() {
+                    return Ok(Hop::Status(head.status));
+                }
+                let mut body = Vec::new();
+                loop {
+                    match future::poll_fn(|cx| conn.poll_event(cx)).await {
+                        Ok(ResponseEvent::Body(chunk)) => {
+                            if body.len() + chunk.len() > max {
+                                return Err("length limit exceeded".to_owned());
+                            }
+                            body.extend_from_slice(&chunk);
+                        }
+                        Ok(ResponseEvent::End) => {
+                            conn.finish();
+                            return Ok(Hop::Body(body));
+                        }
+                        Ok(ResponseEvent::Head(..)) => {}
+                        Err(f) => return Err(failure_text(f)),
+                    }
+                }
+            };
+            crate::timer::timeout(timeout, call)
                 .await
-                .map(|b| b.to_vec())
+                .ok_or_else(|| format!("timed out after {}ms", timeout.as_millis()))?
         })
     }
 
@@ -458,6 +374,7 @@ impl agent_cli_proxy_cli::daemon::correlator::HttpGet for Upstream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use agent_cli_proxy_core::errors::NetworkErrorName;
 
     #[test]
     fn connect_failures_are_not_written_and_named() {

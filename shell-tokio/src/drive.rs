@@ -7,31 +7,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_cli_proxy_core::exchange::{
-    Downstream, Exchange, ExchangeEvent, UpstreamFailure, UpstreamOp,
-};
+use agent_cli_proxy_cli::daemon::pipeline::BudgetCharge;
+use agent_cli_proxy_core::exchange::{Downstream, Exchange, UpstreamFailure, UpstreamOp};
 use agent_cli_proxy_core::http1::ResponseEvent;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::body::{Cut, Item, RespBody};
-use crate::server::Shared;
-use crate::service::{Outgoing, response_head, response_of_reply};
+use crate::respond::{Outgoing, response_head, response_of_reply};
+use crate::shared::Shared;
 use crate::upconn::UpConn;
 
 type SendFuture = Pin<Box<dyn Future<Output = Result<UpConn, UpstreamFailure>> + Send>>;
-
-/// Releases a request's share of the global body budget when dropped.
-pub struct BudgetCharge {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) bytes: u64,
-}
-
-impl Drop for BudgetCharge {
-    fn drop(&mut self) {
-        self.shared.daemon.release_body(self.bytes);
-    }
-}
 
 /// Where the response head goes: the service future waiting for it.
 pub type HeadSender = oneshot::Sender<Outgoing>;
@@ -67,20 +54,18 @@ pub async fn drive(
         // Drain in the documented order; inputs discovered while draining are fed after.
         let mut client_gone = false;
         let mut stalled = false;
-        // Spooled and answered at once (`docs/spool.md` §2).
-        d.drain_storage(&mut ex);
-        while let Some(op) = ex.poll_upstream() {
-            match op {
-                UpstreamOp::Send { request, .. } => {
-                    let client = shared.upclient.clone();
-                    sending = Some(Box::pin(client.send(request)));
-                    reading = None;
-                }
-                UpstreamOp::Cancel => {
-                    sending = None;
-                    reading = None;
-                }
+        // Storage is spooled and answered at once (`docs/spool.md` §2).
+        match d.drain_to_upstream(&mut ex) {
+            Some(UpstreamOp::Send { request, .. }) => {
+                let client = shared.upclient.clone();
+                sending = Some(Box::pin(client.send(request)));
+                reading = None;
             }
+            Some(UpstreamOp::Cancel) => {
+                sending = None;
+                reading = None;
+            }
+            None => {}
         }
         while let Some(out) = ex.poll_downstream() {
             match out {
@@ -123,14 +108,7 @@ pub async fn drive(
                 }
             }
         }
-        let mut finished = false;
-        while let Some(ev) = ex.poll_event() {
-            match ev {
-                ExchangeEvent::Finished => finished = true,
-                other => d.handle_event(other),
-            }
-        }
-        if finished {
+        if d.drain_events(&mut ex) {
             return;
         }
         let now = d.now();

@@ -4,14 +4,16 @@
 //! decision is `agent-cli-proxy-core`'s. `main` hands the command line to the shared CLI
 //! crate with [`TokioShell`], whose `serve` runs [`serve_with`].
 
-mod admin;
 mod body;
+mod conntimer;
 mod drive;
 mod loops;
 mod proxy;
 mod ready;
+mod respond;
 mod server;
 mod service;
+mod shared;
 mod upconn;
 mod upstream;
 
@@ -23,7 +25,7 @@ use std::time::Duration;
 use agent_cli_proxy_cli::Shell;
 use agent_cli_proxy_cli::daemon::{Daemon, seed};
 
-pub use server::Limits;
+pub use shared::Limits;
 
 /// The tokio shell for the shared CLI.
 #[derive(Default)]
@@ -60,10 +62,12 @@ impl Shell for TokioShell {
         let rt = runtime(1).map_err(|e| e.to_string())?;
         rt.block_on(async {
             let up = upstream::Upstream::new();
-            tokio::time::timeout(timeout, up.fetch_document(url))
-                .await
-                .map_err(|_| format!("timed out after {}ms", timeout.as_millis()))?
-                .map(|b| b.to_vec())
+            tokio::time::timeout(
+                timeout,
+                agent_cli_proxy_cli::daemon::correlator::HttpGet::fetch_document(&up, url),
+            )
+            .await
+            .map_err(|_| format!("timed out after {}ms", timeout.as_millis()))?
         })
     }
 }
@@ -99,19 +103,6 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 /// time-dependent cases (body idle, write stall, header timeout) run in seconds.
 pub fn main_with_limits(args: impl IntoIterator<Item = OsString>, limits: Limits) -> ExitCode {
     agent_cli_proxy_cli::main_with(args, &TokioShell { limits })
-}
-
-/// Entry point for the black-box tests, which re-execute their own binary as the daemon:
-/// the arguments come from `ACP_TEST_ARGS` (separated by U+001F), not from the test
-/// harness's argv.
-pub fn child_main() -> ExitCode {
-    let args = std::env::var("ACP_TEST_ARGS").unwrap_or_else(|_| "serve".to_owned());
-    let argv = std::iter::once(OsString::from("agent-cli-proxy")).chain(
-        args.split('\u{1f}')
-            .filter(|a| !a.is_empty())
-            .map(OsString::from),
-    );
-    main_with_args(argv)
 }
 
 fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {

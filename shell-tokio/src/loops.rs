@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// The running loops.
 pub struct Loops {

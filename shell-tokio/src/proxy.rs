@@ -4,20 +4,19 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use agent_cli_proxy_cli::daemon::pipeline::{BodyIntake, BudgetCharge};
 use agent_cli_proxy_core::errors;
-use agent_cli_proxy_core::exchange::Level;
-use agent_cli_proxy_core::head::{RequestHead, header_str};
-use agent_cli_proxy_core::proxy::{Core, InboundRequest, KeyLookup, StartAction};
-use bytes::{Bytes, BytesMut};
+use agent_cli_proxy_core::head::{Reply, RequestHead, header_str};
+use agent_cli_proxy_core::proxy::{Core, KeyLookup, StartAction};
+use bytes::Bytes;
 use futures_util::FutureExt;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use serde_json::json;
 use tokio::sync::oneshot;
 
-use crate::drive::{BudgetCharge, drive};
-use crate::server::Shared;
-use crate::service::{Outgoing, response_of_reply};
+use crate::drive::drive;
+use crate::respond::{Outgoing, response_of_reply};
+use crate::shared::Shared;
 
 /// Handles one proxied request to its response head (the body may still be streaming).
 pub async fn handle(
@@ -37,44 +36,15 @@ pub async fn handle(
                 .unwrap_or(KeyLookup::Unknown)
         }
     };
-    let checked = d.core().check_proxy_head(&head, &key);
-    let limit = match checked {
+    let limit = match d.check_proxy_head(&head, &key) {
         Ok(limit) => limit,
-        Err(reply) => {
-            if reply.status == http::StatusCode::UNAUTHORIZED {
-                d.logger.event(
-                    Level::Warn,
-                    "proxy.auth.rejected",
-                    "proxy authentication rejected",
-                    vec![("path", json!(head.path))],
-                );
-            }
-            return Outgoing::Response(response_of_reply(reply, secure));
-        }
+        Err(reply) => return Outgoing::Response(response_of_reply(reply, secure)),
     };
     let (body, charge) = match read_body(shared, &head, body, limit).await {
         Ok(b) => b,
         Err(reply) => return Outgoing::Response(response_of_reply(reply, secure)),
     };
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let start = d.core().start(
-        InboundRequest {
-            head,
-            body,
-            peer,
-            request_id,
-            key,
-        },
-        d.now(),
-        d.wall(),
-    );
-    for ev in start.events {
-        d.handle_event(ev);
-    }
-    if let Some((id, at)) = start.touch_key {
-        d.touch_key(id, at);
-    }
-    let exchange = match start.action {
+    let exchange = match d.start_exchange(head, body, peer, key) {
         StartAction::Reply(reply) => return Outgoing::Response(response_of_reply(reply, secure)),
         StartAction::Exchange(ex) => ex,
     };
@@ -92,18 +62,7 @@ pub async fn handle(
         .catch_unwind()
         .await;
         if let Err(panic) = run {
-            let text = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic".to_owned());
-            task_shared.daemon.count_panic();
-            task_shared.daemon.logger.event(
-                Level::Error,
-                "task.panic",
-                "request task panicked",
-                vec![("request_id", json!(request_id)), ("panic", json!(text))],
-            );
+            task_shared.daemon.report_panic(&request_id, &*panic);
         }
     });
     drop(task);
@@ -114,27 +73,16 @@ pub async fn handle(
     }
 }
 
-/// Reads the whole body, counting against the per-request limit and the global budget, with
-/// the body idle timeout (`datapath.md` §5, §1).
+/// Reads the whole body under its limits (`datapath.md` §5) with the body idle timeout
+/// (§1).
 async fn read_body(
     shared: &Arc<Shared>,
     head: &RequestHead,
     mut body: Incoming,
     limit: u64,
-) -> Result<(Bytes, BudgetCharge), agent_cli_proxy_core::head::Reply> {
-    let d = &shared.daemon;
+) -> Result<(Bytes, BudgetCharge), Reply> {
     let declared = header_str(&head.headers, "content-length").and_then(|v| v.parse::<u64>().ok());
-    let mut charge = BudgetCharge {
-        shared: Arc::clone(shared),
-        bytes: 0,
-    };
-    if let Some(len) = declared {
-        if !d.charge_body(len) {
-            return Err(errors::body_budget().closing());
-        }
-        charge.bytes = len;
-    }
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit) as usize);
+    let mut intake = BodyIntake::start(shared, declared, limit)?;
     loop {
         let frame = tokio::time::timeout(shared.limits.body_idle, body.frame()).await;
         let frame = match frame {
@@ -144,20 +92,9 @@ async fn read_body(
             Ok(Some(Err(_))) => return Err(errors::framing(http::StatusCode::BAD_REQUEST)),
             Ok(Some(Ok(f))) => f,
         };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        let total = buf.len() as u64 + data.len() as u64;
-        if total > limit {
-            return Err(errors::body_too_large(limit).closing());
+        if let Ok(data) = frame.into_data() {
+            intake.push(&data)?;
         }
-        if declared.is_none() {
-            if !d.charge_body(data.len() as u64) {
-                return Err(errors::body_budget().closing());
-            }
-            charge.bytes += data.len() as u64;
-        }
-        buf.extend_from_slice(&data);
     }
-    Ok((buf.freeze(), charge))
+    Ok(intake.finish())
 }

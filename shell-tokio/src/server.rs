@@ -8,162 +8,29 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use agent_cli_proxy_cli::daemon::Daemon;
-use agent_cli_proxy_core::exchange::Level;
+use agent_cli_proxy_cli::daemon::ready::ReadyState;
+use agent_cli_proxy_core::shutdown::{Drain, DrainStep, Signal};
+use agent_cli_proxy_core::time::Instant as CoreInstant;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
+use crate::body::Cut;
+use crate::conntimer::{ConnClock, Tracked, Watched};
 use crate::loops::Loops;
-use crate::ready::ReadyState;
+use crate::shared::{Limits, Shared};
 use crate::upconn::UpClient;
 use crate::upstream::Upstream;
 
-/// Listener and connection limits (`datapath.md` §1). Constants in production; the tests
-/// shorten them through [`crate::serve_with`].
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// First byte of the request line to the end of the headers.
-    pub header_read_timeout: Duration,
-    /// No request-body byte for this long → 408.
-    pub body_idle: Duration,
-    /// Response bytes pending, none accepted by the socket → O12.
-    pub write_stall: Duration,
-    /// At most this many request headers.
-    pub max_headers: usize,
-    /// At most this many bytes of request head.
-    pub max_header_block: usize,
-    /// Drain before aborting live exchanges at shutdown.
-    pub drain: Duration,
-    /// Hard stop of the shutdown drain.
-    pub hard_stop: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            header_read_timeout: Duration::from_millis(30_000),
-            body_idle: Duration::from_millis(30_000),
-            write_stall: Duration::from_millis(300_000),
-            max_headers: 100,
-            max_header_block: 65_536,
-            drain: Duration::from_millis(10_000),
-            hard_stop: Duration::from_millis(15_000),
-        }
-    }
-}
-
-impl Limits {
-    /// Applies `key=ms` overrides separated by commas (`header_read_timeout_ms`,
-    /// `body_idle_ms`, `write_stall_ms`, `drain_ms`, `hard_stop_ms`); unknown keys and bad
-    /// numbers are ignored. Used by the test harness only.
-    pub fn with_overrides(mut self, spec: &str) -> Limits {
-        for (key, value) in spec.split(',').filter_map(|kv| kv.split_once('=')) {
-            let Ok(ms) = value.trim().parse::<u64>() else {
-                continue;
-            };
-            let d = Duration::from_millis(ms);
-            match key.trim() {
-                "header_read_timeout_ms" => self.header_read_timeout = d,
-                "body_idle_ms" => self.body_idle = d,
-                "write_stall_ms" => self.write_stall = d,
-                "drain_ms" => self.drain = d,
-                "hard_stop_ms" => self.hard_stop = d,
-                _ => {}
-            }
-        }
-        self
-    }
-}
-
-/// State shared by every task of the daemon.
-pub struct Shared {
-    /// The runtime-agnostic daemon state.
-    pub daemon: Daemon,
-    /// The control-plane client (probes, pricing fetch, loops), on hyper.
-    pub upstream: Upstream,
-    /// The data-path client (proxied calls), on the core's codec.
-    pub upclient: UpClient,
-    /// Limits.
-    pub limits: Limits,
-    /// Requests being handled.
-    pub in_flight: AtomicUsize,
-    /// Signalled whenever a request ends.
-    pub drained: Notify,
-    /// Set to true to abort every live exchange (shutdown step 3).
-    pub abort_exchanges: watch::Sender<bool>,
-    /// `/ready` memo and loop health.
-    pub ready: ReadyState,
-    origin: tokio::time::Instant,
-}
-
-impl Shared {
-    /// The tokio instant of a core instant.
-    pub fn tokio_instant(&self, t: agent_cli_proxy_core::time::Instant) -> tokio::time::Instant {
-        self.origin + Duration::from_micros(t.as_micros())
-    }
-}
-
-/// Which signal started the shutdown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
-    /// SIGINT: exit 0.
-    Int,
-    /// SIGTERM: exit 143.
-    Term,
-    /// SIGHUP: exit 129.
-    Hup,
-}
-
-impl Signal {
-    fn name(self) -> &'static str {
-        match self {
-            Signal::Int => "SIGINT",
-            Signal::Term => "SIGTERM",
-            Signal::Hup => "SIGHUP",
-        }
-    }
-
-    fn exit_code(self) -> u8 {
-        match self {
-            Signal::Int => 0,
-            Signal::Term => 143,
-            Signal::Hup => 129,
-        }
-    }
-}
-
 /// Binds, serves until a signal, then runs the shutdown sequence. Returns the exit code.
 pub async fn run(daemon: Daemon, limits: Limits) -> ExitCode {
-    let host = daemon.config.proxy_host.clone();
-    let port = daemon.config.proxy_port;
-    let bind_host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let listener = match TcpListener::bind((bind_host.as_str(), port)).await {
+    let (host, port) = daemon.bind_address();
+    let listener = match TcpListener::bind((host.as_str(), port)).await {
         Ok(l) => l,
-        Err(e) => {
-            daemon.logger.event(
-                Level::Error,
-                "startup.port_in_use",
-                &format!("cannot bind {host}:{port}: {e}"),
-                vec![
-                    ("host", json!(host)),
-                    ("port", json!(port)),
-                    (
-                        "hint",
-                        json!("another agent-cli-proxy may be running, or set PROXY_PORT to a different port"),
-                    ),
-                ],
-            );
-            daemon.shutdown_storage();
-            daemon.logger.flush();
-            return ExitCode::from(1);
-        }
+        Err(e) => return daemon.bind_failed(&e),
     };
     let origin = tokio::time::Instant::from_std(daemon.clock_origin());
     let (abort_tx, _) = watch::channel(false);
@@ -180,43 +47,19 @@ pub async fn run(daemon: Daemon, limits: Limits) -> ExitCode {
     });
     let loops = Loops::start(&shared);
     let signal = install_signals();
-    shared.daemon.logger.event(
-        Level::Info,
-        "server.running",
-        "server running",
-        vec![
-            ("host", json!(host)),
-            ("port", json!(port)),
-            ("url", json!(format!("http://{host}:{port}"))),
-        ],
-    );
+    shared.daemon.log_running();
     let (stop_conns_tx, stop_conns) = watch::channel(false);
     let mut conns = JoinSet::new();
     let signal = accept_loop(&shared, &listener, &mut conns, &stop_conns, signal).await;
     drop(listener);
     let started = std::time::Instant::now();
-    shared.daemon.logger.event(
-        Level::Info,
-        "shutdown.signal",
-        "shutdown started",
-        vec![("signal", json!(signal.name()))],
-    );
+    let began = shared.daemon.log_shutdown_started(signal);
     let _ = stop_conns_tx.send(true);
-    drain(&shared, &mut conns, started).await;
+    drain(&shared, &mut conns, began).await;
     loops.stop(&shared, started).await;
     let s = Arc::clone(&shared);
     let _ = tokio::task::spawn_blocking(move || s.daemon.shutdown_storage()).await;
-    shared.daemon.logger.event(
-        Level::Info,
-        "shutdown.complete",
-        "shutdown complete",
-        vec![
-            ("exit_code", json!(signal.exit_code())),
-            ("total_ms", json!(started.elapsed().as_millis() as u64)),
-        ],
-    );
-    shared.daemon.logger.flush();
-    ExitCode::from(signal.exit_code())
+    shared.daemon.shutdown_complete(signal, began)
 }
 
 async fn accept_loop(
@@ -253,66 +96,60 @@ async fn serve_connection(
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) {
+    // No header read timeout in hyper: `ConnClock` keeps it, and the keep-alive idle time
+    // hyper has no timer for.
+    let clock = ConnClock::new(
+        shared.limits.header_read_timeout,
+        shared.limits.keep_alive_idle,
+    );
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(shared.limits.header_read_timeout)
         .max_headers(shared.limits.max_headers)
         .max_buf_size(shared.limits.max_header_block.max(8192))
         .keep_alive(true);
     let svc_shared = Arc::clone(&shared);
-    let service = service_fn(move |req| crate::service::handle(Arc::clone(&svc_shared), peer, req));
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let svc_clock = Arc::clone(&clock);
+    let service = service_fn(move |req| {
+        let serving = svc_clock.serving();
+        let handled = crate::service::handle(Arc::clone(&svc_shared), peer, req);
+        async move {
+            let resp = handled.await?;
+            Ok::<_, Cut>(resp.map(|body| Tracked::new(body, serving)))
+        }
+    });
+    let io = TokioIo::new(Watched::new(stream, Arc::clone(&clock)));
+    let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => return,
+        _ = clock.expired() => return,
         _ = stop.changed() => conn.as_mut().graceful_shutdown(),
     }
     let _ = conn.await;
 }
 
-async fn drain(shared: &Arc<Shared>, conns: &mut JoinSet<()>, started: std::time::Instant) {
-    let idle = || shared.in_flight.load(Ordering::Acquire) == 0;
-    let drain_until = tokio::time::Instant::from_std(started + shared.limits.drain);
-    while !idle() && tokio::time::Instant::now() < drain_until {
-        let _ = tokio::time::timeout(Duration::from_millis(25), shared.drained.notified()).await;
-    }
-    shared.daemon.logger.event(
-        Level::Info,
-        "shutdown.drain",
-        "drain finished",
-        vec![
-            (
-                "pending_requests",
-                json!(shared.in_flight.load(Ordering::Acquire)),
-            ),
-            ("elapsed_ms", json!(started.elapsed().as_millis() as u64)),
-        ],
-    );
-    if !idle() {
-        let _ = shared.abort_exchanges.send(true);
-        let hard = tokio::time::Instant::from_std(started + shared.limits.hard_stop);
-        while !idle() && tokio::time::Instant::now() < hard {
-            let _ =
-                tokio::time::timeout(Duration::from_millis(25), shared.drained.notified()).await;
+/// Steps 2–4 of the shutdown, as the core's [`Drain`] directs.
+async fn drain(shared: &Arc<Shared>, conns: &mut JoinSet<()>, began: CoreInstant) {
+    let d = &shared.daemon;
+    let mut plan = Drain::new(began, shared.limits.drain, shared.limits.hard_stop);
+    loop {
+        let in_flight = shared.in_flight.load(Ordering::Acquire);
+        match plan.step(d.now(), in_flight, conns.len()) {
+            DrainStep::Log(record) => d.logger.record(&record),
+            DrainStep::AbortExchanges => {
+                let _ = shared.abort_exchanges.send(true);
+            }
+            DrainStep::Wait(until) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(shared.tokio_instant(until)) => {}
+                    _ = shared.drained.notified() => {}
+                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                }
+            }
+            DrainStep::CloseConnections => conns.abort_all(),
+            DrainStep::Done => return,
         }
-    }
-    if !idle() || !conns.is_empty() {
-        let remaining = shared.in_flight.load(Ordering::Acquire);
-        if remaining > 0 {
-            shared.daemon.logger.event(
-                Level::Warn,
-                "shutdown.hard_kill",
-                "closing remaining connections",
-                vec![("remaining", json!(remaining))],
-            );
-        }
-        // Idle keep-alive connections were told to close; give them a moment, then cut.
-        let _ = tokio::time::timeout(Duration::from_millis(100), async {
-            while conns.join_next().await.is_some() {}
-        })
-        .await;
-        conns.abort_all();
     }
 }
 

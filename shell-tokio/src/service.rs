@@ -1,29 +1,20 @@
-//! One HTTP request: routing to health, readiness, metrics, admin or the proxy, and the
-//! conversion of the core's replies and heads into hyper responses.
+//! One HTTP request: carries out the shared pipeline's plan for it
+//! (`agent_cli_proxy_cli::daemon::pipeline`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use agent_cli_proxy_core::errors;
-use agent_cli_proxy_core::gate;
+use agent_cli_proxy_cli::daemon::pipeline::{BodyUse, Handler, Plan};
 use agent_cli_proxy_core::head::{Reply, RequestHead};
-use agent_cli_proxy_core::route::Route;
-use http::header::{CONNECTION, CONTENT_LENGTH, HeaderValue};
-use http::{HeaderMap, StatusCode};
+use bytes::Bytes;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::body::{Cut, RespBody};
-use crate::server::Shared;
-use crate::{admin, proxy, ready};
-
-/// What the drive loop hands the waiting service future.
-pub enum Outgoing {
-    /// A response (complete or streaming).
-    Response(hyper::Response<RespBody>),
-    /// Close the connection without a response.
-    Close,
-}
+use crate::respond::{Outgoing, response_of_reply};
+use crate::shared::Shared;
+use crate::{proxy, ready};
 
 /// Handles one request. `Err` makes hyper close the connection without a response.
 pub async fn handle(
@@ -40,43 +31,39 @@ pub async fn handle(
         .map(|pq| pq.as_str().to_owned())
         .unwrap_or_else(|| "/".to_owned());
     let head = RequestHead::new(parts.method, &target, parts.headers);
-    let secure = gate::is_secure_request(
-        &head.headers,
-        false,
-        shared.daemon.config.trust_proxy_headers,
-    );
-    let route = shared.daemon.core().route(&head);
-    let outgoing = match route {
-        Route::Health => reply(Reply::json(StatusCode::OK, r#"{"status":"ok"}"#), secure),
-        Route::Ready => reply(ready::handle(&shared).await, secure),
-        Route::Metrics => {
-            let gate = shared.daemon.admin_gate(&head, peer.ip());
-            match gate {
-                Err(r) => reply(r, secure),
-                Ok(()) => {
-                    let s = Arc::clone(&shared);
-                    let r = tokio::task::spawn_blocking(move || s.daemon.render_metrics())
-                        .await
-                        .unwrap_or_else(|_| errors::internal_error());
-                    reply(r, secure)
-                }
-            }
-        }
-        Route::Admin => {
-            let gate = shared.daemon.admin_gate(&head, peer.ip());
-            match gate {
-                Err(r) => reply(r, secure),
-                Ok(()) => reply(admin::handle(&shared, head, body, peer.ip()).await, secure),
-            }
-        }
-        Route::Dashboard => reply(shared.daemon.dashboard(&head, peer.ip()), secure),
-        Route::NotFound => reply(errors::not_found(), secure),
-        Route::Proxy => proxy::handle(&shared, head, body, peer.ip(), secure).await,
+    let (plan, secure) = shared.daemon.plan(head, peer.ip());
+    let outgoing = match plan {
+        // hyper reads and drops a body nobody took.
+        Plan::Reply(r) => reply(r, secure),
+        Plan::Ready => reply(ready::handle(&shared).await, secure),
+        Plan::Handler(h) => reply(answer(&shared, h, body).await, secure),
+        Plan::Proxy(head) => proxy::handle(&shared, head, body, peer.ip(), secure).await,
     };
     match outgoing {
         Outgoing::Response(r) => Ok(r),
         Outgoing::Close => Err(Cut),
     }
+}
+
+/// Reads the body a handler wants, then answers on the blocking pool.
+async fn answer(shared: &Arc<Shared>, handler: Handler, body: Incoming) -> Reply {
+    let body = match handler.body {
+        BodyUse::Ignore => Bytes::new(),
+        BodyUse::Read(limit) => {
+            match http_body_util::Limited::new(body, limit as usize)
+                .collect()
+                .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(_) => return handler.too_large(),
+            }
+        }
+    };
+    let failed = handler.failed();
+    let s = Arc::clone(shared);
+    tokio::task::spawn_blocking(move || handler.answer(&s.daemon, &body))
+        .await
+        .unwrap_or(failed)
 }
 
 struct InFlight<'a>(&'a Shared);
@@ -90,42 +77,4 @@ impl Drop for InFlight<'_> {
 
 fn reply(r: Reply, secure: bool) -> Outgoing {
     Outgoing::Response(response_of_reply(r, secure))
-}
-
-/// A complete response from a core reply, with the security headers of `datapath.md` §3.
-pub fn response_of_reply(reply: Reply, secure: bool) -> hyper::Response<RespBody> {
-    let mut headers = reply.headers;
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(reply.body.len()));
-    if reply.close {
-        headers.insert(CONNECTION, HeaderValue::from_static("close"));
-    }
-    build(reply.status, headers, RespBody::full(reply.body), secure)
-}
-
-/// A relayed response head with a streamed body.
-pub fn response_head(
-    status: StatusCode,
-    mut headers: HeaderMap,
-    content_length: Option<u64>,
-    body: RespBody,
-    secure: bool,
-) -> hyper::Response<RespBody> {
-    headers.remove(CONTENT_LENGTH);
-    if let Some(len) = content_length {
-        headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
-    }
-    build(status, headers, body, secure)
-}
-
-fn build(
-    status: StatusCode,
-    mut headers: HeaderMap,
-    body: RespBody,
-    secure: bool,
-) -> hyper::Response<RespBody> {
-    gate::apply_security_headers(&mut headers, secure);
-    let mut resp = hyper::Response::new(body);
-    *resp.status_mut() = status;
-    *resp.headers_mut() = headers;
-    resp
 }

@@ -1,7 +1,7 @@
-//! The data-path upstream client: the core's HTTP/1.1 codec (`Target::request_head`,
-//! `ResponseDecoder`) over tokio's `TcpStream` with TCP_NODELAY, tokio-rustls (ring) with the
-//! platform's root certificates for `https`, and a small idle pool per authority. The same
-//! client as the smol build's, on tokio.
+//! The data-path upstream client on tokio: the shared policy
+//! (`agent_cli_proxy_cli::upstream`: framing, pool, failure classes, retry) over tokio's
+//! `TcpStream` with TCP_NODELAY and tokio-rustls (ring) with the platform's root
+//! certificates for `https`; responses are read with the core's `ResponseReader`.
 //!
 //! Why not hyper's client here, when the server side and the control-plane calls
 //! (`upstream.rs`) use hyper: memory per open stream. Each hyper client connection
@@ -11,28 +11,21 @@
 //! glibc reported 62 KiB in use per stream). This client keeps one decoder and a buffer that
 //! grows to what a read brings, so a stream costs what it carries.
 //!
-//! Failure classes follow hyper's: name resolution, TCP connect and TLS handshake failures
-//! are `Connect` with `written: false`; anything after the connection is up is `Read`
-//! (`reset_text`). Choices where the spec is silent are the smol client's:
-//! * A pooled connection is checked with a non-blocking `peek` before reuse: EOF, an error
-//!   or stray bytes drop it. If writing the request on a reused connection still fails, the
-//!   request is written once more on a fresh connection (nothing was processed, as hyper's
-//!   pool does for a connection closed under it).
-//! * Idle connections live at most 90 s, at most 64 per authority (`cli::pool`).
-//! * The TLS configuration (and the platform root store) is loaded on the first `https`
-//!   request.
-//! * A TLS peer that closes without `close_notify` ends a close-delimited body like a TCP EOF.
+//! Choices where the spec is silent: the TLS configuration (and the platform root store) is
+//! loaded on the first `https` request; a TLS peer that closes without `close_notify` ends a
+//! close-delimited body like a TCP EOF.
 
 use std::io;
 use std::mem::MaybeUninit;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
-use agent_cli_proxy_cli::pool::IdlePool;
-use agent_cli_proxy_core::errors::NetworkErrorName;
+use agent_cli_proxy_cli::upstream::{Sent, UpstreamClient, UpstreamIo};
 use agent_cli_proxy_core::exchange::{UpstreamFailure, UpstreamRequest};
-use agent_cli_proxy_core::http1::{ResponseEvent, ResponseReader, Target, reset_text};
+use agent_cli_proxy_core::http1::{ResponseEvent, ResponseReader, reset_text};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -40,25 +33,69 @@ use tokio_rustls::client::TlsStream;
 
 /// Bytes asked of the socket per read: chunks handed to the exchange stay this small.
 const READ_CHUNK: usize = 16 * 1024;
-/// Bodies up to this size are written together with the head in one write.
-const COALESCE: usize = 64 * 1024;
 
 /// The shared data-path client.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct UpClient {
-    inner: Arc<Inner>,
+    inner: Arc<UpstreamClient<TokioNet>>,
 }
 
+impl Default for UpClient {
+    fn default() -> Self {
+        UpClient {
+            inner: Arc::new(UpstreamClient::new(TokioNet::default())),
+        }
+    }
+}
+
+/// Tokio's sockets and TLS for the shared client.
 #[derive(Default)]
-struct Inner {
+pub struct TokioNet {
     tls: OnceLock<TlsConnector>,
-    pool: IdlePool<Io>,
 }
 
 /// A plain or TLS connection.
-enum Io {
+pub enum Io {
+    /// `http`.
     Plain(TcpStream),
+    /// `https`.
     Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl UpstreamIo for TokioNet {
+    type Tcp = TcpStream;
+    type Conn = Io;
+
+    async fn resolve(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        Ok(tokio::net::lookup_host((host, port)).await?.collect())
+    }
+
+    async fn connect_tcp(&self, addr: SocketAddr) -> io::Result<TcpStream> {
+        let tcp = TcpStream::connect(addr).await?;
+        let _ = tcp.set_nodelay(true);
+        Ok(tcp)
+    }
+
+    fn plain(&self, tcp: TcpStream) -> Io {
+        Io::Plain(tcp)
+    }
+
+    async fn tls(&self, name: ServerName<'static>, tcp: TcpStream) -> io::Result<Io> {
+        let tls = self
+            .tls
+            .get_or_init(|| TlsConnector::from(Arc::new(agent_cli_proxy_cli::tls::client_config())))
+            .clone();
+        Ok(Io::Tls(Box::new(tls.connect(name, tcp).await?)))
+    }
+
+    fn is_quiet(conn: &Io) -> bool {
+        conn.is_quiet()
+    }
+
+    async fn write_all(conn: &mut Io, bytes: &[u8]) -> io::Result<()> {
+        conn.write_all(bytes).await?;
+        conn.flush().await
+    }
 }
 
 /// An upstream response being read, on the connection that carries it.
@@ -73,83 +110,13 @@ impl UpClient {
     /// Sends one attempt: connects (or reuses a pooled connection) and writes the whole
     /// request. `Ok` is the connection, ready for the response.
     pub async fn send(self, req: UpstreamRequest) -> Result<UpConn, UpstreamFailure> {
-        let invalid = |m: String| UpstreamFailure::Connect {
-            name: NetworkErrorName::Connect,
-            written: false,
-            message: format!("invalid upstream request: {m}"),
-        };
-        let target = Target::parse(&req.url).map_err(invalid)?;
-        let head = target
-            .request_head(&req.method, &req.headers, req.body.len() as u64)
-            .map_err(invalid)?;
-        let mut retried = false;
-        loop {
-            let (mut io, reused) = self.connect(&target).await?;
-            match write_request(&mut io, &head, &req.body).await {
-                Ok(()) => {
-                    return Ok(UpConn {
-                        io,
-                        reader: ResponseReader::new(&req.method),
-                        key: target.key.clone(),
-                        client: self.clone(),
-                    });
-                }
-                Err(_) if reused && !retried => retried = true,
-                Err(e) => {
-                    return Err(UpstreamFailure::Read {
-                        message: reset_text(&e.to_string()),
-                    });
-                }
-            }
-        }
-    }
-
-    /// A live pooled connection to `target`, or a new one. `true` when reused.
-    async fn connect(&self, target: &Target) -> Result<(Io, bool), UpstreamFailure> {
-        if let Some(io) = self.inner.pool.checkout(&target.key, Io::is_quiet) {
-            return Ok((io, true));
-        }
-        let failure = |name, message: String| UpstreamFailure::Connect {
-            name,
-            written: false,
-            message,
-        };
-        let addrs = tokio::net::lookup_host((target.host.as_str(), target.port))
-            .await
-            .map_err(|e| failure(NetworkErrorName::Dns, format!("dns error: {e}")))?;
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address resolved");
-        let mut tcp = None;
-        for addr in addrs {
-            match TcpStream::connect(addr).await {
-                Ok(s) => {
-                    tcp = Some(s);
-                    break;
-                }
-                Err(e) => last = e,
-            }
-        }
-        let Some(tcp) = tcp else {
-            return Err(failure(
-                NetworkErrorName::Connect,
-                format!("tcp connect error: {last}"),
-            ));
-        };
-        let _ = tcp.set_nodelay(true);
-        if !target.tls {
-            return Ok((Io::Plain(tcp), false));
-        }
-        let name = rustls::pki_types::ServerName::try_from(target.host.clone())
-            .map_err(|e| failure(NetworkErrorName::Tls, format!("invalid server name: {e}")))?;
-        let tls = self
-            .inner
-            .tls
-            .get_or_init(|| TlsConnector::from(Arc::new(agent_cli_proxy_cli::tls::client_config())))
-            .clone();
-        let stream = tls
-            .connect(name, tcp)
-            .await
-            .map_err(|e| failure(NetworkErrorName::Tls, format!("tls handshake error: {e}")))?;
-        Ok((Io::Tls(Box::new(stream)), false))
+        let Sent { conn, reader, key } = self.inner.send(req).await?;
+        Ok(UpConn {
+            io: conn,
+            reader,
+            key,
+            client: self,
+        })
     }
 }
 
@@ -191,9 +158,7 @@ impl UpConn {
     /// The response was read to its end: the connection goes back to the pool when it can
     /// carry another request, and is closed otherwise.
     pub fn finish(self) {
-        if self.reader.is_reusable() {
-            self.client.inner.pool.checkin(self.key, self.io);
-        }
+        self.client.inner.finish(self.key, self.io, &self.reader);
     }
 }
 
@@ -256,23 +221,11 @@ impl AsyncWrite for Io {
     }
 }
 
-async fn write_request(io: &mut Io, head: &[u8], body: &[u8]) -> io::Result<()> {
-    if body.len() <= COALESCE {
-        let mut all = Vec::with_capacity(head.len() + body.len());
-        all.extend_from_slice(head);
-        all.extend_from_slice(body);
-        io.write_all(&all).await?;
-    } else {
-        io.write_all(head).await?;
-        io.write_all(body).await?;
-    }
-    io.flush().await
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
+    use agent_cli_proxy_core::errors::NetworkErrorName;
     use bytes::Bytes;
     use http::{HeaderMap, Method};
     use tokio::io::AsyncReadExt;

@@ -4,7 +4,7 @@
 //! for `https`. Proxied calls go through `upconn.rs` instead, which holds less memory per
 //! open stream.
 
-use agent_cli_proxy_core::http1::redirect_target;
+use agent_cli_proxy_cli::daemon::correlator::Hop;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
@@ -88,55 +88,6 @@ impl Upstream {
             .map_err(|e| chain_text(&e))?;
         Ok(resp.status().as_u16())
     }
-
-    /// Fetches a document (the pricing source): `file:///abs/path` reads the file; http(s)
-    /// follows at most 5 redirects, carries no credentials and accepts at most 64 MiB
-    /// within 30 s (`accounting.md` §4.1).
-    pub async fn fetch_document(&self, url: &str) -> Result<Bytes, String> {
-        const MAX: usize = 67_108_864;
-        if let Some(path) = url.strip_prefix("file://") {
-            let bytes = tokio::fs::read(path)
-                .await
-                .map_err(|e| format!("{path}: {e}"))?;
-            if bytes.len() > MAX {
-                return Err("pricing document exceeds 64 MiB".to_owned());
-            }
-            return Ok(Bytes::from(bytes));
-        }
-        let fetch = async {
-            let mut target = url.to_owned();
-            for _ in 0..=5 {
-                let request = hyper::Request::builder()
-                    .uri(target.as_str())
-                    .body(Full::new(Bytes::new()))
-                    .map_err(|e| e.to_string())?;
-                let resp = self
-                    .client
-                    .request(request)
-                    .await
-                    .map_err(|e| chain_text(&e))?;
-                if resp.status().is_redirection() {
-                    let Some(loc) = resp.headers().get(http::header::LOCATION) else {
-                        return Err(format!("HTTP {} without location", resp.status()));
-                    };
-                    target = redirect_target(&target, loc.to_str().map_err(|e| e.to_string())?);
-                    continue;
-                }
-                if !resp.status().is_success() {
-                    return Err(format!("HTTP {}", resp.status().as_u16()));
-                }
-                let limited = http_body_util::Limited::new(resp.into_body(), MAX);
-                let body = http_body_util::BodyExt::collect(limited)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                return Ok(body.to_bytes());
-            }
-            Err("too many redirects".to_owned())
-        };
-        tokio::time::timeout(std::time::Duration::from_millis(30_000), fetch)
-            .await
-            .map_err(|_| "pricing fetch timed out after 30000ms".to_owned())?
-    }
 }
 
 /// Largest management or quota answer read (the legacy usage snapshot can be large).
@@ -180,14 +131,45 @@ impl agent_cli_proxy_cli::daemon::correlator::HttpGet for Upstream {
         })
     }
 
-    fn fetch_document<'a>(
-        &'a self,
-        url: &'a str,
-    ) -> agent_cli_proxy_cli::daemon::correlator::BoxFuture<'a, Result<Vec<u8>, String>> {
+    fn get_hop(
+        &self,
+        url: &str,
+        max: usize,
+        timeout: std::time::Duration,
+    ) -> agent_cli_proxy_cli::daemon::correlator::BoxFuture<'_, Result<Hop, String>> {
+        let request = hyper::Request::builder()
+            .uri(url)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string());
         Box::pin(async move {
-            Upstream::fetch_document(self, url)
+            let request = request?;
+            let call = async {
+                let resp = self
+                    .client
+                    .request(request)
+                    .await
+                    .map_err(|e| chain_text(&e))?;
+                let status = resp.status();
+                if status.is_redirection() {
+                    let location = resp
+                        .headers()
+                        .get(http::header::LOCATION)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    return Ok(Hop::Redirect { status, location });
+                }
+                if !status.is_success() {
+                    return Ok(Hop::Status(status));
+                }
+                let limited = http_body_util::Limited::new(resp.into_body(), max);
+                let body = http_body_util::BodyExt::collect(limited)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Hop::Body(body.to_bytes().to_vec()))
+            };
+            tokio::time::timeout(timeout, call)
                 .await
-                .map(|b| b.to_vec())
+                .map_err(|_| format!("timed out after {}ms", timeout.as_millis()))?
         })
     }
 

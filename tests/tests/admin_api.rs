@@ -14,7 +14,7 @@ use agent_cli_proxy_tests::support::client::{Response, request_blocking};
 use agent_cli_proxy_tests::support::db;
 use agent_cli_proxy_tests::support::proc::ProxyProcess;
 use agent_cli_proxy_tests::support::sha256_hex;
-use agent_cli_proxy_tests::support::shells::{Shell, skip_unbuilt};
+use agent_cli_proxy_tests::support::shells::Shell;
 use agent_cli_proxy_tests::support::upstream::FakeUpstream;
 use serde_json::{Value, json};
 
@@ -113,9 +113,6 @@ both_shells! {
     /// `/metrics` after three calls: W1 (Anthropic JSON), a Chat JSON call from codex and an
     /// upstream 500.
     fn admin_endpoints_answer_with_documented_shapes(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(
@@ -332,9 +329,6 @@ both_shells! {
     /// only then, stored as hash and prefix, used for attribution and never forwarded,
     /// restricted by provider (E14, O14), and refused within about 1 s of revocation.
     fn managed_key_life_cycle(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(

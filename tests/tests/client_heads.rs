@@ -20,7 +20,7 @@ use agent_cli_proxy_tests::support::client::{Response, request_blocking};
 use agent_cli_proxy_tests::support::db;
 use agent_cli_proxy_tests::support::fixtures_dir;
 use agent_cli_proxy_tests::support::proc::ProxyProcess;
-use agent_cli_proxy_tests::support::shells::{Shell, skip_unbuilt};
+use agent_cli_proxy_tests::support::shells::Shell;
 use agent_cli_proxy_tests::support::upstream::FakeUpstream;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
@@ -196,9 +196,6 @@ both_shells! {
     /// and `client_id` are the fixture's, and whose `meta_json.session_id` is the whole
     /// session id.
     fn recorded_heads_name_their_rows(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(shell, &[("CLI_PROXY_API_URL", url.as_str())]);
@@ -226,9 +223,6 @@ both_shells! {
     /// upstream and its answer the client, and leaves no row; a `/v1/messages` call on the
     /// same proxy does leave one.
     fn count_tokens_is_forwarded_without_a_row(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(shell, &[("CLI_PROXY_API_URL", url.as_str())]);

@@ -25,7 +25,7 @@ use agent_cli_proxy_tests::support::db;
 use agent_cli_proxy_tests::support::ledger::{Ledger, check_rows_against_ledger_from};
 use agent_cli_proxy_tests::support::proc::ProxyProcess;
 use agent_cli_proxy_tests::support::seed;
-use agent_cli_proxy_tests::support::shells::{Shell, skip_unbuilt};
+use agent_cli_proxy_tests::support::shells::Shell;
 use agent_cli_proxy_tests::support::upstream::FakeUpstream;
 
 agent_cli_proxy_tests::child_entry!();
@@ -43,9 +43,6 @@ both_shells! {
     /// CI-17: 10 iterations of 100 in-flight streams, each killed at a random instant in
     /// [0, 3 s] and restarted on the same database; RQ-D3 holds after every restart.
     async fn kill9_loop_loses_no_row_and_leaves_none_pending(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         kill_loop(shell, "CI-17", 10, 100..=100, &[]).await;
     }
 
@@ -53,9 +50,6 @@ both_shells! {
     /// the kill lands while the ingester is applying the spool: nothing lost, nothing applied
     /// twice, nothing pending, `daily_usage` equal to the rows' aggregate.
     async fn kill9_during_ingestion_loses_and_doubles_nothing(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         kill_loop(
             shell,
             "SPOOL-KILL",
@@ -70,9 +64,6 @@ both_shells! {
     /// 200 streams in flight each time.
     #[ignore = "soak tier: ACP_KILL_ITERATIONS (default 1000) kill -9 iterations"]
     async fn soak_kill9_loop(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let iterations = std::env::var("ACP_KILL_ITERATIONS")
             .ok()
             .and_then(|v| v.trim().parse().ok())

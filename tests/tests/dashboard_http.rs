@@ -12,7 +12,7 @@ use agent_cli_proxy_core::dashboard::{self, ASSETS, CSP, IMMUTABLE, session};
 use agent_cli_proxy_tests::both_shells;
 use agent_cli_proxy_tests::support::client::{Response, request_blocking};
 use agent_cli_proxy_tests::support::proc::ProxyProcess;
-use agent_cli_proxy_tests::support::shells::{Shell, skip_unbuilt};
+use agent_cli_proxy_tests::support::shells::Shell;
 use serde_json::json;
 
 agent_cli_proxy_tests::child_entry!();
@@ -39,9 +39,6 @@ both_shells! {
     /// The page, the redirect and every asset, with the headers of §1; the gate's Host and
     /// Origin checks; unknown paths.
     fn dashboard_is_served_with_its_headers(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let proxy = ProxyProcess::start(shell, &[]);
         let res = call(&proxy, "GET", "/dashboard?range=30d", &[], b"");
         assert_eq!(res.status, 308);
@@ -118,9 +115,6 @@ both_shells! {
 
     /// `DASHBOARD_PASSWORD_HASH` set: sign-in, cookie, CSRF, sign-out, attempt limit.
     fn sign_in_with_a_password(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let phc = session::hash_password("correct horse", [9; 16]).unwrap();
         let proxy = ProxyProcess::start(shell, &[("DASHBOARD_PASSWORD_HASH", phc.as_str())]);
 
@@ -192,9 +186,6 @@ both_shells! {
 
     /// `ADMIN_API_KEY` alone: the page loads, asks for the token, and the admin API wants it.
     fn token_mode(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let proxy = ProxyProcess::start(shell, &[("ADMIN_API_KEY", "dash-admin-7f3a91")]);
         assert_eq!(call(&proxy, "GET", "/dashboard/", &[], b"").status, 200);
         let state = call(&proxy, "GET", "/admin/session", &[], b"").json().unwrap();

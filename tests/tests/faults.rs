@@ -27,7 +27,7 @@ use agent_cli_proxy_tests::support::db::{self, final_row_async};
 use agent_cli_proxy_tests::support::ledger::{Ledger, check_rows_against_ledger};
 use agent_cli_proxy_tests::support::memory::{kib_to_mib, rss_kib};
 use agent_cli_proxy_tests::support::proc::ProxyProcess;
-use agent_cli_proxy_tests::support::shells::{Shell, skip_unbuilt};
+use agent_cli_proxy_tests::support::shells::Shell;
 use agent_cli_proxy_tests::support::upstream::{FakeUpstream, UpstreamOptions};
 use serde_json::{Value, json};
 
@@ -44,9 +44,6 @@ both_shells! {
     /// 2 MiB); with the write-stall limit at 2 000 ms both sides close at 2 000 ± 1 000 ms
     /// and the row is O12.
     async fn slow_reader_is_backpressured_then_closed_by_the_write_stall(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(
@@ -101,9 +98,6 @@ both_shells! {
 
     /// RQ-F8 and RQ-F7 on the `anthropic` breaker with a 1 500 ms half-open window.
     async fn server_error_storm_opens_the_breaker_and_one_probe_closes_it(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(
@@ -214,9 +208,6 @@ both_shells! {
 
     /// RQ-F6, RQ-F5 (GET) and RQ-F3 (connect timeout).
     async fn retries_and_connect_timeout_follow_the_policy(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let fixtures = tempfile::tempdir().expect("tempdir");
         std::fs::write(
             fixtures.path().join("short_circuit.json"),
@@ -300,9 +291,6 @@ both_shells! {
     /// row stays pending, every upstream request has its row and is cancelled, and the
     /// breaker never counts a disconnect.
     async fn client_disconnects_abort_rows_and_never_trip_the_breaker(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(shell, &[("CLI_PROXY_API_URL", url.as_str())]);

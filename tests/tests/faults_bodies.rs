@@ -23,7 +23,7 @@ use agent_cli_proxy_tests::support::db::final_row_async;
 use agent_cli_proxy_tests::support::memory::{kib_to_mib, peak_rss_kib};
 use agent_cli_proxy_tests::support::proc::ProxyProcess;
 use agent_cli_proxy_tests::support::sha256_hex;
-use agent_cli_proxy_tests::support::shells::{Shell, skip_unbuilt};
+use agent_cli_proxy_tests::support::shells::Shell;
 use agent_cli_proxy_tests::support::upstream::{FakeUpstream, UpstreamOptions};
 use serde_json::{Value, json};
 
@@ -54,9 +54,6 @@ struct Malformed {
 both_shells! {
     /// RQ-F11: every malformed fixture, relayed whole and in 1-byte upstream writes.
     async fn malformed_sse_is_relayed_byte_exact_and_accounted(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let fixtures = tempfile::tempdir().expect("tempdir");
         let cases = malformed_cases();
         for case in &cases {
@@ -93,9 +90,6 @@ both_shells! {
 
     /// RQ-F12, RQ-F14 and RQ-F15 on one proxy, with the peak-RSS growth of each printed.
     async fn long_lines_gzip_and_oversized_bodies(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let fixtures = tempfile::tempdir().expect("tempdir");
         let long = long_line_stream(16 * 1024 * 1024);
         std::fs::write(fixtures.path().join("long_line.sse"), &long).expect("fixture");

@@ -19,7 +19,7 @@ use agent_cli_proxy_tests::both_shells;
 use agent_cli_proxy_tests::support::client::{Response, request_blocking};
 use agent_cli_proxy_tests::support::db::final_row;
 use agent_cli_proxy_tests::support::proc::{ProxyOptions, ProxyProcess, file_url};
-use agent_cli_proxy_tests::support::shells::{Shell, skip_unbuilt};
+use agent_cli_proxy_tests::support::shells::Shell;
 use agent_cli_proxy_tests::support::upstream::FakeUpstream;
 use serde_json::Value;
 
@@ -94,9 +94,6 @@ fn direct_init(shell: Shell, dir: &Path, anthropic: &str, openai: &str) -> PathB
 
 both_shells! {
     fn direct_mode_calls_reach_each_vendor_with_the_clients_own_key(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let anthropic = FakeUpstream::start();
         let openai = FakeUpstream::start();
         let dir = tempfile::tempdir().unwrap();
@@ -153,9 +150,6 @@ both_shells! {
     }
 
     fn offline_first_start_prices_from_the_built_in_snapshot(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         // The pricing document does not exist yet: every fetch fails, as with no network.
         let later = tempfile::tempdir().unwrap();

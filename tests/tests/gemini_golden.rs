@@ -14,7 +14,7 @@ use agent_cli_proxy_tests::support::checks::wait_prices_loaded;
 use agent_cli_proxy_tests::support::client::{BodyEnd, SseOutcome, SseRequest};
 use agent_cli_proxy_tests::support::db::{self, final_row_async, meta};
 use agent_cli_proxy_tests::support::proc::ProxyProcess;
-use agent_cli_proxy_tests::support::shells::{Shell, skip_unbuilt};
+use agent_cli_proxy_tests::support::shells::Shell;
 use agent_cli_proxy_tests::support::upstream::FakeUpstream;
 use agent_cli_proxy_tests::support::{fixtures_dir, sha256_hex};
 use serde_json::json;
@@ -98,9 +98,6 @@ both_shells! {
     /// the query and the client's `x-goog-api-key`; the row says `gemini-cli`, `google`, the
     /// model from the path (or the body, for `/v1internal`), W7's columns and cost.
     async fn gemini_golden_streams_give_exact_rows(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(shell, &[("CLI_PROXY_API_URL", url.as_str())]);
@@ -188,9 +185,6 @@ both_shells! {
     /// `:countTokens` (and a model listing) are forwarded and answered, but leave no row; an
     /// error answer to a stream call is an error row with the upstream's snippet.
     async fn gemini_non_generation_calls_leave_no_row(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(shell, &[("CLI_PROXY_API_URL", url.as_str())]);

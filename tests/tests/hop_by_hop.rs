@@ -10,7 +10,7 @@ use agent_cli_proxy_tests::support::checks::security_header_problems;
 use agent_cli_proxy_tests::support::client::{SseRequest, request};
 use agent_cli_proxy_tests::support::ledger::LedgerEntry;
 use agent_cli_proxy_tests::support::proc::ProxyProcess;
-use agent_cli_proxy_tests::support::shells::{Shell, skip_unbuilt};
+use agent_cli_proxy_tests::support::shells::Shell;
 use agent_cli_proxy_tests::support::upstream::FakeUpstream;
 
 agent_cli_proxy_tests::child_entry!();
@@ -77,9 +77,6 @@ both_shells! {
     /// the hop-by-hop, proxy and forwarding headers, receives `authorization: Bearer
     /// <CLI_PROXY_API_KEY>` and `accept-encoding: identity`, and the end-to-end headers.
     async fn request_hop_by_hop_headers_stop_at_the_proxy(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(
@@ -129,9 +126,6 @@ both_shells! {
     /// end-to-end ones (request ids, retry-after, rate-limit families, repeated headers in
     /// order) pass, and the security headers overwrite upstream values.
     async fn response_hop_by_hop_headers_stop_at_the_proxy(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(shell, &[("CLI_PROXY_API_URL", url.as_str())]);

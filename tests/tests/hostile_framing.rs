@@ -16,7 +16,7 @@ use agent_cli_proxy_tests::support::checks::{canary, panics_total};
 use agent_cli_proxy_tests::support::client::{RawConn, RawResponse, build_request};
 use agent_cli_proxy_tests::support::ledger::Ledger;
 use agent_cli_proxy_tests::support::proc::ProxyProcess;
-use agent_cli_proxy_tests::support::shells::{Shell, skip_unbuilt};
+use agent_cli_proxy_tests::support::shells::Shell;
 use agent_cli_proxy_tests::support::upstream::FakeUpstream;
 
 agent_cli_proxy_tests::child_entry!();
@@ -36,9 +36,6 @@ both_shells! {
     /// RQ-H2 and the header limits: each shape gets its status (or a close), the connection
     /// serves nothing more, the upstream sees nothing, and the daemon keeps serving.
     async fn malformed_framing_is_refused_without_upstream_traffic(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(shell, &[("CLI_PROXY_API_URL", url.as_str())]);
@@ -90,9 +87,6 @@ both_shells! {
     /// upstream gets exactly one well-framed request, and the connection closes after the
     /// response so trailing bytes are never executed.
     async fn content_length_with_chunked_uses_chunked_and_closes(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(shell, &[("CLI_PROXY_API_URL", url.as_str())]);
@@ -128,9 +122,6 @@ both_shells! {
     /// RQ-H3: 2 and 10 pipelined requests in one write are answered in order and complete;
     /// after a malformed request the connection closes and later requests are not run.
     async fn pipelined_requests_are_answered_in_order(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(shell, &[("CLI_PROXY_API_URL", url.as_str())]);

@@ -14,7 +14,7 @@ use agent_cli_proxy_tests::support::client::{SseOutcome, SseRequest};
 use agent_cli_proxy_tests::support::db;
 use agent_cli_proxy_tests::support::ledger::check_rows_against_ledger;
 use agent_cli_proxy_tests::support::proc::{ProxyOptions, ProxyProcess};
-use agent_cli_proxy_tests::support::shells::{Shell, skip_unbuilt};
+use agent_cli_proxy_tests::support::shells::Shell;
 use agent_cli_proxy_tests::support::upstream::FakeUpstream;
 
 agent_cli_proxy_tests::child_entry!();
@@ -46,9 +46,6 @@ both_shells! {
     /// SIGTERM with 5 open streams (about 1 s each): exit code 143 after the drain, every
     /// stream's row `completed` with its usage, no pending row, the shutdown logged.
     async fn sigterm_drains_open_streams_and_exits_143(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(shell, &[("CLI_PROXY_API_URL", url.as_str())]);
@@ -98,13 +95,65 @@ both_shells! {
         }
     }
 
+    /// SIGTERM with a stream that outlives the drain limit (shortened to 500 ms): the drain
+    /// ends with one request pending, the exchange is aborted (O13, row `aborted` with
+    /// `error_message` `shutdown`), and the daemon exits 143 well before the hard stop.
+    async fn sigterm_aborts_a_stream_still_running_at_the_drain_limit(shell: Shell) {
+        let upstream = FakeUpstream::start();
+        let url = upstream.url();
+        let options = ProxyOptions::new(shell).env(&[
+            ("CLI_PROXY_API_URL", url.as_str()),
+            ("ACP_TEST_LIMITS", "drain_ms=500,hard_stop_ms=5000"),
+        ]);
+        let proxy = ProxyProcess::start_with(options);
+        let addr = proxy.addr();
+        tokio::task::spawn_blocking(move || wait_prices_loaded(addr, &[])).await.expect("join");
+        // 100 events 200 ms apart: 20 s, far beyond the drain.
+        let streams = start_streams(&proxy, "slow", 1, 100, 200);
+        let ledger = upstream.ledger();
+        let started = ledger
+            .wait_until_async(Duration::from_secs(5), |e| e.len() == 1 && e[0].progress.head_sent)
+            .await;
+        assert!(started, "{:?}", ledger.entries());
+
+        let (proxy, code, took) = tokio::task::spawn_blocking(move || {
+            let mut proxy = proxy;
+            let sent = std::time::Instant::now();
+            proxy.sigterm();
+            let code = proxy.wait_exit();
+            (proxy, code, sent.elapsed())
+        })
+        .await
+        .expect("join");
+        assert_eq!(code, 143, "logs:\n{}", proxy.logs());
+        assert!(took < Duration::from_secs(4), "exited after {took:?}; logs:\n{}", proxy.logs());
+        for stream in streams {
+            // Cut mid-stream: an error or a short stream, never the whole of it.
+            if let Ok(Ok(out)) = stream.await {
+                assert!(out.events.len() < 100, "the stream was not cut: {} events", out.events.len());
+            }
+        }
+        let rows = db::rows(
+            &proxy.db_path(),
+            "SELECT lifecycle_status, error_message FROM request_logs WHERE msg_id = 'slow-0'",
+            &[],
+        );
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0]["lifecycle_status"], "aborted", "{rows:?}");
+        assert_eq!(rows[0]["error_message"], "shutdown", "{rows:?}");
+        let drain = proxy
+            .log_events()
+            .into_iter()
+            .find(|e| e["event"] == "shutdown.drain")
+            .unwrap_or_else(|| panic!("shutdown.drain logged; logs:\n{}", proxy.logs()));
+        assert_eq!(drain["pending_requests"], 1, "{drain}");
+        assert!(drain["elapsed_ms"].as_u64().is_some_and(|ms| ms >= 450), "{drain}");
+    }
+
     /// SIGKILL while 20 streams are in flight, then a restart on the same database: boot
     /// recovery finalizes every orphan (no pending row), each upstream request has exactly
     /// one row, `integrity_check` is ok, and the daemon serves again.
     async fn sigkill_mid_stream_then_restart_leaves_one_final_row_per_request(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(shell, &[("CLI_PROXY_API_URL", url.as_str())]);
@@ -163,9 +212,6 @@ both_shells! {
     /// A second daemon on a database another daemon holds exits 1 with `startup.db_locked`,
     /// and the first keeps serving.
     fn second_daemon_on_the_same_database_exits_1(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let first = ProxyProcess::start(shell, &[]);
         let db_path = first.db_path().display().to_string();
         let options = ProxyOptions {

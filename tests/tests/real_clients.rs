@@ -24,7 +24,7 @@ use agent_cli_proxy_tests::both_shells;
 use agent_cli_proxy_tests::support::db;
 use agent_cli_proxy_tests::support::ledger::LedgerEntry;
 use agent_cli_proxy_tests::support::proc::ProxyProcess;
-use agent_cli_proxy_tests::support::shells::{Shell, skip_unbuilt};
+use agent_cli_proxy_tests::support::shells::Shell;
 use agent_cli_proxy_tests::support::upstream::FakeUpstream;
 use serde_json::Value;
 
@@ -282,9 +282,6 @@ fn check_rows(client: &Client, rows: &[Value], calls: &[LedgerEntry]) {
 both_shells! {
     #[ignore = "real-client tier: needs Claude Code, Codex and OpenCode from npm; run scripts/real-clients-e2e.sh (docs/testing-clients.md)"]
     fn real_clients_leave_identified_exact_rows(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let bin = clients_bin();
         for tool in ["claude", "codex", "opencode"] {
             assert!(

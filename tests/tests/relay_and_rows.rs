@@ -20,7 +20,7 @@ use agent_cli_proxy_tests::support::client::{BodyEnd, SseOutcome, SseRequest};
 use agent_cli_proxy_tests::support::db::{self, final_row_async, meta};
 use agent_cli_proxy_tests::support::ledger::Ledger;
 use agent_cli_proxy_tests::support::proc::ProxyProcess;
-use agent_cli_proxy_tests::support::shells::{Shell, skip_unbuilt};
+use agent_cli_proxy_tests::support::shells::Shell;
 use agent_cli_proxy_tests::support::upstream::FakeUpstream;
 use agent_cli_proxy_tests::support::{fixtures_dir, sha256_hex};
 use serde_json::{Value, json};
@@ -182,9 +182,6 @@ both_shells! {
     /// RQ-H6 and the completed outcome O1 for the plain bodies of every API and a stream that
     /// ends without a terminal event: client bytes = fixture bytes, exact columns and cost.
     async fn golden_plain_bodies_relay_byte_exact_into_exact_rows(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         run_golden(shell, false, true).await;
     }
 
@@ -192,18 +189,12 @@ both_shells! {
     /// injection, Responses SSE, Ollama NDJSON): exact columns and cost, `include_usage`
     /// injected upstream, the usage chunk kept from the client while its usage is accounted.
     async fn golden_streams_finalize_exact_rows(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         run_golden(shell, true, false).await;
     }
 
     /// RQ-H6 for the same streams: client bytes = fixture bytes minus the documented
     /// usage-chunk removal, the terminal held until the commit and then released.
     async fn golden_streams_relay_byte_exact(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         run_golden(shell, true, true).await;
     }
 
@@ -211,9 +202,6 @@ both_shells! {
     /// headers and never retried, redirects (E20, O4), and a dead upstream (E16, O6) after
     /// the retries of a POST.
     async fn upstream_failures_become_error_rows(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let providers = r#"{"providers":[{"id":"deadprov","type":"anthropic","paths":["/v1/messages"],"upstreamBaseUrl":"http://127.0.0.1:1"}]}"#;
@@ -307,9 +295,6 @@ both_shells! {
     /// without invented bytes), a first-byte timeout (E18, O8), a client abort mid-stream
     /// and before the head (O11 within about 1 s, the upstream is cancelled).
     async fn stream_faults_end_in_their_outcomes(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(

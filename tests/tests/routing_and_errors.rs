@@ -18,7 +18,7 @@ use agent_cli_proxy_tests::support::checks::{
 use agent_cli_proxy_tests::support::client::{Response, request_blocking};
 use agent_cli_proxy_tests::support::db;
 use agent_cli_proxy_tests::support::proc::ProxyProcess;
-use agent_cli_proxy_tests::support::shells::{Shell, skip_unbuilt};
+use agent_cli_proxy_tests::support::shells::Shell;
 use agent_cli_proxy_tests::support::upstream::FakeUpstream;
 use serde_json::{Value, json};
 
@@ -77,9 +77,6 @@ both_shells! {
     /// `/health`, the 404 of everything outside the fixed routes, `/v1/` and `/api/`, and the
     /// security headers on health, 404, proxied, admin, metrics and ready responses.
     fn health_404s_and_security_headers_on_every_response(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(shell, &[("CLI_PROXY_API_URL", url.as_str())]);
@@ -128,9 +125,6 @@ both_shells! {
     /// The admin gate without `ADMIN_API_KEY`: Host (E2), Origin (E3, `null` included) and
     /// the JSON content type of mutations (E5); every rejection is `no-store`.
     fn admin_gate_checks_host_origin_and_content_type(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let proxy = ProxyProcess::start(shell, &[]);
         let port = proxy.addr().port();
         let other_port = format!("127.0.0.1:{}", port.wrapping_add(1).max(1));
@@ -187,9 +181,6 @@ both_shells! {
     /// With `ADMIN_API_KEY`: no or a wrong token is E4; the right one passes through
     /// `x-admin-token` or `Authorization: Bearer` (any case), and `x-admin-token` wins.
     fn admin_gate_with_admin_key(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let key = "adm-7d1e0c2b9f3a";
         let proxy = ProxyProcess::start(shell, &[("ADMIN_API_KEY", key)]);
         let bearer = format!("Bearer {key}");
@@ -230,9 +221,6 @@ both_shells! {
     /// content encoding (E8), body limit by length and by count (E9), unknown provider
     /// (E12). None of them reaches the upstream or writes a row.
     fn proxy_rejections_before_upstream(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(
@@ -332,9 +320,6 @@ both_shells! {
     /// `PROXY_REQUIRE_API_KEY=true`: no or an unknown key is E7 (whatever the Origin, since
     /// the key protects the route) and nothing reaches the upstream.
     fn required_keys_reject_missing_and_unknown_keys(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(
@@ -366,9 +351,6 @@ both_shells! {
     /// `retry-after: 60`; another client has its own bucket; no upstream call for the
     /// rejection; the counter counts it.
     fn rate_limit_rejects_with_retry_after(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(
@@ -410,9 +392,6 @@ both_shells! {
     /// `/ready` with the upstream down: 503, `fail`, the upstream check failed, the shape of
     /// every check; `no-store`.
     fn ready_fails_when_the_upstream_is_down(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let proxy = ProxyProcess::start(shell, &[]);
         let res = send(&proxy, "GET", "/ready", &[]);
         assert_eq!(res.status, 503, "{}", res.text());
@@ -429,9 +408,6 @@ both_shells! {
     /// `/ready` with the upstream up: 200, the upstream check passed with `HTTP 200` after a
     /// `HEAD /health` that the fake upstream saw; a second call within 3 s is the memo.
     fn ready_passes_when_the_upstream_answers(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(shell, &[("CLI_PROXY_API_URL", url.as_str())]);
@@ -457,9 +433,6 @@ both_shells! {
     /// forwarding headers say. Needs a non-loopback local address; skipped with a notice
     /// when the machine has none.
     fn admin_gate_refuses_a_non_loopback_peer(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let Some(ip) = non_loopback_address() else {
             println!("SKIP E1: no non-loopback local address");
             return;

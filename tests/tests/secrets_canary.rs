@@ -22,7 +22,7 @@ use agent_cli_proxy_tests::both_shells;
 use agent_cli_proxy_tests::support::client::{Response, SseRequest, request_blocking};
 use agent_cli_proxy_tests::support::db::final_row;
 use agent_cli_proxy_tests::support::proc::ProxyProcess;
-use agent_cli_proxy_tests::support::shells::{Shell, skip_unbuilt};
+use agent_cli_proxy_tests::support::shells::Shell;
 use agent_cli_proxy_tests::support::upstream::{FakeUpstream, UpstreamOptions};
 
 agent_cli_proxy_tests::child_entry!();
@@ -71,9 +71,6 @@ impl Canaries {
 both_shells! {
     /// RQ-S6 over one daemon's life: every canary is live, and none is written anywhere.
     fn secrets_never_reach_logs_database_or_responses(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let canaries = Canaries::new();
         let fixtures = tempfile::tempdir().expect("tempdir");
         let stream = format!(

@@ -43,7 +43,7 @@ use agent_cli_proxy_tests::support::ledger::check_rows_against_ledger;
 use agent_cli_proxy_tests::support::memory::{kib_to_mib, open_fds, rss_kib};
 use agent_cli_proxy_tests::support::proc::{PARENT_ENV, ProxyProcess, exit_child, watch_parent};
 use agent_cli_proxy_tests::support::seed;
-use agent_cli_proxy_tests::support::shells::{Shell, skip_unbuilt};
+use agent_cli_proxy_tests::support::shells::Shell;
 use agent_cli_proxy_tests::support::upstream::FakeUpstream;
 
 agent_cli_proxy_tests::child_entry!();
@@ -60,9 +60,6 @@ both_shells! {
     /// SK-1: `ACP_SOAK_STREAMS` streams for `ACP_SOAK_MINUTES` minutes.
     #[ignore = "soak tier: ACP_SOAK_STREAMS concurrent SSE streams for ACP_SOAK_MINUTES minutes"]
     async fn soak_concurrent_streams_hold_with_bounded_memory(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         soak(shell).await;
     }
 }

@@ -11,7 +11,7 @@ use agent_cli_proxy_tests::both_shells;
 use agent_cli_proxy_tests::support::client::{Response, request_blocking};
 use agent_cli_proxy_tests::support::db;
 use agent_cli_proxy_tests::support::proc::ProxyProcess;
-use agent_cli_proxy_tests::support::shells::{Shell, skip_unbuilt};
+use agent_cli_proxy_tests::support::shells::Shell;
 use agent_cli_proxy_tests::support::upstream::FakeUpstream;
 use serde_json::Value;
 
@@ -60,9 +60,6 @@ both_shells! {
     /// S6: with a 10 s ingest delay nothing would reach the database by itself for a while,
     /// yet every admin answer and `/metrics` already counts the calls made before it.
     fn admin_answers_and_metrics_read_their_writes(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(
@@ -99,9 +96,6 @@ both_shells! {
     /// §7: another process holds the database's write lock for 6 s under traffic: every call
     /// still succeeds, `/ready` warns about the lag, and every row lands afterwards.
     fn a_locked_database_does_not_stop_the_data_path(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let proxy = ProxyProcess::start(shell, &[("CLI_PROXY_API_URL", url.as_str())]);
@@ -135,9 +129,6 @@ both_shells! {
     /// §4: garbage after the last record (a torn write) is cut off with a warning; the rows
     /// before it are all there.
     fn a_torn_tail_is_cut_at_boot(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let mut proxy = ProxyProcess::start(shell, &[("CLI_PROXY_API_URL", url.as_str())]);
@@ -168,9 +159,6 @@ both_shells! {
     /// §4: a flipped bit in a record followed by valid ones is corruption: the start stops
     /// with the segment and offset, and changes nothing.
     fn corruption_in_the_middle_stops_the_start(shell: Shell) {
-        if skip_unbuilt(shell) {
-            return;
-        }
         let upstream = FakeUpstream::start();
         let url = upstream.url();
         let mut proxy = ProxyProcess::start(

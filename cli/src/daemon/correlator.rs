@@ -52,9 +52,98 @@ pub trait HttpGet: Send + Sync {
     /// inline when the caller is already on a blocking thread); resolves when it is done.
     fn run_blocking(&self, job: Box<dyn FnOnce() + Send + 'static>) -> BoxFuture<'static, ()>;
 
-    /// The pricing document at `url` (`file:///abs/path`, or http(s) with at most 5
-    /// redirects, 64 MiB and 30 s, `accounting.md` §4.1).
-    fn fetch_document<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Vec<u8>, String>>;
+    /// One plain `GET url` (no credentials, redirects not followed) through the shell's
+    /// control-plane client, aborted after `timeout`: a 2xx body is read whole, at most
+    /// `max` bytes (more is the error `length limit exceeded`); other answers are not read.
+    fn get_hop(
+        &self,
+        url: &str,
+        max: usize,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Hop, String>>;
+
+    /// The pricing document at `url` (`accounting.md` §4.1): `file:///abs/path` reads the
+    /// file; http(s) follows at most 5 redirects, carries no credentials and accepts at most
+    /// 64 MiB within 30 s. One policy for both shells, on top of [`HttpGet::get_hop`].
+    fn fetch_document<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Vec<u8>, String>> {
+        Box::pin(async move {
+            if let Some(path) = url.strip_prefix("file://") {
+                let slot = Arc::new(Mutex::new(None));
+                let out = Arc::clone(&slot);
+                let owned = path.to_owned();
+                self.run_blocking(Box::new(move || {
+                    let read = std::fs::read(&owned);
+                    *out.lock().unwrap_or_else(PoisonError::into_inner) = Some(read);
+                }))
+                .await;
+                let read = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+                let bytes = read
+                    .ok_or_else(|| format!("{path}: the read did not complete"))?
+                    .map_err(|e| format!("{path}: {e}"))?;
+                if bytes.len() > MAX_DOCUMENT {
+                    return Err("pricing document exceeds 64 MiB".to_owned());
+                }
+                return Ok(bytes);
+            }
+            let deadline = std::time::Instant::now() + DOCUMENT_TIMEOUT;
+            let timed_out = || {
+                format!(
+                    "pricing fetch timed out after {}ms",
+                    DOCUMENT_TIMEOUT.as_millis()
+                )
+            };
+            let mut target = url.to_owned();
+            for _ in 0..=MAX_REDIRECTS {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Err(timed_out());
+                }
+                let hop = match self.get_hop(&target, MAX_DOCUMENT, left).await {
+                    Ok(hop) => hop,
+                    Err(_) if std::time::Instant::now() >= deadline => return Err(timed_out()),
+                    Err(e) => return Err(e),
+                };
+                match hop {
+                    Hop::Body(body) => return Ok(body),
+                    Hop::Status(status) => return Err(format!("HTTP {}", status.as_u16())),
+                    Hop::Redirect {
+                        status,
+                        location: None,
+                    } => {
+                        return Err(format!("HTTP {status} without location"));
+                    }
+                    Hop::Redirect {
+                        location: Some(loc),
+                        ..
+                    } => target = agent_cli_proxy_core::http1::redirect_target(&target, &loc),
+                }
+            }
+            Err("too many redirects".to_owned())
+        })
+    }
+}
+
+/// Largest pricing document (`accounting.md` §4.1).
+pub const MAX_DOCUMENT: usize = 67_108_864;
+/// Redirects a document fetch follows.
+const MAX_REDIRECTS: usize = 5;
+/// The whole document fetch's limit.
+const DOCUMENT_TIMEOUT: Duration = Duration::from_millis(30_000);
+
+/// One answer of a document fetch.
+#[derive(Debug)]
+pub enum Hop {
+    /// A 3xx, with its `Location` if it has a readable one.
+    Redirect {
+        /// The status.
+        status: http::StatusCode,
+        /// The `Location` header.
+        location: Option<String>,
+    },
+    /// Any other status that is not 2xx.
+    Status(http::StatusCode),
+    /// A 2xx answer's whole body.
+    Body(Vec<u8>),
 }
 
 /// Runs `f` through [`HttpGet::run_blocking`] and returns its value.

@@ -29,7 +29,7 @@ use agent_cli_proxy_storage::{Op, QuotaSnapshotRow, Reply as StoreReply};
 use serde_json::{Value, json};
 
 use super::Daemon;
-use super::correlator::{BoxFuture, HttpGet, blocking, guarded_get};
+use super::correlator::{BoxFuture, Hop, HttpGet, blocking, guarded_get};
 
 /// The answer of a refresh: `{timestamp, accounts: [AccountQuotaReport], inserted}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -408,7 +408,12 @@ impl HttpGet for Inline {
         Box::pin(std::future::ready(()))
     }
 
-    fn fetch_document<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Vec<u8>, String>> {
-        self.0.fetch_document(url)
+    fn get_hop(
+        &self,
+        url: &str,
+        max: usize,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Hop, String>> {
+        self.0.get_hop(url, max, timeout)
     }
 }

@@ -20,6 +20,34 @@ pub struct Flushed {
 }
 
 impl Daemon {
+    /// Steps 1 and 2 of the drain order (`docs/style.md` §3): every storage operation
+    /// performed, then the upstream operation that stands. Each one replaces the one before
+    /// (a send supersedes the previous attempt, a cancel drops it), so only the last counts.
+    pub fn drain_to_upstream(
+        &self,
+        ex: &mut Exchange,
+    ) -> Option<agent_cli_proxy_core::exchange::UpstreamOp> {
+        self.drain_storage(ex);
+        let mut last = None;
+        while let Some(op) = ex.poll_upstream() {
+            last = Some(op);
+        }
+        last
+    }
+
+    /// Hands every event `ex` has queued to the core, logger and metrics (step 4 of the
+    /// drain order, `docs/style.md` §3); true once the exchange reported `Finished`.
+    pub fn drain_events(&self, ex: &mut Exchange) -> bool {
+        let mut finished = false;
+        while let Some(ev) = ex.poll_event() {
+            match ev {
+                agent_cli_proxy_core::exchange::ExchangeEvent::Finished => finished = true,
+                other => self.handle_event(other),
+            }
+        }
+        finished
+    }
+
     /// Performs every storage operation `ex` has queued, feeding each result back before
     /// taking the next (a result may queue more).
     pub fn drain_storage(&self, ex: &mut Exchange) {

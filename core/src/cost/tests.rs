@@ -512,6 +512,10 @@ fn gemini_cost(usage: &UsageRecord) -> Costed {
 }
 
 #[test]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the test replays a committed fixture file; reading it is the test's IO, not the core's"
+)]
 fn w7_gemini_stream_cached_input_thoughts_and_tool_prompt() {
     // The golden stream itself, so the example, the fixture and the cost cannot drift apart.
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -544,6 +544,10 @@ impl SseSink for Accountant {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the test replays committed fixture files; reading them is the test's IO, not the core's"
+)]
 mod golden;
 #[cfg(test)]
 mod tests;

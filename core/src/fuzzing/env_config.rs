@@ -54,6 +54,10 @@ fn auth_env_names(doc: Option<&String>) -> Vec<String> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the test replays committed fixture files; reading them is the test's IO, not the core's"
+)]
 mod tests {
     use proptest::prelude::*;
 

@@ -407,6 +407,10 @@ impl Model {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the test replays committed fixture files; reading them is the test's IO, not the core's"
+)]
 mod tests {
     use proptest::prelude::*;
 

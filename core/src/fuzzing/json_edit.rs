@@ -129,6 +129,10 @@ fn common_suffix(a: &[u8], b: &[u8]) -> usize {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the test replays committed fixture files; reading them is the test's IO, not the core's"
+)]
 mod tests {
     use proptest::prelude::*;
 

@@ -75,6 +75,10 @@ fn plant_markers(doc: &mut Value) {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the test replays committed fixture files; reading them is the test's IO, not the core's"
+)]
 mod tests {
     use proptest::prelude::*;
 

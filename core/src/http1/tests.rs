@@ -822,6 +822,10 @@ proptest! {
 }
 
 #[test]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the test replays committed fixture files; reading them is the test's IO, not the core's"
+)]
 fn committed_corpus_replays() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/http1_codec");
     let mut n = 0;

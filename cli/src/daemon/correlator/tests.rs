@@ -11,7 +11,7 @@ use std::time::Duration;
 use agent_cli_proxy_core::config::{Config, ExternalInputs};
 use futures_lite::future;
 
-use super::{BoxFuture, CorrelatorLoop, HttpGet};
+use super::{BoxFuture, CorrelatorLoop, Hop, HttpGet};
 use crate::daemon::Daemon;
 
 fn env(dir: &std::path::Path, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -78,7 +78,12 @@ impl HttpGet for SlowPool {
         }))
     }
 
-    fn fetch_document<'a>(&'a self, _url: &'a str) -> BoxFuture<'a, Result<Vec<u8>, String>> {
+    fn get_hop(
+        &self,
+        _url: &str,
+        _max: usize,
+        _timeout: Duration,
+    ) -> BoxFuture<'_, Result<Hop, String>> {
         Box::pin(std::future::ready(Err("no documents here".to_owned())))
     }
 }
@@ -127,4 +132,135 @@ fn a_tick_still_running_is_not_started_again() {
     assert_eq!(io.gets.load(Ordering::SeqCst), 0);
     assert_eq!(c.unapplied().total(), 0);
     d.shutdown_storage();
+}
+
+/// Answers document hops from a script keyed by URL, recording what was asked.
+struct Hops {
+    script: BTreeMap<String, Hop>,
+    asked: std::sync::Mutex<Vec<String>>,
+}
+
+impl Hops {
+    fn new(script: Vec<(&str, Hop)>) -> Hops {
+        Hops {
+            script: script.into_iter().map(|(u, h)| (u.to_owned(), h)).collect(),
+            asked: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+}
+
+fn copy(hop: &Hop) -> Hop {
+    match hop {
+        Hop::Redirect { status, location } => Hop::Redirect {
+            status: *status,
+            location: location.clone(),
+        },
+        Hop::Status(s) => Hop::Status(*s),
+        Hop::Body(b) => Hop::Body(b.clone()),
+    }
+}
+
+impl HttpGet for Hops {
+    fn get(
+        &self,
+        _url: &str,
+        _headers: &[(&str, &str)],
+        _timeout: Duration,
+    ) -> BoxFuture<'_, Result<(u16, Vec<u8>), String>> {
+        Box::pin(std::future::ready(Err("not used".to_owned())))
+    }
+
+    fn run_blocking(&self, job: Box<dyn FnOnce() + Send + 'static>) -> BoxFuture<'static, ()> {
+        job();
+        Box::pin(std::future::ready(()))
+    }
+
+    fn get_hop(
+        &self,
+        url: &str,
+        max: usize,
+        _timeout: Duration,
+    ) -> BoxFuture<'_, Result<Hop, String>> {
+        assert_eq!(max, super::MAX_DOCUMENT);
+        self.asked.lock().unwrap().push(url.to_owned());
+        let hop = self
+            .script
+            .get(url)
+            .map(copy)
+            .ok_or_else(|| format!("unscripted {url}"));
+        Box::pin(std::future::ready(hop))
+    }
+}
+
+fn moved(location: &str) -> Hop {
+    Hop::Redirect {
+        status: http::StatusCode::MOVED_PERMANENTLY,
+        location: Some(location.to_owned()),
+    }
+}
+
+#[test]
+fn document_fetch_follows_five_redirects_and_refuses_a_sixth() {
+    let five = Hops::new(vec![
+        ("http://h/1", moved("/2")),
+        ("http://h/2", moved("http://h/3")),
+        ("http://h/3", moved("/4")),
+        ("http://h/4", moved("/5")),
+        ("http://h/5", moved("/6")),
+        ("http://h/6", Hop::Body(b"{}".to_vec())),
+    ]);
+    let got = future::block_on(five.fetch_document("http://h/1"));
+    assert_eq!(got, Ok(b"{}".to_vec()), "five redirects are followed");
+    assert_eq!(five.asked.lock().unwrap().len(), 6);
+
+    let six = Hops::new(vec![
+        ("http://h/0", moved("/1")),
+        ("http://h/1", moved("/2")),
+        ("http://h/2", moved("/3")),
+        ("http://h/3", moved("/4")),
+        ("http://h/4", moved("/5")),
+        ("http://h/5", moved("/6")),
+        ("http://h/6", Hop::Body(b"{}".to_vec())),
+    ]);
+    let got = future::block_on(six.fetch_document("http://h/0"));
+    assert_eq!(got, Err("too many redirects".to_owned()));
+}
+
+#[test]
+fn document_fetch_reports_statuses_and_a_redirect_without_location() {
+    let hops = Hops::new(vec![
+        ("http://h/gone", Hop::Status(http::StatusCode::NOT_FOUND)),
+        (
+            "http://h/odd",
+            Hop::Redirect {
+                status: http::StatusCode::FOUND,
+                location: None,
+            },
+        ),
+    ]);
+    assert_eq!(
+        future::block_on(hops.fetch_document("http://h/gone")),
+        Err("HTTP 404".to_owned())
+    );
+    assert_eq!(
+        future::block_on(hops.fetch_document("http://h/odd")),
+        Err("HTTP 302 Found without location".to_owned())
+    );
+}
+
+#[test]
+fn document_fetch_reads_file_urls_without_the_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("prices.json");
+    std::fs::write(&path, b"{\"a\":1}").unwrap();
+    let hops = Hops::new(vec![]);
+    let url = format!("file://{}", path.display());
+    assert_eq!(
+        future::block_on(hops.fetch_document(&url)),
+        Ok(b"{\"a\":1}".to_vec())
+    );
+    let missing = format!("file://{}", dir.path().join("nope.json").display());
+    let err = future::block_on(hops.fetch_document(&missing)).unwrap_err();
+    assert!(err.contains("nope.json"), "{err}");
+    assert!(hops.asked.lock().unwrap().is_empty());
 }

@@ -1,0 +1,49 @@
+//! The state every task of the tokio daemon shares. A leaf module: everything else imports
+//! it, it imports none of them but the clients.
+
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use agent_cli_proxy_cli::daemon::Daemon;
+use agent_cli_proxy_cli::daemon::ready::ReadyState;
+use tokio::sync::{Notify, watch};
+
+use crate::upconn::UpClient;
+use crate::upstream::Upstream;
+
+pub use agent_cli_proxy_core::limits::Limits;
+
+/// State shared by every task of the daemon.
+pub struct Shared {
+    /// The runtime-agnostic daemon state.
+    pub daemon: Daemon,
+    /// The control-plane client (probes, pricing fetch, loops), on hyper.
+    pub upstream: Upstream,
+    /// The data-path client (proxied calls), on the core's codec.
+    pub upclient: UpClient,
+    /// Limits.
+    pub limits: Limits,
+    /// Requests being handled.
+    pub in_flight: AtomicUsize,
+    /// Signalled whenever a request ends.
+    pub drained: Notify,
+    /// Set to true to abort every live exchange (shutdown step 3).
+    pub abort_exchanges: watch::Sender<bool>,
+    /// `/ready` memo and loop health.
+    pub ready: ReadyState,
+    /// The tokio instant of the core's time zero.
+    pub origin: tokio::time::Instant,
+}
+
+impl AsRef<Daemon> for Shared {
+    fn as_ref(&self) -> &Daemon {
+        &self.daemon
+    }
+}
+
+impl Shared {
+    /// The tokio instant of a core instant.
+    pub fn tokio_instant(&self, t: agent_cli_proxy_core::time::Instant) -> tokio::time::Instant {
+        self.origin + Duration::from_micros(t.as_micros())
+    }
+}
