@@ -93,6 +93,45 @@ both_shells! {
         );
     }
 
+    /// S6 for every admin endpoint whose answer depends on the rows: with a 10 s ingest
+    /// delay, one more call changes each answer at once (it would not without the flush).
+    fn every_row_dependent_admin_answer_changes_after_one_more_call(shell: Shell) {
+        let upstream = FakeUpstream::start();
+        let url = upstream.url();
+        let proxy = ProxyProcess::start(
+            shell,
+            &[
+                ("CLI_PROXY_API_URL", url.as_str()),
+                ("SPOOL_INGEST_MAX_DELAY_MS", "10000"),
+            ],
+        );
+        let date = {
+            let logs = json(&send(&proxy, "GET", "/admin/usage/today", b""));
+            logs["date"].as_str().map(str::to_owned).unwrap_or_default()
+        };
+        assert_eq!(date.len(), 10, "usage/today names its date");
+        let endpoints = [
+            "/admin/usage/today".to_owned(),
+            format!("/admin/usage/range?from={date}&to={date}"),
+            "/admin/usage/models".to_owned(),
+            "/admin/usage/providers".to_owned(),
+            "/admin/usage/trend".to_owned(),
+            "/admin/stats".to_owned(),
+            "/admin/logs?limit=5".to_owned(),
+            "/metrics".to_owned(),
+        ];
+        chat(&proxy, 1);
+        for path in &endpoints {
+            let before = send(&proxy, "GET", path, b"");
+            assert_eq!(before.status, 200, "{path}: {}", before.text());
+            chat(&proxy, 1);
+            let after = send(&proxy, "GET", path, b"");
+            assert_eq!(after.status, 200, "{path}: {}", after.text());
+            assert_ne!(before.text(), after.text(), "{path} did not see the call made before it");
+            assert_eq!(after.header("x-acp-ingest-lag-ms"), None, "{path}");
+        }
+    }
+
     /// §7: another process holds the database's write lock for 6 s under traffic: every call
     /// still succeeds, `/ready` warns about the lag, and every row lands afterwards.
     fn a_locked_database_does_not_stop_the_data_path(shell: Shell) {
