@@ -231,4 +231,24 @@ both_shells! {
             .expect("health");
         assert_eq!(health.status, 200);
     }
+
+    /// `DATABASE_URL=postgres://…` is refused at start with a message naming the variable,
+    /// never the URL's password, rather than recording into SQLite behind the team's back.
+    fn a_postgres_database_url_stops_the_start_without_echoing_it(shell: Shell) {
+        let options = ProxyOptions {
+            wait_health: false,
+            take_slot: false,
+            ..ProxyOptions::new(shell).env(&[(
+                "DATABASE_URL",
+                "postgres://acp:pw-zz-canary-71@127.0.0.1:5432/acp",
+            )])
+        };
+        let mut proxy = ProxyProcess::start_with(options);
+        let code = proxy.wait_exit();
+        assert_eq!(code, 1, "logs:\n{}", proxy.logs());
+        let logs = proxy.logs();
+        assert!(logs.contains("DATABASE_URL"), "{logs}");
+        assert!(!logs.contains("pw-zz-canary-71"), "the password leaked:\n{logs}");
+        assert!(!proxy.db_path().exists(), "no SQLite database was created");
+    }
 }

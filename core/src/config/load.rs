@@ -63,6 +63,7 @@ pub(super) fn from_env(
         read_upstream_url(&mut r, proxy_local_ok, direct, &mut warnings);
     let cli_proxy_api_key = Secret::new(r.text("CLI_PROXY_API_KEY").unwrap_or("proxy"));
     let db_path = r.text("DB_PATH").unwrap_or(&paths.db_path).to_owned();
+    let db_path = read_database_url(&mut r).unwrap_or(db_path);
     let pricing_cache_path = r
         .text("PRICING_CACHE_PATH")
         .unwrap_or(&paths.pricing_cache_path)
@@ -464,4 +465,37 @@ fn read_spool(r: &mut Reader<'_>, db_path: &str) -> SpoolSettings {
         segment_bytes: r.int_range("SPOOL_SEGMENT_BYTES", 67_108_864, 1_048_576, u64::MAX >> 1),
         max_bytes: r.int_range("SPOOL_MAX_BYTES", 1_073_741_824, 16_777_216, u64::MAX >> 1),
     }
+}
+
+/// `DATABASE_URL` (`docs/replicas.md` §1): a SQLite form wins over `DB_PATH`. A PostgreSQL URL
+/// is refused with a clear message for now: the backend exists (crate `storage-pg`) but `serve`
+/// does not use it yet, and silently recording into SQLite instead would mislead a team. The
+/// URL itself is never echoed (it may carry a password).
+fn read_database_url(r: &mut Reader<'_>) -> Option<String> {
+    let url = r.text("DATABASE_URL")?.to_owned();
+    if url == "sqlite::memory:" {
+        return Some(":memory:".to_owned());
+    }
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        if path.starts_with('/') {
+            return Some(path.to_owned());
+        }
+        r.issue(
+            "DATABASE_URL",
+            "a sqlite URL needs an absolute path (sqlite:///abs/path.db)",
+        );
+        return None;
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        r.issue(
+            "DATABASE_URL",
+            "PostgreSQL is not served by this version yet (see docs/replicas.md, Status); unset DATABASE_URL to record into SQLite at DB_PATH",
+        );
+        return None;
+    }
+    r.issue(
+        "DATABASE_URL",
+        "must be sqlite:///abs/path.db, sqlite::memory: or a postgres:// URL",
+    );
+    None
 }

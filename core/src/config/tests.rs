@@ -681,3 +681,36 @@ fn direct_mode_needs_no_router_url() {
     let c = ok(&[("PROVIDERS_JSON", &doc.to_string())]);
     assert!(c.has_router());
 }
+
+#[test]
+fn database_url_sqlite_forms_win_over_db_path_and_postgres_is_refused_without_echoing_it() {
+    let c = ok(&[
+        ("DB_PATH", "/srv/acp/proxy.db"),
+        ("DATABASE_URL", "sqlite:///var/lib/acp/team.db"),
+    ]);
+    assert_eq!(c.db_path, "/var/lib/acp/team.db");
+    assert_eq!(
+        c.spool.dir.as_deref(),
+        Some("/var/lib/acp/team.db.spool"),
+        "the spool follows the database"
+    );
+    assert_eq!(
+        ok(&[("DATABASE_URL", "sqlite::memory:")]).db_path,
+        ":memory:"
+    );
+    let pg = issues(&[("DATABASE_URL", "postgres://acp:s3cr3t-zz99@db.example/acp")]);
+    assert_eq!(pg.len(), 1, "{pg:?}");
+    assert!(pg[0].starts_with("DATABASE_URL"), "{pg:?}");
+    assert!(pg[0].contains("docs/replicas.md"), "{pg:?}");
+    assert!(
+        !pg[0].contains("s3cr3t-zz99"),
+        "the password leaked: {pg:?}"
+    );
+    for bad in ["sqlite://relative.db", "mysql://x/y", "proxy.db"] {
+        let found = issues(&[("DATABASE_URL", bad)]);
+        assert!(
+            found.len() == 1 && found[0].starts_with("DATABASE_URL"),
+            "{bad}: {found:?}"
+        );
+    }
+}
