@@ -39,7 +39,7 @@ const LOG_COLUMNS: &str = "id, request_id, provider, model, actual_model, actual
 /// the columns are `COLLATE "C"`).
 pub fn usage_today(client: &mut Client, today: &str) -> Result<UsageDay, PgError> {
     let breakdown = usage_models_day(client, today)?;
-    Ok(summarize(today.to_owned(), breakdown))
+    Ok(UsageDay::from_breakdown(today.to_owned(), breakdown))
 }
 
 /// `/admin/usage/models?day=`: the day's rows ordered provider, model.
@@ -68,13 +68,13 @@ pub fn usage_range(client: &mut Client, from: &str, to: &str) -> Result<Vec<Usag
             && first.day != row.day
         {
             let date = first.day.clone();
-            days.push(summarize(date, std::mem::take(&mut current)));
+            days.push(UsageDay::from_breakdown(date, std::mem::take(&mut current)));
         }
         current.push(row);
     }
     if let Some(first) = current.first() {
         let date = first.day.clone();
-        days.push(summarize(date, current));
+        days.push(UsageDay::from_breakdown(date, current));
     }
     Ok(days)
 }
@@ -449,20 +449,6 @@ fn snapshot(r: &Row) -> Result<QuotaSnapshot, PgError> {
         resets_at: r.try_get(9)?,
         raw_json: r.try_get(10)?,
     })
-}
-
-fn summarize(date: String, breakdown: Vec<DailyUsage>) -> UsageDay {
-    let requests = breakdown.iter().map(|b| b.request_count).sum();
-    let total_tokens = breakdown.iter().map(|b| b.total_tokens).sum();
-    let nano: i64 = breakdown.iter().map(|b| b.cost_nanousd).sum();
-    UsageDay {
-        date,
-        requests,
-        total_tokens,
-        cost_usd: usd(nano),
-        cost_nanousd: nano,
-        breakdown,
-    }
 }
 
 /// `/admin/stats` over all rows; an empty table gives zeros and nulls.

@@ -206,7 +206,7 @@ impl Store {
     /// `/admin/usage/today` for the UTC day `today`.
     pub fn usage_today(&self, today: &str) -> Result<UsageDay, StorageError> {
         let breakdown = self.usage_models_day(today)?;
-        Ok(summarize(today.to_owned(), breakdown))
+        Ok(UsageDay::from_breakdown(today.to_owned(), breakdown))
     }
 
     /// `/admin/usage/range`: one entry per day that has rows, days descending.
@@ -223,13 +223,13 @@ impl Store {
         for row in rows {
             if current.first().is_some_and(|c| c.day != row.day) {
                 let date = current[0].day.clone();
-                days.push(summarize(date, std::mem::take(&mut current)));
+                days.push(UsageDay::from_breakdown(date, std::mem::take(&mut current)));
             }
             current.push(row);
         }
         if let Some(first) = current.first() {
             let date = first.day.clone();
-            days.push(summarize(date, current));
+            days.push(UsageDay::from_breakdown(date, current));
         }
         Ok(days)
     }
@@ -526,16 +526,20 @@ fn daily_row(r: &Row<'_>) -> rusqlite::Result<DailyUsage> {
     })
 }
 
-fn summarize(date: String, breakdown: Vec<DailyUsage>) -> UsageDay {
-    let requests = breakdown.iter().map(|b| b.request_count).sum();
-    let total_tokens = breakdown.iter().map(|b| b.total_tokens).sum();
-    let nano: i64 = breakdown.iter().map(|b| b.cost_nanousd).sum();
-    UsageDay {
-        date,
-        requests,
-        total_tokens,
-        cost_usd: usd(nano),
-        cost_nanousd: nano,
-        breakdown,
+impl UsageDay {
+    /// A day's answer from its per-model buckets: the totals are their sums. Both backends
+    /// build `/admin/usage/today` and `/range` with it, so they answer the same bytes.
+    pub fn from_breakdown(date: String, breakdown: Vec<DailyUsage>) -> UsageDay {
+        let requests = breakdown.iter().map(|b| b.request_count).sum();
+        let total_tokens = breakdown.iter().map(|b| b.total_tokens).sum();
+        let nano: i64 = breakdown.iter().map(|b| b.cost_nanousd).sum();
+        UsageDay {
+            date,
+            requests,
+            total_tokens,
+            cost_usd: usd(nano),
+            cost_nanousd: nano,
+            breakdown,
+        }
     }
 }
