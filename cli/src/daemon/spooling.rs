@@ -52,18 +52,17 @@ impl Daemon {
     /// taking the next (a result may queue more).
     pub fn drain_storage(&self, ex: &mut Exchange) {
         while let Some(op) = ex.poll_storage() {
-            let request_id = ex.request_id().to_owned();
-            let now = self.now();
+            // The pre-log row carries its own request id; the later records name the call.
             match op {
                 StorageOp::PreLog(row) => {
                     let res = self.spool.append(&Record::Begin(row)).map(|seq| seq as i64);
-                    ex.handle_prelog(res.map_err(|e| failure(&e)), now);
+                    ex.handle_prelog(res.map_err(|e| failure(&e)), self.now());
                 }
                 StorageOp::CheckpointUsage { columns, .. } => {
                     // Fire-and-forget, as before: boot recovery costs from the last one that
                     // made it, and the finalize carries the full counts anyway.
                     let _ = self.spool.append(&Record::Usage {
-                        request_id,
+                        request_id: ex.request_id().to_owned(),
                         tokens: columns,
                     });
                 }
@@ -71,16 +70,17 @@ impl Daemon {
                     let Op::Finalize(row) = op_from_exchange(op) else {
                         continue;
                     };
+                    let request_id = ex.request_id().to_owned();
                     let res = self.spool.append(&Record::End { request_id, row });
-                    ex.handle_finalized(res.map(|_| ()).map_err(|e| failure(&e)), now);
+                    ex.handle_finalized(res.map(|_| ()).map_err(|e| failure(&e)), self.now());
                 }
                 StorageOp::FinalizeFallback { message, at, .. } => {
                     let res = self.spool.append(&Record::Fallback {
-                        request_id,
+                        request_id: ex.request_id().to_owned(),
                         message,
                         now: at,
                     });
-                    ex.handle_finalized(res.map(|_| ()).map_err(|e| failure(&e)), now);
+                    ex.handle_finalized(res.map(|_| ()).map_err(|e| failure(&e)), self.now());
                 }
             }
         }
