@@ -188,6 +188,15 @@ impl Ingester {
         })
     }
 
+    /// Called before the thread sleeps with nothing to apply: disarms the spool's bell so the
+    /// next append rings it, then looks again. True when a record arrived in between (an
+    /// append that found the bell still armed did not ring: without this look the thread
+    /// would sleep on it until some command woke it).
+    pub fn rearm(&self) -> bool {
+        self.spool.disarm();
+        self.behind() > 0
+    }
+
     /// True when a batch should be applied now: the delay ran out or a batch is full, and no
     /// retry is being waited for.
     pub fn due(&mut self, now: Instant) -> bool {

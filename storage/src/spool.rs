@@ -164,7 +164,7 @@ impl SpoolStats {
     }
     /// Records written and not yet applied.
     pub fn unapplied(&self) -> u64 {
-        let next = self.next_seq.load(Ordering::Acquire);
+        let next = self.next_seq.load(Ordering::SeqCst);
         let applied = self.applied_seq.load(Ordering::Acquire);
         next.saturating_sub(applied + 1)
     }
@@ -362,7 +362,9 @@ impl Spool {
             self.sync_through(seq)?;
         }
         self.stats.records[rec.kind() as usize - 1].fetch_add(1, Ordering::Relaxed);
-        if !self.armed.swap(true, Ordering::AcqRel) {
+        // SeqCst with `disarm` and the ingester's look at `next_seq`: either the ingester sees
+        // this record, or this append sees the bell disarmed and rings it.
+        if !self.armed.swap(true, Ordering::SeqCst) {
             self.bell.ring();
         }
         Ok(seq)
@@ -410,7 +412,7 @@ impl Spool {
         seg.len += len;
         st.next_seq += 1;
         self.stats.bytes.fetch_add(len, Ordering::Relaxed);
-        self.stats.next_seq.store(st.next_seq, Ordering::Release);
+        self.stats.next_seq.store(st.next_seq, Ordering::SeqCst);
         Ok(seq)
     }
 
@@ -466,7 +468,7 @@ impl Spool {
 
     /// Called by the ingester before it reads: the next append rings the bell again.
     pub fn disarm(&self) {
-        self.armed.store(false, Ordering::Release);
+        self.armed.store(false, Ordering::SeqCst);
     }
 
     /// Records the database's applied position and deletes the segments it has passed

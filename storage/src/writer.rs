@@ -385,7 +385,11 @@ impl Thread {
                         let _ = ing.step(&self.conn, now);
                         continue;
                     }
-                    ing.deadline(now)
+                    let deadline = ing.deadline(now);
+                    if deadline.is_none() && ing.rearm() {
+                        continue;
+                    }
+                    deadline
                 }
                 None => None,
             };

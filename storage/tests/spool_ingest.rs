@@ -298,3 +298,40 @@ fn a_pair_in_one_batch_writes_what_insert_then_finalize_writes() {
             .any(|l| l.contains("lifecycle_status=Text(\"completed\")"))
     );
 }
+
+/// Appends racing the ingester's reads must never leave it asleep with records behind: with
+/// no command to wake it, every record still lands (the bell is re-armed before each sleep,
+/// `Ingester::rearm`). A stress check: the race it guards (an append between the ingester's
+/// disarm and its read) is a few instructions wide, so this run does not hit it every time.
+#[test]
+fn records_appended_while_the_ingester_reads_are_never_left_behind() {
+    let (_dir, path) = temp_db();
+    let s = Writer::spawn_with_spool(
+        &path,
+        WriterConfig::default(),
+        SpoolConfig::in_dir(spool_dir(&path)),
+        IngestConfig {
+            batch: 8,
+            max_delay: Duration::from_millis(1),
+        },
+    )
+    .unwrap();
+    for round in 0..40 {
+        for i in 0..25 {
+            let (b, e) = call(round * 100 + i);
+            s.spool.append(&b).unwrap();
+            s.spool.append(&e).unwrap();
+        }
+        // Stop appending: whatever is behind must be applied without any command.
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while s.spool.stats().unapplied() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: {} records left behind with the ingester asleep",
+                s.spool.stats().unapplied()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    stop(s);
+}
