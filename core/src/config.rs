@@ -190,6 +190,9 @@ pub struct Config {
     pub cli_proxy_api_key: Secret,
     /// `DB_PATH` (`:memory:` allowed).
     pub db_path: String,
+    /// `DATABASE_URL=postgres://…`: PostgreSQL instead of SQLite at `db_path`
+    /// (`docs/replicas.md`).
+    pub postgres: Option<PostgresTarget>,
     /// `SPOOL_*`.
     pub spool: SpoolSettings,
     /// `PRICING_CACHE_PATH`.
@@ -326,7 +329,11 @@ impl Config {
                 "hasAuthDir": self.cliproxy_auth_dir.is_some(),
                 "customProviders": self.providers.custom_count(),
             },
-            "dbPath": self.db_path,
+            "dbPath": if self.postgres.is_some() { Value::Null } else { json!(self.db_path) },
+            "database": match &self.postgres {
+                Some(pg) => json!({"kind": "postgres", "host": pg.host, "dbname": pg.dbname}),
+                None => json!({"kind": "sqlite", "path": self.db_path}),
+            },
         })
     }
 
@@ -356,6 +363,58 @@ pub enum SpoolFsync {
     Batch,
     /// `always`: `fdatasync` per record.
     Always,
+}
+
+/// A PostgreSQL `DATABASE_URL` (`docs/replicas.md` §1). `Debug` shows only the host and the
+/// database name: the URL may carry a password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresTarget {
+    /// The whole URL, for the connection alone.
+    pub url: Secret,
+    /// The host (and port) it names, or the `host=` parameter (a socket directory).
+    pub host: String,
+    /// The database name.
+    pub dbname: String,
+}
+
+impl std::fmt::Debug for PostgresTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresTarget")
+            .field("host", &self.host)
+            .field("dbname", &self.dbname)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresTarget {
+    /// Reads host and database name out of a `postgres://` or `postgresql://` URL; `None`
+    /// when it is not one or names no database.
+    pub fn parse(url: &str) -> Option<PostgresTarget> {
+        let rest = url
+            .strip_prefix("postgres://")
+            .or_else(|| url.strip_prefix("postgresql://"))?;
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, Some(q)),
+            None => (rest, None),
+        };
+        let (authority, dbname) = rest.split_once('/').unwrap_or((rest, ""));
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let param = |name: &str| {
+            query?
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        };
+        let dbname = param("dbname").unwrap_or(dbname);
+        let host = param("host").unwrap_or(host);
+        if dbname.is_empty() {
+            return None;
+        }
+        Some(PostgresTarget {
+            url: Secret::new(url),
+            host: if host.is_empty() { "localhost" } else { host }.to_owned(),
+            dbname: dbname.to_owned(),
+        })
+    }
 }
 
 /// The spool's settings (`docs/spool.md` §6).

@@ -240,7 +240,7 @@ impl Readers {
     /// (it may be mid-statement); its slot is freed, so the pool never shrinks.
     pub fn with<R>(
         &self,
-        f: impl FnOnce(&Store) -> Result<R, StorageError>,
+        f: impl FnOnce(&mut Store) -> Result<R, StorageError>,
     ) -> Result<R, StorageError> {
         // Declared before the store so that, when `f` unwinds, the connection closes first
         // and only then is its slot freed.
@@ -248,9 +248,9 @@ impl Readers {
             pool: self,
             held: false,
         };
-        let store = self.checkout()?;
+        let mut store = self.checkout()?;
         slot.held = true;
-        let result = f(&store);
+        let result = f(&mut store);
         slot.held = false;
         self.checkin(store);
         result

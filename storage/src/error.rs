@@ -47,6 +47,13 @@ pub enum StorageError {
         /// What went wrong.
         source: Box<StorageError>,
     },
+    /// A database server (the PostgreSQL backend) refused or could not be reached; the
+    /// message never carries the connection URL.
+    #[error("database server error: {message}")]
+    Server {
+        /// What the server or the driver said.
+        message: String,
+    },
     /// A file-system operation failed.
     #[error("io error ({kind:?}): {message}")]
     Io {

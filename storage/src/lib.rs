@@ -49,7 +49,10 @@ pub use op::{
     FailureOp, FinalizeRow, NewApiKey, Op, PreLogRow, QuotaSnapshotRow, RecostResult, RecostRow,
     Recoster, Reply, SharedRecoster, Terminal,
 };
+pub use queries::Queries;
 pub use recost::{CoreRecoster, SharedPricer};
 pub use schema::{Layout, MigrationReport};
 pub use store::Store;
-pub use writer::{PendingReply, Spooled, Writer, WriterConfig, WriterHandle, WriterStats};
+pub use writer::{
+    Command, CommandQueue, PendingReply, Spooled, Writer, WriterConfig, WriterHandle, WriterStats,
+};

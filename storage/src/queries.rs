@@ -13,12 +13,14 @@ mod dashboard;
 mod keys;
 mod logs;
 mod quotas;
+mod reads;
 mod usage;
 
 pub use dashboard::{SeriesDimension, SeriesKey, SeriesPoint, UsageSummary};
 pub use keys::{ApiKeyGrant, ApiKeyInfo, ApiKeyUsage};
 pub use logs::{CostAuditRow, LogFilter, LogRow, Stats};
 pub use quotas::{QuotaHistory, QuotaHistoryEntry, QuotaSnapshot};
+pub use reads::Queries;
 pub use usage::{
     AccountSummary, CorrelationCandidate, DailyAccountUsage, DailyUsage, LocalUsage, ModelUsage,
     ProviderUsage, Trend, TrendFilter, UsageDay,

@@ -124,6 +124,7 @@ impl WriterStats {
 
 type ReplySender = oneshot::Sender<Result<Reply, StorageError>>;
 
+#[derive(Debug)]
 struct Envelope {
     op: Op,
     reply: Option<ReplySender>,
@@ -309,6 +310,62 @@ impl WriterHandle {
     /// The writer's counters.
     pub fn stats(&self) -> &Arc<WriterStats> {
         &self.stats
+    }
+}
+
+impl WriterHandle {
+    /// A handle whose commands are served by a thread of the caller's instead of the SQLite
+    /// writer (the PostgreSQL backend): everything that sends commands keeps one type and
+    /// one behaviour (backpressure, `try_send` drops, `WriterGone`), whichever database
+    /// answers them.
+    pub fn served_elsewhere(capacity: usize) -> (WriterHandle, CommandQueue) {
+        let (tx, rx) = async_channel::bounded(capacity.max(1));
+        let handle = WriterHandle {
+            tx,
+            stats: Arc::new(WriterStats::default()),
+            bell: Arc::new(Doorbell::default()),
+        };
+        (handle, CommandQueue { rx })
+    }
+}
+
+/// The receiving end of [`WriterHandle::served_elsewhere`].
+#[derive(Debug)]
+pub struct CommandQueue {
+    rx: Receiver<Envelope>,
+}
+
+impl CommandQueue {
+    /// Blocks for the next command; `None` once every handle is dropped or
+    /// [`CommandQueue::close`] was called and the queue is empty.
+    pub fn recv(&self) -> Option<Command> {
+        self.rx.recv_blocking().ok().map(|e| Command {
+            op: e.op,
+            reply: e.reply,
+        })
+    }
+
+    /// Refuses further commands (they get `WriterGone`); the queued ones can still be taken.
+    pub fn close(&self) {
+        self.rx.close();
+    }
+}
+
+/// One command taken from a [`CommandQueue`]; answer it exactly once (dropping it answers
+/// `WriterGone`).
+#[derive(Debug)]
+pub struct Command {
+    /// The command.
+    pub op: Op,
+    reply: Option<ReplySender>,
+}
+
+impl Command {
+    /// Sends the reply (ignored for fire-and-forget commands and gone callers).
+    pub fn answer(self, result: Result<Reply, StorageError>) {
+        if let Some(reply) = self.reply {
+            let _ = reply.send(result);
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! [`Config::from_env`]: every variable of `control.md` §5.3 in table order, then the
 //! warnings of §5.5.
 
-use crate::config::{SpoolFsync, SpoolSettings};
+use crate::config::{PostgresTarget, SpoolFsync, SpoolSettings};
 use crate::pricing::overrides::{Aliases, Overrides, parse_aliases_json, parse_overrides_json};
 use std::collections::BTreeMap;
 
@@ -63,7 +63,11 @@ pub(super) fn from_env(
         read_upstream_url(&mut r, proxy_local_ok, direct, &mut warnings);
     let cli_proxy_api_key = Secret::new(r.text("CLI_PROXY_API_KEY").unwrap_or("proxy"));
     let db_path = r.text("DB_PATH").unwrap_or(&paths.db_path).to_owned();
-    let db_path = read_database_url(&mut r).unwrap_or(db_path);
+    let (db_path, postgres) = match read_database_url(&mut r) {
+        Some(DatabaseUrl::Sqlite(path)) => (path, None),
+        Some(DatabaseUrl::Postgres(target)) => (db_path, Some(target)),
+        None => (db_path, None),
+    };
     let pricing_cache_path = r
         .text("PRICING_CACHE_PATH")
         .unwrap_or(&paths.pricing_cache_path)
@@ -153,7 +157,13 @@ pub(super) fn from_env(
         "DASHBOARD_SESSION_TTL_MS",
         crate::dashboard::session::DEFAULT_TTL_MS,
     );
-    let spool = read_spool(&mut r, &db_path);
+    // With PostgreSQL the spool is all that is local, so it gets a home of its own
+    // (`docs/replicas.md` §1) instead of following an unused `DB_PATH`.
+    let spool_home = match &postgres {
+        Some(_) => format!("{}/spool", paths.data_dir.trim_end_matches('/')),
+        None => db_path.clone(),
+    };
+    let spool = read_spool(&mut r, &spool_home, postgres.is_some());
     let deploy_dir = r.text("AGENT_CLI_PROXY_DEPLOY_DIR").map(str::to_owned);
     let runtime_dir = r.text("AGENT_CLI_PROXY_RUNTIME_DIR").map(str::to_owned);
     let init_env_file = r.text("AGENT_CLI_PROXY_ENV").map(str::to_owned);
@@ -211,6 +221,7 @@ pub(super) fn from_env(
         proxy_local_ok,
         cli_proxy_api_key,
         db_path,
+        postgres,
         spool,
         pricing_cache_path,
         pricing_url,
@@ -438,11 +449,12 @@ fn warn_path(name: &str, path: &str, roots: &[Option<&str>], warnings: &mut Vec<
 }
 
 /// `SPOOL_*` (`docs/spool.md` §6).
-fn read_spool(r: &mut Reader<'_>, db_path: &str) -> SpoolSettings {
+fn read_spool(r: &mut Reader<'_>, home: &str, postgres: bool) -> SpoolSettings {
     let dir = match r.text("SPOOL_DIR") {
         Some(d) => Some(d.to_owned()),
-        None if db_path == ":memory:" => None,
-        None => Some(format!("{db_path}.spool")),
+        None if postgres => Some(home.to_owned()),
+        None if home == ":memory:" => None,
+        None => Some(format!("{home}.spool")),
     };
     let fsync = match r
         .text("SPOOL_FSYNC")
@@ -467,18 +479,22 @@ fn read_spool(r: &mut Reader<'_>, db_path: &str) -> SpoolSettings {
     }
 }
 
-/// `DATABASE_URL` (`docs/replicas.md` §1): a SQLite form wins over `DB_PATH`. A PostgreSQL URL
-/// is refused with a clear message for now: the backend exists (crate `storage-pg`) but `serve`
-/// does not use it yet, and silently recording into SQLite instead would mislead a team. The
-/// URL itself is never echoed (it may carry a password).
-fn read_database_url(r: &mut Reader<'_>) -> Option<String> {
+enum DatabaseUrl {
+    Sqlite(String),
+    Postgres(PostgresTarget),
+}
+
+/// `DATABASE_URL` (`docs/replicas.md` §1): a SQLite form wins over `DB_PATH`; a PostgreSQL
+/// URL selects that backend. Only its shape is checked here (the storage layer parses it
+/// fully at start); the URL itself is never echoed (it may carry a password).
+fn read_database_url(r: &mut Reader<'_>) -> Option<DatabaseUrl> {
     let url = r.text("DATABASE_URL")?.to_owned();
     if url == "sqlite::memory:" {
-        return Some(":memory:".to_owned());
+        return Some(DatabaseUrl::Sqlite(":memory:".to_owned()));
     }
     if let Some(path) = url.strip_prefix("sqlite://") {
         if path.starts_with('/') {
-            return Some(path.to_owned());
+            return Some(DatabaseUrl::Sqlite(path.to_owned()));
         }
         r.issue(
             "DATABASE_URL",
@@ -486,10 +502,13 @@ fn read_database_url(r: &mut Reader<'_>) -> Option<String> {
         );
         return None;
     }
+    if let Some(target) = PostgresTarget::parse(&url) {
+        return Some(DatabaseUrl::Postgres(target));
+    }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         r.issue(
             "DATABASE_URL",
-            "PostgreSQL is not served by this version yet (see docs/replicas.md, Status); unset DATABASE_URL to record into SQLite at DB_PATH",
+            "a postgres URL needs a database name (postgres://user@host:5432/dbname)",
         );
         return None;
     }

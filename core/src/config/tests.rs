@@ -541,6 +541,7 @@ fn admin_config_shows_secrets_only_as_booleans() {
             "intervals": {"costBackfillMs": 1_800_000, "quotaRefreshMs": 300_000, "correlationMs": 15_000},
             "features": {"hasAdminApiKey": true, "hasMgmtKey": true, "hasAuthDir": true, "customProviders": 0},
             "dbPath": "/home/u/.local/share/agent-cli-proxy/proxy.db",
+            "database": {"kind": "sqlite", "path": "/home/u/.local/share/agent-cli-proxy/proxy.db"},
         })
     );
 }
@@ -683,7 +684,7 @@ fn direct_mode_needs_no_router_url() {
 }
 
 #[test]
-fn database_url_sqlite_forms_win_over_db_path_and_postgres_is_refused_without_echoing_it() {
+fn database_url_sqlite_forms_win_over_db_path_and_postgres_is_selected_without_echoing_it() {
     let c = ok(&[
         ("DB_PATH", "/srv/acp/proxy.db"),
         ("DATABASE_URL", "sqlite:///var/lib/acp/team.db"),
@@ -698,13 +699,45 @@ fn database_url_sqlite_forms_win_over_db_path_and_postgres_is_refused_without_ec
         ok(&[("DATABASE_URL", "sqlite::memory:")]).db_path,
         ":memory:"
     );
-    let pg = issues(&[("DATABASE_URL", "postgres://acp:s3cr3t-zz99@db.example/acp")]);
-    assert_eq!(pg.len(), 1, "{pg:?}");
-    assert!(pg[0].starts_with("DATABASE_URL"), "{pg:?}");
-    assert!(pg[0].contains("docs/replicas.md"), "{pg:?}");
+    let pg = ok(&[
+        (
+            "DATABASE_URL",
+            "postgres://acp:s3cr3t-zz99@db.example:5433/acp?sslmode=require",
+        ),
+        ("AGENT_CLI_PROXY_DATA_DIR", "/var/lib/acp"),
+    ]);
+    let target = pg.postgres.as_ref().expect("postgres selected");
+    assert_eq!(
+        target.url.expose(),
+        "postgres://acp:s3cr3t-zz99@db.example:5433/acp?sslmode=require"
+    );
+    assert_eq!(
+        (target.host.as_str(), target.dbname.as_str()),
+        ("db.example:5433", "acp")
+    );
+    assert_eq!(
+        pg.spool.dir.as_deref(),
+        Some("/var/lib/acp/spool"),
+        "its own spool home"
+    );
+    let shown = format!("{pg:?} {}", pg.admin_json());
     assert!(
-        !pg[0].contains("s3cr3t-zz99"),
-        "the password leaked: {pg:?}"
+        !shown.contains("s3cr3t-zz99"),
+        "the password leaked: {shown}"
+    );
+    assert_eq!(
+        pg.admin_json()["database"],
+        serde_json::json!({"kind": "postgres", "host": "db.example:5433", "dbname": "acp"})
+    );
+    let socket = ok(&[("DATABASE_URL", "postgresql:///acp?host=/run/postgresql")]);
+    assert_eq!(
+        socket.postgres.as_ref().map(|t| t.host.as_str()),
+        Some("/run/postgresql")
+    );
+    let no_db = issues(&[("DATABASE_URL", "postgres://acp:s3cr3t-zz99@db.example/")]);
+    assert!(
+        no_db.len() == 1 && !no_db[0].contains("s3cr3t-zz99"),
+        "{no_db:?}"
     );
     for bad in ["sqlite://relative.db", "mysql://x/y", "proxy.db"] {
         let found = issues(&[("DATABASE_URL", bad)]);
