@@ -6,6 +6,7 @@
 //! timers and signals.
 
 pub mod admin;
+pub mod backend;
 pub mod correlator;
 mod lifecycle;
 pub mod log;
@@ -30,11 +31,11 @@ use agent_cli_proxy_core::time::{Instant, UnixMillis};
 use agent_cli_proxy_storage::ingest::{IngestConfig, IngestStats};
 use agent_cli_proxy_storage::spool::{Fsync, Spool, SpoolConfig};
 use agent_cli_proxy_storage::{
-    DbLock, DbPath, Op, Readers, Reply as StoreReply, SharedRecoster, StorageError, WriterConfig,
-    WriterHandle,
+    DbLock, Op, Reply as StoreReply, SharedRecoster, StorageError, WriterHandle,
 };
 use serde_json::{Value, json};
 
+pub use self::backend::{Claim, OnceLoops, Reads};
 pub use self::log::Logger;
 pub use self::pricing::PricingState;
 pub use self::spooling::Flushed;
@@ -60,8 +61,10 @@ pub struct Daemon {
     /// Ingestion counters.
     pub ingest: Arc<IngestStats>,
     writer_join: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// Read-only connections for admin queries, `/metrics` and `/ready`.
-    pub readers: Readers,
+    /// Connections for admin queries, `/metrics` and `/ready`.
+    pub readers: Reads,
+    /// The loops that run on one replica at a time (`docs/replicas.md` §5).
+    pub once: Arc<OnceLoops>,
     /// The process logger.
     pub logger: Logger,
     metrics: Mutex<MetricsRegistry>,
@@ -124,62 +127,29 @@ impl Daemon {
             );
         }
         let config = Arc::new(config);
-        let db = DbPath::from_config(&config.db_path);
         let fail = |logger: &Logger, event: &str, msg: String, extra: Vec<(&str, Value)>| {
             logger.event(Level::Error, event, &msg, extra);
             logger.flush();
             StartupFailed
         };
-        if let Some(parent) = db.file().and_then(|p| p.parent())
-            && !parent.as_os_str().is_empty()
-            && let Err(e) = std::fs::create_dir_all(parent)
-        {
-            return Err(fail(
-                &logger,
-                "startup.error",
-                format!("cannot create database directory: {e}"),
-                vec![("path", json!(parent.display().to_string()))],
-            ));
+        let spooled = match backend::open(&config) {
+            Ok(opened) => opened,
+            Err(f) => return Err(fail(&logger, f.event, f.message, f.fields)),
+        };
+        if let Some(replica) = spooled.once.replica() {
+            let pg = config.postgres.as_ref();
+            logger.event(
+                Level::Info,
+                "startup.replica",
+                "recording into PostgreSQL as a replica",
+                vec![
+                    ("replica", json!(replica)),
+                    ("host", json!(pg.map(|t| &t.host))),
+                    ("dbname", json!(pg.map(|t| &t.dbname))),
+                    ("spool_dir", json!(config.spool.dir)),
+                ],
+            );
         }
-        let lock = match DbLock::acquire(&db) {
-            Ok(lock) => lock,
-            Err(e) => {
-                return Err(fail(
-                    &logger,
-                    "startup.db_locked",
-                    format!("database is locked: {e}"),
-                    vec![
-                        ("path", json!(config.db_path)),
-                        (
-                            "hint",
-                            json!("another agent-cli-proxy is using this database"),
-                        ),
-                    ],
-                ));
-            }
-        };
-        let spooled = match agent_cli_proxy_storage::Writer::spawn_with_spool(
-            &db,
-            WriterConfig::default(),
-            spool_config(&config),
-            IngestConfig {
-                batch: config.spool.ingest_batch as usize,
-                max_delay: Duration::from_millis(config.spool.ingest_max_delay_ms),
-            },
-        ) {
-            Ok(s) => s,
-            Err(e) => {
-                return Err(fail(
-                    &logger,
-                    "startup.error",
-                    e.to_string(),
-                    vec![
-                        ("path", json!(config.db_path)),
-                        ("spool_dir", json!(config.spool.dir)),
-                    ],
-                ));
-            }
-        };
         if let Some(t) = &spooled.torn {
             logger.event(
                 Level::Warn,
@@ -200,7 +170,6 @@ impl Daemon {
                 vec![("records", json!(spooled.boot_ingested))],
             );
         }
-        let (writer, join) = (spooled.writer, spooled.join);
         let pricing = Arc::new(PricingState::load(&config, &logger));
         let core = Core::new(Arc::clone(&config), pricing.table(), seed);
         let sessions = agent_cli_proxy_core::dashboard::session::Sessions::new(
@@ -208,13 +177,14 @@ impl Daemon {
             config.dashboard_session_ttl_ms,
         );
         let daemon = Daemon {
-            readers: Readers::new(db.clone(), Default::default()),
+            readers: spooled.readers,
+            once: spooled.once,
             config: Arc::clone(&config),
             core: Mutex::new(core),
-            writer,
+            writer: spooled.writer,
             spool: spooled.spool,
             ingest: spooled.ingest,
-            writer_join: Mutex::new(Some(join)),
+            writer_join: Mutex::new(Some(spooled.join)),
             logger,
             metrics: Mutex::new(MetricsRegistry::new()),
             pricing,
@@ -224,7 +194,7 @@ impl Daemon {
             body_budget: AtomicU64::new(BODY_BUDGET_BYTES),
             active_streams: AtomicI64::new(0),
             clock_origin: std::time::Instant::now(),
-            _lock: lock,
+            _lock: spooled.lock,
         };
         let op = Op::BootRecovery {
             now: daemon.wall().to_iso(),
@@ -439,6 +409,7 @@ impl Daemon {
     /// The tail of shutdown (`control.md` §9.2 steps 6–8) after the shell drained its
     /// connections and stopped its loops.
     pub fn shutdown_storage(&self) {
+        self.once.release_all();
         let now = self.wall().to_iso();
         let op = Op::ShutdownFinalize {
             now,
@@ -483,6 +454,13 @@ impl Daemon {
             "shutdown step failed",
             vec![("err", json!(e.to_string()))],
         );
+    }
+}
+
+fn ingest_config(config: &Config) -> IngestConfig {
+    IngestConfig {
+        batch: config.spool.ingest_batch as usize,
+        max_delay: Duration::from_millis(config.spool.ingest_max_delay_ms),
     }
 }
 

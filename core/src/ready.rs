@@ -295,7 +295,7 @@ impl CheckResult {
             .collect();
         let status = health
             .iter()
-            .map(|h| h.status)
+            .map(|h| h.status.check_status())
             .max()
             .unwrap_or(Status::Pass);
         let mut result = CheckResult::new(status, None, None);

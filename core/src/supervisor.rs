@@ -121,6 +121,9 @@ pub struct LoopState {
     pub last_success: Option<Instant>,
     /// The last failure.
     pub last_error: Option<LoopError>,
+    /// The last tick was skipped because another replica holds the loop
+    /// (`docs/replicas.md` §5).
+    pub standby: bool,
 }
 
 /// What the shell does after a failed tick.
@@ -151,12 +154,22 @@ impl LoopState {
             disabled: false,
             last_success: None,
             last_error: None,
+            standby: false,
         }
+    }
+
+    /// Records a tick skipped because another replica holds the loop; returns the jittered
+    /// delay to the next claim. Not a failure: the loop is healthy, just elsewhere.
+    pub fn handle_standby(&mut self, rng: &mut fastrand::Rng) -> u64 {
+        self.consecutive_failures = 0;
+        self.standby = true;
+        jitter(self.interval_ms, rng)
     }
 
     /// Records a successful tick; returns the jittered delay to the next one.
     pub fn handle_success(&mut self, now: Instant, rng: &mut fastrand::Rng) -> u64 {
         self.consecutive_failures = 0;
+        self.standby = false;
         self.last_success = Some(now);
         jitter(self.interval_ms, rng)
     }
@@ -170,6 +183,7 @@ impl LoopState {
         rng: &mut fastrand::Rng,
     ) -> AfterFailure {
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        self.standby = false;
         self.total_failures = self.total_failures.saturating_add(1);
         self.last_error = Some(LoopError {
             at: now,
@@ -190,11 +204,13 @@ impl LoopState {
     /// The `/ready` `loopHealth` entry of this loop at `now`.
     pub fn health(&self, now: Instant) -> LoopHealth {
         let status = if self.disabled {
-            Status::Fail
+            LoopStatus::Fail
         } else if self.consecutive_failures > 0 {
-            Status::Warn
+            LoopStatus::Warn
+        } else if self.standby {
+            LoopStatus::Standby
         } else {
-            Status::Pass
+            LoopStatus::Pass
         };
         LoopHealth {
             name: self.name.clone(),
@@ -215,14 +231,40 @@ pub struct LoopHealth {
     pub name: String,
     /// Failures since the last success.
     pub consecutive_failures: u32,
-    /// `fail` if disabled, `warn` if failing, else `pass`.
-    pub status: Status,
+    /// `fail` if disabled, `warn` if failing, `standby` if held by another replica, else
+    /// `pass`.
+    pub status: LoopStatus,
     /// Milliseconds since the last success, once there was one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_success_age_ms: Option<u64>,
     /// Milliseconds since the last error, once there was one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error_age_ms: Option<u64>,
+}
+
+/// A loop's entry status in `/ready`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoopStatus {
+    /// Ran its last tick, or has not run yet.
+    Pass,
+    /// Failing, retried with backoff.
+    Warn,
+    /// Disabled after repeated failures.
+    Fail,
+    /// Another replica holds the loop (`docs/replicas.md` §5): healthy, not running here.
+    Standby,
+}
+
+impl LoopStatus {
+    /// What the entry contributes to the supervisor check: a standby loop is healthy.
+    pub fn check_status(self) -> Status {
+        match self {
+            LoopStatus::Pass | LoopStatus::Standby => Status::Pass,
+            LoopStatus::Warn => Status::Warn,
+            LoopStatus::Fail => Status::Fail,
+        }
+    }
 }
 
 /// `round(d + u·d·0.1)` with `u` uniform in [−1, 1], floored at 0.
@@ -295,7 +337,7 @@ mod tests {
             assert_eq!(attempt, i);
             assert!((54_000..=66_000).contains(&delay_ms));
         }
-        assert_eq!(s.health(Instant::from_millis(100)).status, Status::Warn);
+        assert_eq!(s.health(Instant::from_millis(100)).status, LoopStatus::Warn);
         let after = s.handle_failure("boom", Instant::from_millis(100), &mut rng);
         assert_eq!(
             after,
@@ -304,14 +346,14 @@ mod tests {
             }
         );
         assert!(s.disabled);
-        assert_eq!(s.health(Instant::from_millis(100)).status, Status::Fail);
+        assert_eq!(s.health(Instant::from_millis(100)).status, LoopStatus::Fail);
 
         let mut t = LoopState::new("correlator", 10_000);
         t.handle_failure("x", Instant::from_millis(5), &mut rng);
         let next = t.handle_success(Instant::from_millis(9), &mut rng);
         assert!((9_000..=11_000).contains(&next));
         assert_eq!((t.consecutive_failures, t.total_failures), (0, 1));
-        assert_eq!(t.health(Instant::from_millis(10)).status, Status::Pass);
+        assert_eq!(t.health(Instant::from_millis(10)).status, LoopStatus::Pass);
     }
 
     #[test]
@@ -353,5 +395,29 @@ mod tests {
             serde_json::json!({"name":"quota-refresh","consecutiveFailures":1,"status":"warn",
                 "lastSuccessAgeMs":900,"lastErrorAgeMs":600})
         );
+    }
+
+    #[test]
+    fn a_loop_held_by_another_replica_is_standby_and_healthy_until_it_runs_here() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let mut a = LoopState::new("correlator", 1_000);
+        let delay = a.handle_standby(&mut rng);
+        assert!((900..=1_100).contains(&delay), "{delay}");
+        let now = Instant::from_millis(5_000);
+        assert_eq!(a.health(now).status, LoopStatus::Standby);
+        let mut b = LoopState::new("quota-refresh", 1_000);
+        b.handle_success(now, &mut rng);
+        let check = crate::ready::CheckResult::supervisor(&[a.clone(), b], now);
+        assert_eq!(check.status, Status::Pass, "standby is not a failure");
+        assert_eq!(
+            serde_json::to_value(a.health(now)).unwrap()["status"],
+            "standby"
+        );
+        // Taking the loop over ends the standby; so does a failed claim.
+        a.handle_success(now, &mut rng);
+        assert_eq!(a.health(now).status, LoopStatus::Pass);
+        a.handle_standby(&mut rng);
+        a.handle_failure("loop lock: connection refused", now, &mut rng);
+        assert_eq!(a.health(now).status, LoopStatus::Warn);
     }
 }

@@ -135,6 +135,13 @@ pub fn enabled_loops(
 ) -> Vec<(agent_cli_proxy_core::supervisor::LoopKind, u64, Tick)> {
     use agent_cli_proxy_core::supervisor::LoopKind;
     let cfg = &d.config;
+    // With PostgreSQL the retention tick also aborts the rows of lost replicas, which must not
+    // wait a day: every 5 minutes, so they end 10 to 15 minutes after the replica was last seen.
+    let retention_ms = if cfg.postgres.is_some() {
+        300_000
+    } else {
+        agent_cli_proxy_core::supervisor::QUOTA_RETENTION_INTERVAL_MS
+    };
     let mut loops = vec![
         (
             LoopKind::PricingRefresh,
@@ -146,7 +153,7 @@ pub fn enabled_loops(
             cfg.cost_backfill_interval_ms,
             Tick::CostBackfill(Arc::new(BackfillFlight::new())),
         ),
-        (LoopKind::QuotaRetention, 86_400_000, Tick::QuotaRetention),
+        (LoopKind::QuotaRetention, retention_ms, Tick::QuotaRetention),
     ];
     d.quota.install_http(io);
     if cfg.cliproxy_mgmt_key.is_empty() {
@@ -177,12 +184,29 @@ pub fn enabled_loops(
     loops
 }
 
-/// Runs one tick of `tick`.
-pub async fn run_tick(tick: &Tick, d: &Daemon, io: &dyn HttpGet) -> Result<(), String> {
+/// What a tick did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ran {
+    /// The work ran.
+    Done,
+    /// Another replica holds the loop; nothing ran here (`docs/replicas.md` §5).
+    Standby,
+}
+
+/// Runs one tick of `tick`, after claiming the loop when it must run on one replica at a
+/// time (a database round trip with PostgreSQL; always granted with SQLite).
+pub async fn run_tick(tick: &Tick, d: &Daemon, io: &dyn HttpGet) -> Result<Ran, String> {
+    let kind = tick.kind();
+    if super::OnceLoops::is_once_only(kind) {
+        let once = std::sync::Arc::clone(&d.once);
+        if blocking(io, move || once.claim(kind)).await?? == super::Claim::Standby {
+            return Ok(Ran::Standby);
+        }
+    }
     match tick {
         Tick::PricingRefresh => refresh_prices(d, io, true).await,
         Tick::CostBackfill(flight) => backfill(d, io, flight).await,
-        Tick::QuotaRetention => quota_retention(d).await,
+        Tick::QuotaRetention => retention(d, io).await,
         Tick::Correlator(c) => c.tick(d, io).await.map(|_| ()),
         Tick::QuotaRefresh => d
             .quota
@@ -190,6 +214,39 @@ pub async fn run_tick(tick: &Tick, d: &Daemon, io: &dyn HttpGet) -> Result<(), S
             .await
             .map(|_| ())
             .map_err(|e| e.to_string()),
+    }
+    .map(|()| Ran::Done)
+}
+
+/// The retention tick: old quota snapshots, and with PostgreSQL the pending rows of replicas
+/// gone for ten minutes (`docs/replicas.md` §3).
+async fn retention(d: &Daemon, io: &dyn HttpGet) -> Result<(), String> {
+    quota_retention(d).await?;
+    let once = std::sync::Arc::clone(&d.once);
+    let (now, recoster) = (d.wall(), d.recoster());
+    let aborted = blocking(io, move || once.sweep_lost_replicas(now, recoster.as_ref())).await??;
+    if aborted > 0 {
+        d.logger.event(
+            Level::Warn,
+            "replica.lost_rows_aborted",
+            "pending rows of a replica gone for ten minutes aborted",
+            vec![("aborted_rows", json!(aborted))],
+        );
+    }
+    Ok(())
+}
+
+impl Tick {
+    /// The loop this tick belongs to.
+    pub fn kind(&self) -> agent_cli_proxy_core::supervisor::LoopKind {
+        use agent_cli_proxy_core::supervisor::LoopKind;
+        match self {
+            Tick::PricingRefresh => LoopKind::PricingRefresh,
+            Tick::CostBackfill(_) => LoopKind::CostBackfill,
+            Tick::QuotaRetention => LoopKind::QuotaRetention,
+            Tick::Correlator(_) => LoopKind::Correlator,
+            Tick::QuotaRefresh => LoopKind::QuotaRefresh,
+        }
     }
 }
 
@@ -247,7 +304,7 @@ impl LoopRun {
         &mut self,
         d: &Daemon,
         health: &std::sync::Mutex<Vec<agent_cli_proxy_core::supervisor::LoopState>>,
-        result: Result<(), String>,
+        result: Result<Ran, String>,
         took: std::time::Duration,
     ) -> Option<u64> {
         use agent_cli_proxy_core::supervisor::AfterFailure;
@@ -258,7 +315,8 @@ impl LoopRun {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let state = loops.iter_mut().find(|l| l.name == name)?;
         match result {
-            Ok(()) => {
+            Ok(Ran::Standby) => Some(state.handle_standby(&mut self.rng)),
+            Ok(Ran::Done) => {
                 let delay = state.handle_success(now, &mut self.rng);
                 d.logger.event(
                     Level::Debug,
