@@ -227,6 +227,20 @@ impl CheckResult {
         CheckResult::new(status, output, Some(response_time_ms))
     }
 
+    /// A database check of a server the spool stands in for (PostgreSQL, `docs/replicas.md`
+    /// §3): the replica keeps serving while it is away, so a failure there degrades
+    /// readiness to `warn` instead of taking every replica out of a load balancer at once.
+    pub fn covered_by_spool(mut self) -> CheckResult {
+        if self.status == Status::Fail {
+            self.status = Status::Warn;
+            self.output = Some(format!(
+                "database unavailable, calls are kept in the spool: {}",
+                self.output.as_deref().unwrap_or("no answer")
+            ));
+        }
+        self
+    }
+
     /// The pricing check: the file must exist, a table be loaded, and its age be below
     /// `max_age_ms` (`READY_PRICING_MAX_AGE_MS`).
     pub fn pricing(
@@ -557,6 +571,18 @@ mod tests {
             (db.status, db.output.as_deref()),
             (Status::Fail, Some("disk I/O error"))
         );
+        // PostgreSQL away: the spool takes the calls, so the replica only warns.
+        let pg = CheckResult::database(DatabaseProbe::Error("connection refused".into()), 3)
+            .covered_by_spool();
+        assert_eq!(pg.status, Status::Warn);
+        assert_eq!(
+            pg.output.as_deref(),
+            Some("database unavailable, calls are kept in the spool: connection refused")
+        );
+        let timed_out = CheckResult::timed_out(CheckName::Database).covered_by_spool();
+        assert_eq!(timed_out.status, Status::Warn);
+        let fine = CheckResult::database(DatabaseProbe::Row, 1).covered_by_spool();
+        assert_eq!((fine.status, fine.output), (Status::Pass, None));
         let up = CheckResult::upstream(Err("connection refused".into()), 5);
         assert_eq!(
             (up.status, up.output.as_deref()),
