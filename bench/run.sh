@@ -18,6 +18,11 @@ MOCK_PORT=$((PORT_BASE + 1))
 NGINX_PORT=$((PORT_BASE + 2))
 TOKIO_PORT=$((PORT_BASE + 3))
 SMOL_PORT=$((PORT_BASE + 4))
+PG_PORT=$((PORT_BASE + 5))
+PG_PROXY_PORT=$((PORT_BASE + 6))
+# BENCH_PG=0 leaves out the tokio build on PostgreSQL (docs/replicas.md), a local server
+# started here in the same run.
+BENCH_PG=${BENCH_PG:-1}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
@@ -44,6 +49,19 @@ if ! need_tool nginx nginx && ! [ -x /usr/sbin/nginx ]; then
     log "nginx: not installed and cannot be installed; skipping the nginx row"
 fi
 NGINX_BIN=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+PG_BIN_DIR=${PG_BIN:-}
+if [ "$BENCH_PG" = 1 ] && [ -z "$PG_BIN_DIR" ]; then
+    if command -v initdb >/dev/null 2>&1; then
+        PG_BIN_DIR=$(dirname "$(command -v initdb)")
+    else
+        compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_tool psql postgresql || true
+        PG_BIN_DIR=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    fi
+    if [ ! -x "$PG_BIN_DIR/initdb" ]; then
+        BENCH_PG=0
+        log "postgresql: initdb not found (apt-get install postgresql); skipping the tokio-pg row"
+    fi
+fi
 
 # ---------------------------------------------------------------- build
 cd "$ROOT"
@@ -79,7 +97,7 @@ cleanup() {
 trap cleanup EXIT
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in "$MOCK_PORT" "$NGINX_PORT" "$TOKIO_PORT" "$SMOL_PORT"; do
+for port in "$MOCK_PORT" "$NGINX_PORT" "$TOKIO_PORT" "$SMOL_PORT" "$PG_PORT" "$PG_PROXY_PORT"; do
     port_free "$port" || die "port $port is in use; set BENCH_PORT_BASE"
 done
 
@@ -111,10 +129,10 @@ MOCK_PID=$!
 PIDS+=("$MOCK_PID")
 wait_health "$MOCK_PORT" "$MOCK_PID" || die "mock-upstream did not start (see $WORK/mock.log)"
 
-start_proxy() { # start_proxy NAME BIN PORT -> sets PROXY_PID
+start_proxy() { # start_proxy NAME BIN PORT [VAR=VALUE...] -> sets PROXY_PID
     local dir="$WORK/$1"
     mkdir -p "$dir/config" "$dir/data"
-    env -i PATH="$PATH" HOME="$dir" \
+    env -i PATH="$PATH" HOME="$dir" "${@:4}" \
         XDG_CONFIG_HOME="$dir/config" AGENT_CLI_PROXY_DATA_DIR="$dir/data" \
         PROXY_HOST=127.0.0.1 PROXY_PORT="$3" \
         CLI_PROXY_API_URL="http://127.0.0.1:$MOCK_PORT" \
@@ -198,6 +216,40 @@ if [ "$HAVE_SMOL" = 1 ]; then
         kill "$PROXY_PID" 2>/dev/null || true
     fi
 fi
+
+# The tokio build on PostgreSQL: a local server with its default durability (fsync on),
+# owned by the postgres user when this runs as root (PostgreSQL refuses root).
+pg_as() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+if [ "$BENCH_PG" = 1 ]; then
+    PG_DATA="$WORK/pg"
+    mkdir -p "$PG_DATA"
+    [ "$(id -u)" = 0 ] && chown postgres "$PG_DATA" "$WORK"
+    if pg_as "$PG_BIN_DIR/initdb" -D "$PG_DATA/data" -U postgres --auth=trust --locale=C -E UTF8 \
+        >"$WORK/pg-initdb.log" 2>&1 &&
+        pg_as "$PG_BIN_DIR/pg_ctl" -D "$PG_DATA/data" -l "$PG_DATA/server.log" -w \
+            -o "-p $PG_PORT -k $PG_DATA -c listen_addresses=127.0.0.1" start >/dev/null 2>&1 &&
+        pg_as "$PG_BIN_DIR/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres acp_bench; then
+        PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/acp_bench?sslmode=disable"
+        start_proxy tokio-pg "$TOKIO_BIN" "$PG_PROXY_PORT" DATABASE_URL="$PG_URL" \
+            SPOOL_DIR="$WORK/tokio-pg/spool"
+        if wait_health "$PG_PROXY_PORT" "$PROXY_PID"; then
+            TARGETS+=(tokio-pg)
+            PID_OF[tokio-pg]=$PROXY_PID
+            PORT_OF[tokio-pg]=$PG_PROXY_PORT
+            SIZE_OF[tokio-pg]=$(stat -c %s "$TOKIO_BIN")
+        else
+            BENCH_PG=0
+            log "tokio-pg: did not serve /health (see $WORK/tokio-pg/stdout.log)"
+        fi
+    else
+        BENCH_PG=0
+        log "postgresql: could not start (see $WORK/pg-initdb.log, $WORK/pg/server.log)"
+    fi
+fi
+stop_pg() {
+    [ -n "${PG_DATA:-}" ] && pg_as "$PG_BIN_DIR/pg_ctl" -D "$PG_DATA/data" -m fast stop >/dev/null 2>&1 || true
+}
+trap 'stop_pg; cleanup' EXIT
 
 # Idle RSS: every server has answered /health; give them 2 s of quiet first.
 sleep 2
@@ -304,7 +356,7 @@ for t in "${TARGETS[@]}"; do
         CPU[$k]=$(awk -v d=$((ticks1 - ticks0)) -v n="$n16" -v hz="$CLK_TCK" \
             'BEGIN {if (n > 0) printf "%.0f", d * 1e6 / hz / n; else print "?"}')
         case $t in
-        tokio | smol)
+        tokio | smol | tokio-pg)
             THREADS[$k]=$(join "$out-threads0.txt" "$out-threads1.txt" |
                 awk -v n="$n16" -v hz="$CLK_TCK" '$3 > $2 && n > 0 {
                     printf "%s%s %.0f", sep, $1, ($3 - $2) * 1e6 / hz / n; sep = ", " }')
@@ -379,6 +431,14 @@ ge() { awk -v a="$1" -v b="$2" 'BEGIN {print (a >= b) ? 1 : 0}'; }
         done
         goal "$t idle RSS < 15 MiB" "$([ "${RSS_OF[$t]}" -lt 15360 ] && echo 1 || echo 0)" "$(mib $((RSS_OF[$t] * 1024)))"
     done
+    if [ -n "${PID_OF[tokio-pg]:-}" ]; then
+        for body in json sse; do
+            r=$(pct "${RPS[tokio-pg/$body]}" "${RPS[tokio/$body]}")
+            goal "tokio on PostgreSQL ${body^^} throughput within 10 % of tokio on SQLite" "$(ge "$r" 90)" "$r %"
+        done
+    else
+        echo "- tokio-pg: not run (BENCH_PG=0 or no PostgreSQL server binaries)"
+    fi
     if [ -n "${PID_OF[smol]:-}" ]; then
         for body in json sse; do
             r=$(pct "${RPS[smol/$body]}" "${RPS[tokio/$body]}")
@@ -399,7 +459,7 @@ ge() { awk -v a="$1" -v b="$2" 'BEGIN {print (a >= b) ? 1 : 0}'; }
 # 16 + 1 per body) may add a few rows, completed or aborted.
 ACCT="$WORK/accounting.md"
 : >"$ACCT"
-for t in tokio smol; do
+for t in tokio smol tokio-pg; do
     [ -n "${PID_OF[$t]:-}" ] || continue
     pid=${PID_OF[$t]}
     kill -TERM "$pid" 2>/dev/null || true
@@ -408,11 +468,17 @@ for t in tokio smol; do
         sleep 0.1
     done
     db="$WORK/$t/proxy.db"
-    counts=$(sqlite3 "$db" "select
+    sql="select
         (select count(*) from request_logs where lifecycle_status = 'completed'),
         (select count(*) from request_logs),
         (select count(*) from request_logs where cost_status = 'ok'),
-        (select coalesce(sum(cost_nanousd), 0) from request_logs where lifecycle_status = 'completed')" 2>&1 || true)
+        (select coalesce(sum(cost_nanousd), 0) from request_logs where lifecycle_status = 'completed')"
+    if [ "$t" = tokio-pg ]; then
+        counts=$(pg_as "$PG_BIN_DIR/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d acp_bench \
+            -At -F '|' -c "$sql" 2>&1 || true)
+    else
+        counts=$(sqlite3 "$db" "$sql" 2>&1 || true)
+    fi
     IFS='|' read -r completed rows priced nanousd <<<"$counts"
     logged=$(grep -c '"lifecycle.finalized"' "$WORK/$t/stdout.log" 2>/dev/null || true)
     slack=$((2 * (16 + 16 + 1)))
