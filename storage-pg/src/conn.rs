@@ -14,6 +14,7 @@
 //! of the URL here before it parses the rest.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use postgres::config::SslMode;
 use postgres::{Client, Config, NoTls};
@@ -21,6 +22,9 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use crate::error::PgError;
+
+/// How long opening a session may take when `DATABASE_URL` sets no `connect_timeout`.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// True when `url` names PostgreSQL (`postgres://` or `postgresql://`).
 pub fn is_postgres_url(url: &str) -> bool {
@@ -72,6 +76,11 @@ pub fn parse(url: &str) -> Result<Target, PgError> {
     let mut config: Config = rest
         .parse()
         .map_err(|e: postgres::Error| PgError::Config(e.to_string()))?;
+    // Without a bound the driver waits as long as the OS does for an unreachable host, and
+    // `/ready` or a pooled read would hang with it; a URL's own `connect_timeout` wins.
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
     let tls = match mode.as_deref() {
         None | Some("disable") | Some("prefer") => {
             config.ssl_mode(SslMode::Disable);
@@ -211,6 +220,17 @@ mod tests {
         assert_eq!(root, None);
         let (rest, mode, _) = take_tls_options("postgresql://h/db").unwrap();
         assert_eq!((rest.as_str(), mode), ("postgresql://h/db", None));
+    }
+
+    #[test]
+    fn connecting_is_bounded_unless_the_url_says_otherwise() {
+        let target = parse("postgres://h/db").unwrap();
+        assert_eq!(target.config.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+        let target = parse("postgres://h/db?connect_timeout=2").unwrap();
+        assert_eq!(
+            target.config.get_connect_timeout(),
+            Some(&Duration::from_secs(2))
+        );
     }
 
     #[test]

@@ -46,3 +46,14 @@ pub fn describe(e: &postgres::Error) -> String {
         None => e.to_string(),
     }
 }
+
+/// The daemon sees one error type whichever backend answers: a PostgreSQL failure becomes
+/// [`StorageError::Server`](agent_cli_proxy_storage::StorageError::Server) with this
+/// crate's message, which never carries the URL.
+impl From<PgError> for agent_cli_proxy_storage::StorageError {
+    fn from(e: PgError) -> Self {
+        agent_cli_proxy_storage::StorageError::Server {
+            message: e.to_string(),
+        }
+    }
+}

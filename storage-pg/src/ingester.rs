@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use agent_cli_proxy_storage::ingest::IngestStats;
 use agent_cli_proxy_storage::spool::codec;
 use agent_cli_proxy_storage::spool::{Cursor, Doorbell, Record, Spool, SpoolConfig, TornTail};
 
@@ -30,39 +31,6 @@ use crate::error::PgError;
 /// Retry delays of a refused batch; the last repeats.
 const RETRY_MS: [u64; 4] = [50, 200, 800, 5_000];
 
-/// Counters for `/metrics` and `/ready`.
-#[derive(Debug, Default)]
-pub struct PgIngestStats {
-    batches: AtomicU64,
-    records: AtomicU64,
-    failures: AtomicU64,
-    rejected: AtomicU64,
-    orphans: AtomicU64,
-}
-
-impl PgIngestStats {
-    /// Batches committed.
-    pub fn batches(&self) -> u64 {
-        self.batches.load(Ordering::Relaxed)
-    }
-    /// Records applied.
-    pub fn records(&self) -> u64 {
-        self.records.load(Ordering::Relaxed)
-    }
-    /// Batches refused (`agent_cli_proxy_ingest_failures_total`).
-    pub fn failures(&self) -> u64 {
-        self.failures.load(Ordering::Relaxed)
-    }
-    /// Records set aside.
-    pub fn rejected(&self) -> u64 {
-        self.rejected.load(Ordering::Relaxed)
-    }
-    /// Records naming a call without a row.
-    pub fn orphans(&self) -> u64 {
-        self.orphans.load(Ordering::Relaxed)
-    }
-}
-
 /// The ingester of one replica's spool.
 pub struct PgIngester {
     spool: Arc<Spool>,
@@ -71,7 +39,12 @@ pub struct PgIngester {
     cursor: Cursor,
     buf: Vec<(u64, Record)>,
     retry: Option<(usize, Instant)>,
-    stats: Arc<PgIngestStats>,
+    /// The storage crate's counters, so `/metrics` and `/ready` read the same figures on
+    /// both backends.
+    stats: Arc<IngestStats>,
+    /// Records naming a call without a row; SQLite counts these as rejected, here they are
+    /// skipped without a copy, so they are counted apart.
+    orphans: Arc<AtomicU64>,
     /// When unapplied records were first seen (the delay runs from there).
     waiting_since: Option<Instant>,
 }
@@ -115,7 +88,8 @@ impl PgIngester {
                 cursor: opened.cursor,
                 buf: Vec::new(),
                 retry: None,
-                stats: Arc::new(PgIngestStats::default()),
+                stats: Arc::new(IngestStats::default()),
+                orphans: Arc::new(AtomicU64::new(0)),
                 waiting_since: None,
             },
             torn: opened.torn,
@@ -128,8 +102,14 @@ impl PgIngester {
     }
 
     /// The counters.
-    pub fn stats(&self) -> &Arc<PgIngestStats> {
+    pub fn stats(&self) -> &Arc<IngestStats> {
         &self.stats
+    }
+
+    /// Records skipped because they name a call without a row (shared with the thread that
+    /// runs this ingester).
+    pub fn orphans(&self) -> &Arc<AtomicU64> {
+        &self.orphans
     }
 
     /// Records written and not yet applied.
@@ -155,9 +135,13 @@ impl PgIngester {
     pub fn deadline(&mut self, now: Instant, max_delay: Duration) -> Option<Instant> {
         if self.behind() == 0 {
             self.waiting_since = None;
+            self.stats.set_lag_ms(0);
             return None;
         }
-        let due = *self.waiting_since.get_or_insert(now) + max_delay;
+        let since = *self.waiting_since.get_or_insert(now);
+        self.stats
+            .set_lag_ms(now.saturating_duration_since(since).as_millis() as u64);
+        let due = since + max_delay;
         Some(match self.retry {
             Some((_, at)) => at.max(due),
             None => due,
@@ -186,12 +170,10 @@ impl PgIngester {
                 self.retry = None;
                 self.spool.release_through(last);
                 self.waiting_since = (self.spool.stats().last_written() > last).then(Instant::now);
-                self.stats.batches.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .records
-                    .fetch_add(outcome.applied as u64, Ordering::Relaxed);
-                self.stats
-                    .orphans
+                // The batch's size, as the SQLite ingester counts it (skipped, orphaned and
+                // rejected records included), so the histograms compare.
+                self.stats.record_batch(self.buf.len());
+                self.orphans
                     .fetch_add(outcome.orphans.len() as u64, Ordering::Relaxed);
                 for (seq, reason) in &outcome.rejected {
                     self.reject(*seq, reason);
@@ -199,7 +181,7 @@ impl PgIngester {
                 Ok(self.buf.len())
             }
             Err(e) => {
-                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                self.stats.record_failure();
                 let attempt = self.retry.map_or(0, |(a, _)| a + 1);
                 let delay = RETRY_MS[attempt.min(RETRY_MS.len() - 1)];
                 self.retry = Some((attempt, Instant::now() + Duration::from_millis(delay)));
@@ -224,7 +206,7 @@ impl PgIngester {
     }
 
     fn reject(&self, seq: u64, reason: &str) {
-        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        self.stats.record_rejected();
         let Some((_, rec)) = self.buf.iter().find(|(s, _)| *s == seq) else {
             return;
         };

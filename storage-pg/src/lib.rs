@@ -1,14 +1,22 @@
 //! PostgreSQL storage of agent-cli-proxy for several replicas sharing one database
-//! (`docs/replicas.md`): the counterpart of the SQLite storage crate, not yet started by
-//! `serve` (the Status section of `docs/replicas.md` says what is missing).
+//! (`docs/replicas.md`): the counterpart of the SQLite storage crate. The Status section of
+//! `docs/replicas.md` says what `serve` uses of it so far.
 //!
-//! * [`PgStore`]: one connection (`DATABASE_URL`, TLS through rustls: [`conn`]) with
-//!   [`PgStore::migrate`] ([`schema`]), the storage crate's control-plane commands
-//!   ([`PgStore::execute`], [`control`]) and every read query ([`queries`]).
+//! * [`PgBackend::start`]: the whole backend of one replica in the daemon's SQLite shapes:
+//!   a `WriterHandle` served by the `acp-pg-control` thread ([`backend`]), the [`PgReaders`]
+//!   pool ([`pool`]), the spool and the storage crate's `IngestStats`.
+//! * [`PgStore`]: one connection (`DATABASE_URL`, TLS through rustls, a bounded connect:
+//!   [`conn`]) with [`PgStore::migrate`] ([`schema`]), the storage crate's control-plane
+//!   commands ([`PgStore::execute`], [`control`]) and every read query ([`queries`],
+//!   [`dashboard`]), also as the storage crate's `Queries` trait.
 //! * Ingestion of a replica's spool exactly once: [`ingest::apply_batch`], the
-//!   [`PgIngester`] over the spool, and its thread [`PgIngestHandle`].
+//!   [`PgIngester`] over the spool, and its thread [`PgIngestHandle`]; they count into the
+//!   storage crate's `IngestStats`, so `/metrics` and `/ready` read one set of counters.
 //! * Per-replica boot recovery and lost-replica aborts ([`recovery`]), the replica id
 //!   ([`replica`]), the once-only loop lock ([`LoopLock`]), and `db copy` ([`copy`]).
+//!
+//! Errors are [`PgError`]; they convert into the storage crate's `StorageError::Server`,
+//! never carrying the URL.
 //!
 //! Built on the synchronous `postgres` crate (rust-postgres): the API here is blocking, like
 //! the SQLite storage, so both shells can call it from their blocking threads. That crate
@@ -19,26 +27,32 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backend;
 pub mod backfill;
 pub mod conn;
 pub mod control;
 pub mod copy;
 mod daily;
+pub mod dashboard;
 pub mod error;
 pub mod ingest;
 pub mod ingester;
 pub mod once;
+pub mod pool;
 pub mod queries;
+mod reads;
 pub mod recovery;
 pub mod replica;
 pub mod schema;
 pub mod thread;
 
+pub use backend::PgBackend;
 pub use conn::{connect, is_postgres_url};
 pub use error::PgError;
 pub use ingest::BatchOutcome;
-pub use ingester::{PgIngestStats, PgIngester};
+pub use ingester::PgIngester;
 pub use once::LoopLock;
+pub use pool::PgReaders;
 pub use schema::PgMigrationReport;
 pub use thread::{PgIngestHandle, ThreadConfig};
 
@@ -63,7 +77,11 @@ impl std::fmt::Debug for PgStore {
 impl PgStore {
     /// Connects to `url` (`DATABASE_URL`, libpq syntax).
     pub fn connect(url: &str) -> Result<PgStore, PgError> {
-        let target = conn::parse(url)?;
+        PgStore::connect_to(conn::parse(url)?)
+    }
+
+    /// Connects to an already parsed target (a pool parses the URL once).
+    pub(crate) fn connect_to(target: conn::Target) -> Result<PgStore, PgError> {
         let client = target.connect()?;
         Ok(PgStore { client, target })
     }
@@ -75,6 +93,17 @@ impl PgStore {
             self.client = self.target.connect()?;
         }
         Ok(())
+    }
+
+    /// Makes a session that sat idle for `idle` usable: pings it first when `idle` reaches
+    /// [`pool::IDLE_CHECK`] (after a server restart it looks open until used; the ping
+    /// closes it instead of the caller's statement failing), then reopens it if closed.
+    pub(crate) fn revive(&mut self, idle: std::time::Duration) -> Result<(), PgError> {
+        if idle >= pool::IDLE_CHECK && !self.client.is_closed() {
+            // A live session that refused the ping is kept; a dead one is now closed.
+            let _ = self.ping();
+        }
+        self.ensure_connected()
     }
 
     /// Runs the pending migrations under the migration lock (`docs/replicas.md` §2).
@@ -262,6 +291,25 @@ impl PgStore {
         account: Option<&str>,
     ) -> Result<agent_cli_proxy_storage::queries::QuotaHistory, PgError> {
         queries::quota_history(&mut self.client, span, provider, account)
+    }
+
+    /// `/admin/usage/summary`.
+    pub fn usage_summary(
+        &mut self,
+        from: &str,
+        to: &str,
+    ) -> Result<agent_cli_proxy_storage::queries::UsageSummary, PgError> {
+        dashboard::usage_summary(&mut self.client, from, to)
+    }
+
+    /// `/admin/usage/series`.
+    pub fn usage_series(
+        &mut self,
+        from: &str,
+        to: &str,
+        by: agent_cli_proxy_storage::queries::SeriesDimension,
+    ) -> Result<Vec<agent_cli_proxy_storage::queries::SeriesKey>, PgError> {
+        dashboard::usage_series(&mut self.client, from, to, by)
     }
 
     /// `/admin/stats`.

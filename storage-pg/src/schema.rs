@@ -32,6 +32,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ),
     ("005_replicas.sql", include_str!("schema/005_replicas.sql")),
     ("006_epoch.sql", include_str!("schema/006_epoch.sql")),
+    (
+        "007_usage_convention.sql",
+        include_str!("schema/007_usage_convention.sql"),
+    ),
 ];
 
 const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -10,16 +10,17 @@
 //!   or the time is up; it answers what is still behind.
 //! * [`PgIngestHandle::shutdown`] applies everything it can, then stops the thread.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use agent_cli_proxy_storage::ingest::IngestStats;
 use agent_cli_proxy_storage::spool::{Doorbell, Spool, SpoolConfig, TornTail};
 
 use crate::PgStore;
 use crate::error::PgError;
-use crate::ingester::{PgIngestStats, PgIngester};
+use crate::ingester::PgIngester;
 
 /// Name of the thread.
 pub const THREAD_NAME: &str = "acp-pg-ingest";
@@ -57,7 +58,9 @@ pub struct PgIngestHandle {
     spool: Arc<Spool>,
     bell: Arc<Doorbell>,
     shared: Arc<Shared>,
-    stats: Arc<PgIngestStats>,
+    stats: Arc<IngestStats>,
+    orphans: Arc<AtomicU64>,
+    boot_ingested: u64,
     join: Option<JoinHandle<()>>,
 }
 
@@ -86,6 +89,7 @@ impl PgIngestHandle {
             Arc::clone(&bell),
         )?;
         let mut ingester = opened.ingester;
+        let boot_ingested = ingester.behind();
         ingester.drain(&mut store, &clock())?;
         let now = clock();
         store.register_replica(&config.replica, &config.host, &config.version, &now)?;
@@ -96,6 +100,7 @@ impl PgIngestHandle {
         });
         let spool = Arc::clone(ingester.spool());
         let stats = Arc::clone(ingester.stats());
+        let orphans = Arc::clone(ingester.orphans());
         let mut state = Loop {
             store,
             ingester,
@@ -116,6 +121,8 @@ impl PgIngestHandle {
                 bell,
                 shared,
                 stats,
+                orphans,
+                boot_ingested,
                 join: Some(join),
             },
             opened.torn,
@@ -127,9 +134,19 @@ impl PgIngestHandle {
         &self.spool
     }
 
-    /// The counters.
-    pub fn stats(&self) -> &Arc<PgIngestStats> {
+    /// The counters (the storage crate's, as the SQLite writer keeps them).
+    pub fn stats(&self) -> &Arc<IngestStats> {
         &self.stats
+    }
+
+    /// Records skipped because they name a call without a row.
+    pub fn orphans(&self) -> u64 {
+        self.orphans.load(Ordering::Relaxed)
+    }
+
+    /// Records a previous run left in the spool, applied by [`spawn`](Self::spawn).
+    pub fn boot_ingested(&self) -> u64 {
+        self.boot_ingested
     }
 
     /// Read-your-writes: waits up to `timeout` until everything spooled before the call is

@@ -1622,3 +1622,428 @@ fn two_replicas_ingesting_the_same_buckets_at_once_land_every_call_once() {
         assert_eq!(handle.shutdown(), 0);
     }
 }
+
+/// `rec` with its call renamed `id`, made by `tool` on `client`, or its final `meta_json`
+/// replaced by `meta`.
+fn restyle(rec: Record, id: &str, tool: &str, client: &str, meta: Option<&str>) -> Record {
+    match rename(rec, id) {
+        Record::Begin(mut row) => {
+            row.tool = tool.to_owned();
+            row.client_id = client.to_owned();
+            Record::Begin(row)
+        }
+        Record::End {
+            request_id,
+            mut row,
+        } => {
+            if let Some(meta) = meta {
+                row.meta_json = meta.to_owned();
+            }
+            Record::End { request_id, row }
+        }
+        other => other,
+    }
+}
+
+#[test]
+fn dashboard_summary_and_series_equal_sqlites() {
+    use agent_cli_proxy_storage::op::{Correlation, Op};
+    use agent_cli_proxy_storage::queries::SeriesDimension;
+    let mut records = workload();
+    // Both ways of counting processed input (OpenAI's prompt includes the cache), text that
+    // is not JSON, and other tools and clients to group by.
+    for (id, tool, client, meta) in [
+        (
+            "o1",
+            "codex",
+            "ci",
+            r#"{"usage_convention":"openai","x":1}"#,
+        ),
+        ("o2", "codex", "laptop", "not json {"),
+        ("o3", "aider", "ci", r#"{"usage_convention":"anthropic"}"#),
+        ("o4", "aider", "ci", r#"[{"usage_convention":"openai"}]"#),
+    ] {
+        let at = format!("{DAY}T20:00:00.000Z");
+        records.push(restyle(begin("", "gpt", &at), id, tool, client, None));
+        records.push(restyle(
+            end("", "gpt", 1_000, 5_000, Terminal::Completed),
+            id,
+            tool,
+            client,
+            Some(meta),
+        ));
+    }
+    let mut sqlite = Store::open(&DbPath::memory()).unwrap();
+    sqlite.migrate().unwrap();
+    let opened = Spool::open(SpoolConfig::memory(), 0, Arc::new(Doorbell::default())).unwrap();
+    for r in &records {
+        opened.spool.append(r).unwrap();
+    }
+    Ingester::new(
+        Arc::clone(&opened.spool),
+        opened.cursor,
+        IngestConfig {
+            batch: 4,
+            ..IngestConfig::default()
+        },
+    )
+    .drain(sqlite.connection())
+    .unwrap();
+    let pg = TestPg::start();
+    let mut store = migrated(&pg);
+    ingest_all(&mut store, "A", &spooled_batches(&records, 4));
+    // Accounts for the account series: ids are each backend's, found by request id.
+    let all = LogFilter::default();
+    for (request_id, account) in [("r1", "acct@x"), ("o1", "acct@y"), ("o3", "acct@x")] {
+        let id_in = |rows: Vec<agent_cli_proxy_storage::queries::LogRow>| {
+            rows.iter()
+                .find(|r| r.request_id.as_deref() == Some(request_id))
+                .map(|r| r.id)
+                .unwrap()
+        };
+        let op = |id| {
+            Op::Correlate(Correlation {
+                id,
+                source: Some(account.to_owned()),
+                auth_index: None,
+                now: NOW.to_owned(),
+            })
+        };
+        let lite_id = id_in(sqlite.logs(&all, 100, 0).unwrap());
+        sqlite.execute(op(lite_id)).unwrap();
+        let pg_id = id_in(store.logs(&all, 100, 0).unwrap());
+        store.execute("A", &op(pg_id)).unwrap();
+    }
+
+    let ranges = [
+        ("2026-12-01", "2026-12-31"),
+        (DAY, DAY),
+        ("2026-12-06", "2026-12-06"),
+        ("2027-01-01", "2027-01-31"),
+    ];
+    for (from, to) in ranges {
+        assert_eq!(
+            store.usage_summary(from, to).unwrap(),
+            sqlite.usage_summary(from, to).unwrap(),
+            "{from}..{to}"
+        );
+        for by in [
+            SeriesDimension::Tool,
+            SeriesDimension::Model,
+            SeriesDimension::Provider,
+            SeriesDimension::Client,
+            SeriesDimension::Account,
+        ] {
+            assert_eq!(
+                store.usage_series(from, to, by).unwrap(),
+                sqlite.usage_series(from, to, by).unwrap(),
+                "{from}..{to} {by:?}"
+            );
+        }
+    }
+    let month = store.usage_summary("2026-12-01", "2026-12-31").unwrap();
+    // r5 is pending: left out.
+    assert_eq!(month.requests, 9);
+    // The OpenAI row counts its prompt alone (1 000); the others, text that is not JSON or
+    // has no top-level convention included, add the cache (3 + 2); r4 has no usage.
+    assert_eq!(
+        month.input_processed_tokens,
+        105 + 55 + 10 + 15 + 1_000 + 3 * 1_005
+    );
+    let tools = store
+        .usage_series("2026-12-01", "2026-12-31", SeriesDimension::Tool)
+        .unwrap();
+    let names: Vec<&str> = tools.iter().map(|k| k.key.as_str()).collect();
+    assert_eq!(
+        names,
+        ["claude-code", "aider", "codex"],
+        "cost, then requests, then key"
+    );
+}
+
+#[test]
+fn the_read_pool_reopens_its_sessions_after_a_server_restart() {
+    use agent_cli_proxy_storage::{Queries, StorageError};
+    use agent_cli_proxy_storage_pg::PgReaders;
+    use agent_cli_proxy_storage_pg::pool::IDLE_CHECK;
+    use std::time::{Duration, Instant};
+    let pg = TestPg::start();
+    migrated(&pg);
+    let readers = PgReaders::new(&pg.url(), 2).unwrap();
+    assert_eq!(
+        readers.open_connections(),
+        0,
+        "nothing opened before a read"
+    );
+    assert_eq!(readers.with(Queries::stats).unwrap().total_requests, 0);
+    assert_eq!(readers.open_connections(), 1);
+
+    // A session left idle across a restart is found dead at checkout and reopened: the
+    // first read after the restart already succeeds.
+    pg.stop();
+    pg.restart();
+    std::thread::sleep(IDLE_CHECK + Duration::from_millis(100));
+    readers.with(Queries::ping).unwrap();
+    assert_eq!(readers.open_connections(), 1);
+
+    // Server down: reads fail at once (no hang), and a session that failed is not kept.
+    pg.stop();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let err = readers.with(Queries::ping).unwrap_err();
+        assert!(matches!(err, StorageError::Server { .. }), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(6), "bounded");
+    }
+    assert_eq!(readers.open_connections(), 0);
+
+    pg.restart();
+    assert_eq!(readers.with(Queries::stats).unwrap().total_requests, 0);
+    // Two callers at once get two sessions, never more than the pool's size.
+    let clones: Vec<_> = (0..4)
+        .map(|_| {
+            let readers = readers.clone();
+            std::thread::spawn(move || {
+                readers.with(|s| {
+                    s.client()
+                        .batch_execute("SELECT pg_sleep(0.2)")
+                        .map_err(|e| StorageError::Server {
+                            message: e.to_string(),
+                        })
+                })
+            })
+        })
+        .collect();
+    for c in clones {
+        c.join().unwrap().unwrap();
+    }
+    assert_eq!(readers.open_connections(), 2);
+}
+
+/// A started backend for replica `A` with its spool in `dir`.
+fn backend(pg: &TestPg, dir: &std::path::Path) -> agent_cli_proxy_storage_pg::PgBackend {
+    agent_cli_proxy_storage_pg::PgBackend::start(
+        &pg.url(),
+        "A",
+        SpoolConfig::in_dir(dir),
+        thread_config("replaced by A"),
+        fixed_clock(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_backend_serves_commands_reads_and_flushes_and_stops_with_nothing_behind() {
+    use agent_cli_proxy_core::secret::Secret;
+    use agent_cli_proxy_storage::op::{CheckpointInfo, NewApiKey, Op, Reply};
+    use agent_cli_proxy_storage::{Queries, StorageError, hash_key};
+    use futures_lite::future::block_on;
+    let pg = TestPg::start();
+    let dir = tempfile::tempdir().unwrap();
+    let b = backend(&pg, dir.path());
+    assert_eq!(b.boot_ingested, 0);
+    assert!(b.torn.is_none());
+
+    b.spool.append(&begin("r1", "m", NOW)).unwrap();
+    b.spool
+        .append(&end("r1", "m", 10, 1_000, Terminal::Completed))
+        .unwrap();
+    assert_eq!(
+        block_on(b.writer.send(Op::SpoolFlush)).unwrap(),
+        Reply::Flushed {
+            behind: 0,
+            lag_ms: 0
+        }
+    );
+    // Read-your-writes through the pool and the read trait.
+    let rows = b
+        .readers
+        .with(|s| Queries::logs(s, &LogFilter::default(), 10, 0))
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].request_id.as_deref(), Some("r1"));
+    assert_eq!(rows[0].lifecycle_status, "completed");
+    let summary = b
+        .readers
+        .with(|s| Queries::usage_summary(s, DAY, DAY))
+        .unwrap();
+    assert_eq!(summary.requests, 1);
+    // The storage crate's counters, as `/metrics` reads them.
+    assert_eq!(b.ingest.records(), 2);
+    assert!(b.ingest.batches() >= 1);
+    assert_eq!(b.ingest.failures(), 0);
+
+    let key = "k".repeat(64);
+    let Reply::ApiKeyCreated(created) = block_on(b.writer.send(Op::CreateApiKey(NewApiKey {
+        key: Secret::new(key.clone()),
+        name: "laptop".to_owned(),
+        allowed_accounts: None,
+        allowed_providers: None,
+    })))
+    .unwrap() else {
+        panic!("not a created key")
+    };
+    let grant = b
+        .readers
+        .with(|s| Queries::verify_api_key_hash(s, &hash_key(&key)))
+        .unwrap()
+        .unwrap();
+    assert_eq!(grant.id, created.id);
+    // Fire-and-forget, as the data path sends it.
+    b.writer
+        .try_send(Op::TouchApiKey {
+            id: created.id,
+            at: "2026-12-07 12:00:00".to_owned(),
+        })
+        .unwrap();
+
+    assert_eq!(
+        block_on(b.writer.send(Op::WalCheckpoint)).unwrap(),
+        Reply::Checkpoint(CheckpointInfo {
+            busy: 0,
+            log_frames: -1,
+            checkpointed_frames: -1
+        })
+    );
+    let err = block_on(b.writer.send(Op::CheckpointUsage {
+        id: 1,
+        tokens: tokens(1),
+    }))
+    .unwrap_err();
+    assert!(
+        matches!(&err, StorageError::Server { message } if message.contains("CheckpointUsage")),
+        "{err:?}"
+    );
+
+    // Boot recovery judges pending rows only after the spool is in: r2's pre-log, still
+    // spooled when the command is sent, is aborted; r1 is not touched.
+    b.spool.append(&begin("r2", "m", NOW)).unwrap();
+    let recovered = block_on(b.writer.send(Op::BootRecovery {
+        now: NOW.to_owned(),
+        recoster: Arc::new(Flat),
+    }))
+    .unwrap();
+    assert_eq!(recovered, Reply::Count(1));
+    let mut check = PgStore::connect(&pg.url()).unwrap();
+    assert_eq!(
+        count(
+            &mut check,
+            "SELECT COUNT(*) FROM request_logs WHERE request_id = 'r2'
+               AND lifecycle_status = 'aborted' AND replica = 'A'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &mut check,
+            "SELECT COUNT(*) FROM api_keys WHERE last_used_at IS NOT NULL"
+        ),
+        1
+    );
+
+    // Shutdown applies what is still spooled and stops the thread; later commands find the
+    // writer gone.
+    b.spool.append(&begin("r3", "m", NOW)).unwrap();
+    b.spool
+        .append(&end("r3", "m", 10, 1_000, Terminal::Completed))
+        .unwrap();
+    assert_eq!(block_on(b.writer.send(Op::Shutdown)).unwrap(), Reply::Done);
+    b.join.join().unwrap();
+    assert_eq!(b.spool.stats().unapplied(), 0);
+    assert_eq!(
+        count(
+            &mut check,
+            "SELECT COUNT(*) FROM request_logs WHERE request_id = 'r3'
+               AND lifecycle_status = 'completed'"
+        ),
+        1
+    );
+    assert_eq!(check.applied_seq("A").unwrap(), 5);
+    assert!(matches!(
+        block_on(b.writer.send(Op::SpoolFlush)),
+        Err(StorageError::WriterGone)
+    ));
+}
+
+#[test]
+fn the_backend_answers_in_time_while_the_server_is_down_and_lands_everything_once_after() {
+    use agent_cli_proxy_core::secret::Secret;
+    use agent_cli_proxy_storage::op::{NewApiKey, Op, Reply};
+    use agent_cli_proxy_storage::{Queries, StorageError};
+    use agent_cli_proxy_storage_pg::backend::FLUSH_TIMEOUT;
+    use futures_lite::future::block_on;
+    use std::time::{Duration, Instant};
+    let pg = TestPg::start();
+    let dir = tempfile::tempdir().unwrap();
+    let b = backend(&pg, dir.path());
+    let new_key = |name: &str| {
+        Op::CreateApiKey(NewApiKey {
+            key: Secret::new(name.repeat(64)),
+            name: name.to_owned(),
+            allowed_accounts: None,
+            allowed_providers: None,
+        })
+    };
+
+    pg.stop();
+    for r in workload() {
+        b.spool.append(&r).unwrap();
+    }
+    let started = Instant::now();
+    let reply = block_on(b.writer.send(Op::SpoolFlush)).unwrap();
+    assert!(started.elapsed() < FLUSH_TIMEOUT + Duration::from_secs(1));
+    let Reply::Flushed { behind, lag_ms } = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(behind, 12, "every record still spooled");
+    assert!(lag_ms > 0);
+    let started = Instant::now();
+    let err = block_on(b.writer.send(new_key("a"))).unwrap_err();
+    assert!(matches!(err, StorageError::Server { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(6), "no hang");
+    assert!(b.readers.with(Queries::ping).is_err());
+    assert!(b.ingest.failures() > 0);
+
+    pg.restart();
+    let mut caught_up = false;
+    for _ in 0..10 {
+        if block_on(b.writer.send(Op::SpoolFlush)).unwrap()
+            == (Reply::Flushed {
+                behind: 0,
+                lag_ms: 0,
+            })
+        {
+            caught_up = true;
+            break;
+        }
+    }
+    assert!(caught_up, "the spool drains once the server is back");
+    // The control session is reopened: commands work again.
+    assert!(matches!(
+        block_on(b.writer.send(new_key("b"))).unwrap(),
+        Reply::ApiKeyCreated(_)
+    ));
+    assert_eq!(b.readers.with(Queries::stats).unwrap().total_requests, 6);
+    let mut check = PgStore::connect(&pg.url()).unwrap();
+    assert_eq!(
+        count(
+            &mut check,
+            "SELECT COUNT(DISTINCT request_id) FROM request_logs"
+        ),
+        6
+    );
+    assert_eq!(
+        count(
+            &mut check,
+            "SELECT SUM(request_count)::bigint FROM daily_usage"
+        ),
+        count(
+            &mut check,
+            "SELECT COUNT(*) FROM request_logs WHERE lifecycle_status != 'pending'"
+        )
+    );
+    // The refused command did not land; the later one did.
+    assert_eq!(count(&mut check, "SELECT COUNT(*) FROM api_keys"), 1);
+    assert_eq!(block_on(b.writer.send(Op::Shutdown)).unwrap(), Reply::Done);
+    b.join.join().unwrap();
+    assert_eq!(b.spool.stats().unapplied(), 0);
+}

@@ -94,7 +94,12 @@ impl IngestStats {
         let count = acc + self.sizes[BATCH_BUCKETS.len()].load(Ordering::Relaxed);
         (buckets, count, self.size_sum.load(Ordering::Relaxed))
     }
-    fn observe(&self, n: usize) {
+
+    // Recording, for the ingesters of both backends (the PostgreSQL one lives in another
+    // crate), so `/metrics` and `/ready` read one set of counters whichever database runs.
+
+    /// A committed batch of `n` records: the counts and the batch-size histogram.
+    pub fn record_batch(&self, n: usize) {
         let n = n as u64;
         let i = BATCH_BUCKETS
             .iter()
@@ -104,6 +109,18 @@ impl IngestStats {
         self.size_sum.fetch_add(n, Ordering::Relaxed);
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.records.fetch_add(n, Ordering::Relaxed);
+    }
+    /// A batch the database refused (it will be retried).
+    pub fn record_failure(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A record set aside because the database refused it on its own.
+    pub fn record_rejected(&self) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+    /// How long the oldest unapplied record has waited, as last seen (0 when caught up).
+    pub fn set_lag_ms(&self, ms: u64) {
+        self.lag_ms.store(ms, Ordering::Relaxed);
     }
 }
 
@@ -173,14 +190,12 @@ impl Ingester {
     pub fn deadline(&mut self, now: Instant) -> Option<Instant> {
         if self.behind() == 0 {
             self.waiting_since = None;
-            self.stats.lag_ms.store(0, Ordering::Relaxed);
+            self.stats.set_lag_ms(0);
             return None;
         }
         let since = *self.waiting_since.get_or_insert(now);
-        self.stats.lag_ms.store(
-            now.duration_since(since).as_millis() as u64,
-            Ordering::Relaxed,
-        );
+        self.stats
+            .set_lag_ms(now.duration_since(since).as_millis() as u64);
         let due = since + self.config.max_delay;
         Some(match self.retry {
             Some((_, at)) => at.max(due),
@@ -243,11 +258,11 @@ impl Ingester {
                     None
                 };
                 self.spool.release_through(last);
-                self.stats.observe(n);
+                self.stats.record_batch(n);
                 Ok(n)
             }
             Err(e) => {
-                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                self.stats.record_failure();
                 let attempt = self.retry.map_or(0, |(a, _)| a + 1);
                 let delay = RETRY_MS[attempt.min(RETRY_MS.len() - 1)];
                 self.retry = Some((attempt, now + Duration::from_millis(delay)));
@@ -422,7 +437,7 @@ impl Ingester {
     }
 
     fn reject(&self, seq: u64, rec: &Record, e: &StorageError) {
-        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        self.stats.record_rejected();
         let mut path: Option<PathBuf> = None;
         if let Some(dir) = self.spool.dir() {
             let dir = dir.join("rejected");

@@ -16,7 +16,7 @@ mod quotas;
 mod reads;
 mod usage;
 
-pub use dashboard::{SeriesDimension, SeriesKey, SeriesPoint, UsageSummary};
+pub use dashboard::{SeriesDimension, SeriesKey, SeriesPoint, SummarySums, UsageSummary};
 pub use keys::{ApiKeyGrant, ApiKeyInfo, ApiKeyUsage};
 pub use logs::{CostAuditRow, LogFilter, LogRow, Stats};
 pub use quotas::{QuotaHistory, QuotaHistoryEntry, QuotaSnapshot};

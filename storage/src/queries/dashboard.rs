@@ -48,6 +48,51 @@ pub struct UsageSummary {
     pub cost_usd: f64,
 }
 
+impl UsageSummary {
+    /// The summary of `from..=to` from its sums, with the ratios and the USD figure derived
+    /// here so that both backends compute them alike.
+    pub fn from_sums(from: &str, to: &str, sums: SummarySums) -> UsageSummary {
+        let ratio = |num: i64, den: i64| {
+            if den > 0 {
+                num as f64 / den as f64
+            } else {
+                0.0
+            }
+        };
+        UsageSummary {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            requests: sums.requests,
+            errors: sums.errors,
+            error_rate: ratio(sums.errors, sums.requests),
+            prompt_tokens: sums.prompt_tokens,
+            completion_tokens: sums.completion_tokens,
+            cache_read_tokens: sums.cache_read_tokens,
+            cache_creation_tokens: sums.cache_creation_tokens,
+            total_tokens: sums.total_tokens,
+            input_processed_tokens: sums.input_processed_tokens,
+            cache_hit_ratio: ratio(sums.cache_read_tokens, sums.input_processed_tokens),
+            cost_nanousd: sums.cost_nanousd,
+            cost_usd: usd(sums.cost_nanousd),
+        }
+    }
+}
+
+/// The sums a [`UsageSummary`] is derived from (see its fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[allow(missing_docs)]
+pub struct SummarySums {
+    pub requests: i64,
+    pub errors: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub cache_creation_tokens: i64,
+    pub total_tokens: i64,
+    pub input_processed_tokens: i64,
+    pub cost_nanousd: i64,
+}
+
 /// The column a series is grouped by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SeriesDimension {
@@ -64,7 +109,8 @@ pub enum SeriesDimension {
 }
 
 impl SeriesDimension {
-    fn column(self) -> &'static str {
+    /// The `request_logs` column (a fixed name, safe to place in SQL).
+    pub fn column(self) -> &'static str {
         match self {
             SeriesDimension::Tool => "tool",
             SeriesDimension::Model => "model",
@@ -124,35 +170,21 @@ impl Store {
              WHERE lifecycle_status != 'pending' AND substr(started_at, 1, 10) BETWEEN ?1 AND ?2",
             params![from, to],
             |r| {
-                let requests: i64 = r.get(0)?;
-                let errors: i64 = r.get(1)?;
-                let nano: i64 = r.get(7)?;
-                let cache_read: i64 = r.get(4)?;
-                let processed: i64 = r.get(8)?;
-                Ok(UsageSummary {
-                    from: from.to_owned(),
-                    to: to.to_owned(),
-                    requests,
-                    errors,
-                    error_rate: if requests > 0 {
-                        errors as f64 / requests as f64
-                    } else {
-                        0.0
+                Ok(UsageSummary::from_sums(
+                    from,
+                    to,
+                    SummarySums {
+                        requests: r.get(0)?,
+                        errors: r.get(1)?,
+                        prompt_tokens: r.get(2)?,
+                        completion_tokens: r.get(3)?,
+                        cache_read_tokens: r.get(4)?,
+                        cache_creation_tokens: r.get(5)?,
+                        total_tokens: r.get(6)?,
+                        cost_nanousd: r.get(7)?,
+                        input_processed_tokens: r.get(8)?,
                     },
-                    prompt_tokens: r.get(2)?,
-                    completion_tokens: r.get(3)?,
-                    cache_read_tokens: cache_read,
-                    cache_creation_tokens: r.get(5)?,
-                    total_tokens: r.get(6)?,
-                    input_processed_tokens: processed,
-                    cache_hit_ratio: if processed > 0 {
-                        cache_read as f64 / processed as f64
-                    } else {
-                        0.0
-                    },
-                    cost_nanousd: nano,
-                    cost_usd: usd(nano),
-                })
+                ))
             },
         )?)
     }
@@ -188,6 +220,15 @@ impl Store {
                 ))
             })?
             .collect::<Result<Vec<_>, _>>()?;
+        Ok(SeriesKey::group(rows))
+    }
+}
+
+impl SeriesKey {
+    /// The keys of a series from its `(key, point)` rows ordered by key then day: totals per
+    /// key, keys ordered by cost descending, then request count descending, then key (byte
+    /// order). Both backends group with this.
+    pub fn group(rows: impl IntoIterator<Item = (String, SeriesPoint)>) -> Vec<SeriesKey> {
         let mut keys: Vec<SeriesKey> = Vec::new();
         for (key, point) in rows {
             match keys.last_mut() {
@@ -214,7 +255,7 @@ impl Store {
                 .then(b.request_count.cmp(&a.request_count))
                 .then(a.key.cmp(&b.key))
         });
-        Ok(keys)
+        keys
     }
 }
 
