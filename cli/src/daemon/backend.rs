@@ -224,8 +224,6 @@ mod postgres {
     const LOST_AFTER_MS: u64 = 600_000;
     /// How often a replica refreshes `replicas.seen_at`.
     const HEARTBEAT: Duration = Duration::from_secs(30);
-    /// Sessions for admin reads, `/metrics`, `/ready` and the loops.
-    const READERS: usize = 4;
 
     pub(super) fn open(config: &Config, target: &PostgresTarget) -> Result<Opened, OpenFailed> {
         let where_ = || {
