@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use agent_cli_proxy_core::config::{
-    Config, ConfigWarning, ExternalInputs, FileRead, Paths, merge_env, parse_env_file,
+    Config, ConfigWarning, ExternalInputs, FileRead, Paths, PostgresTarget, merge_env,
+    parse_env_file,
 };
 use serde_json::json;
 
@@ -108,9 +109,50 @@ pub(crate) fn db_path(vars: &BTreeMap<String, String>) -> String {
     }
 }
 
-/// `paths`: the default locations as pretty JSON.
+/// The database a command's environment selects (`docs/replicas.md` §1).
+#[derive(Debug, Clone)]
+pub(crate) enum Database {
+    /// SQLite at this `DB_PATH`.
+    Sqlite(String),
+    /// `DATABASE_URL=postgres://…`.
+    Postgres(PostgresTarget),
+}
+
+/// The database for commands that need nothing else. A PostgreSQL `DATABASE_URL` is honoured
+/// even when the rest of the configuration is invalid, as [`db_path`] honours `DB_PATH`:
+/// `db init` must be able to prepare the database before the rest is set up.
+pub(crate) fn database(vars: &BTreeMap<String, String>) -> Database {
+    if let Ok((config, _)) = Config::from_env(vars, &external_inputs(vars))
+        && let Some(target) = config.postgres
+    {
+        return Database::Postgres(target);
+    }
+    match vars
+        .get("DATABASE_URL")
+        .and_then(|v| PostgresTarget::parse(v.trim()))
+    {
+        Some(target) => Database::Postgres(target),
+        None => Database::Sqlite(db_path(vars)),
+    }
+}
+
+/// `paths`: the default locations as pretty JSON. `databaseKind` and `spoolDir` come after
+/// the keys of `control.md` §11.2: the spool's default home depends on the backend
+/// `DATABASE_URL` selects.
 pub(crate) fn paths(process: &BTreeMap<String, String>) -> CmdResult {
     let p = Paths::from_env(process);
+    let postgres = process
+        .get("DATABASE_URL")
+        .and_then(|v| PostgresTarget::parse(v.trim()))
+        .is_some();
+    let (kind, spool_dir) = if postgres {
+        (
+            "postgres",
+            format!("{}/spool", p.data_dir.trim_end_matches('/')),
+        )
+    } else {
+        ("sqlite", format!("{}.spool", p.db_path))
+    };
     let body = json!({
         "configDir": p.config_dir,
         "dataDir": p.data_dir,
@@ -118,6 +160,8 @@ pub(crate) fn paths(process: &BTreeMap<String, String>) -> CmdResult {
         "dbPath": p.db_path,
         "pricingCachePath": p.pricing_cache_path,
         "providersPath": p.providers_file,
+        "databaseKind": kind,
+        "spoolDir": spool_dir,
     });
     crate::out_line!("{}", pretty(&body));
     Ok(ExitCode::SUCCESS)
