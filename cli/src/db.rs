@@ -100,7 +100,10 @@ pub(crate) fn copy(process: &BTreeMap<String, String>, args: CopyArgs) -> CmdRes
         }
     };
     crate::pg::available(source)?;
-    let env_db = env::db_path(&loaded.vars);
+    let env_db = match &database {
+        Database::Sqlite(db_path) => db_path.clone(),
+        Database::Postgres(_) => env::db_path(&loaded.vars),
+    };
     let (from, from_name) = match &args.from {
         Some(p) => (env::absolute(p)?.display().to_string(), "--from"),
         None => (env_db.clone(), "DB_PATH"),
@@ -110,9 +113,11 @@ pub(crate) fn copy(process: &BTreeMap<String, String>, args: CopyArgs) -> CmdRes
             "{from_name} {from}: no SQLite database there to copy"
         )));
     }
-    let spool_dir = match &database {
-        Database::Sqlite(own) if *own == from => crate::spool::dir(&loaded.vars, &from),
-        _ => Some(format!("{from}.spool").into()),
+    let own_database = matches!(database, Database::Sqlite(_)) && from == env_db;
+    let spool_dir = if own_database {
+        crate::spool::dir(&loaded.vars, &from)
+    } else {
+        Some(format!("{from}.spool").into())
     };
     if let Some(dir) = spool_dir {
         crate::spool::apply_dir(&dir, &from)?;

@@ -132,6 +132,12 @@ mod backend {
         let mut store = connect(target, source)?;
         store.migrate().map_err(|e| failure(target, source, &e))?;
         let report = copy_sqlite(src, store.client()).map_err(|e| failure(target, source, &e))?;
+        let tables: serde_json::Map<String, Value> = report
+            .tables
+            .iter()
+            .map(|t| (t.table.to_owned(), json!(t.target)))
+            .collect();
+        let sums = &report.target_daily;
         log::info(
             vars,
             "db.copy",
@@ -140,11 +146,11 @@ mod backend {
                 "source_path": from,
                 "host": target.host,
                 "dbname": target.dbname,
-                "tables": report.tables.iter().map(|t| (t.table.to_owned(), json!(t.target))).collect::<serde_json::Map<_, _>>(),
+                "tables": tables,
                 "daily_usage": {
-                    "request_count": report.target_daily.request_count,
-                    "total_tokens": report.target_daily.total_tokens,
-                    "cost_nanousd": report.target_daily.cost_nanousd,
+                    "request_count": sums.request_count,
+                    "total_tokens": sums.total_tokens,
+                    "cost_nanousd": sums.cost_nanousd,
                 },
                 "pending_rows": report.pending_rows,
                 "skipped_tables": report.skipped_tables,
@@ -201,13 +207,7 @@ mod backend {
 
     /// `doctor`'s database details: connects, reads the recorded migrations and pings.
     pub(crate) fn doctor_details(target: &PostgresTarget) -> Result<Value, String> {
-        let fail = |e: PgError| {
-            format!(
-                "DATABASE_URL ({}): {}",
-                describe(target),
-                crate::one_line(&e.to_string())
-            )
-        };
+        let fail = |e: PgError| failure(target, "DATABASE_URL", &e).to_string();
         let mut store = PgStore::connect(target.url.expose()).map_err(fail)?;
         let recorded = store.recorded_migrations().map_err(fail)?;
         store.ping().map_err(fail)?;

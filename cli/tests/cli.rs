@@ -127,6 +127,10 @@ fn main() -> ExitCode {
             pg_cases::db_copy_of_our_database_and_usage_on_both_backends,
         ),
         (
+            "db_copy_applies_the_leftover_spool_and_respects_the_lock",
+            pg_cases::db_copy_applies_the_leftover_spool_and_respects_the_lock,
+        ),
+        (
             "db_init_doctor_and_refusals_on_postgres",
             pg_cases::db_init_doctor_and_refusals_on_postgres,
         ),

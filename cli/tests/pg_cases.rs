@@ -3,7 +3,12 @@
 //! (trust authentication ignores it) that no output may show.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use agent_cli_proxy_core::usage::TokenColumns;
+use agent_cli_proxy_storage::op::{AuditInfo, CostStatus, FinalizeRow, PreLogRow, Terminal};
+use agent_cli_proxy_storage::spool::{Doorbell, Record, Spool, SpoolConfig};
+use agent_cli_proxy_storage::{DbLock, DbPath};
 use serde_json::Value;
 
 use crate::cases::configured;
@@ -446,4 +451,106 @@ pub fn db_copy_usage_errors() {
             s(&sb.data_dir().join("proxy.db"))
         )
     );
+}
+
+/// One call as a stopped daemon leaves it in the spool: its `Begin` and its `End`.
+fn spooled_call(id: &str, started_at: &str) -> [Record; 2] {
+    let begin = Record::Begin(Box::new(PreLogRow {
+        request_id: id.to_owned(),
+        provider: "openai".to_owned(),
+        model: "gpt-5".to_owned(),
+        tool: "codex".to_owned(),
+        client_id: "codex-client".to_owned(),
+        agent: None,
+        user_agent: None,
+        source_ip: None,
+        msg_id: None,
+        path: "/v1/responses".to_owned(),
+        streamed: true,
+        proxy_api_key_id: None,
+        started_at: started_at.to_owned(),
+        meta_json: PreLogRow::meta("POST", None, None),
+    }));
+    let end = Record::End {
+        request_id: id.to_owned(),
+        row: Box::new(FinalizeRow {
+            id: 0,
+            lifecycle_status: Terminal::Completed,
+            actual_model: None,
+            actual_provider: None,
+            proxy_api_key_id: None,
+            streamed: true,
+            status: Some(200),
+            tokens: TokenColumns {
+                prompt_tokens: 700,
+                completion_tokens: 70,
+                total_tokens: 770,
+                ..TokenColumns::default()
+            },
+            usage_incomplete: false,
+            cost_nanousd: 7_000_000,
+            cost_status: CostStatus::Ok,
+            error_code: None,
+            error_message: None,
+            latency_ms: Some(70),
+            now: started_at.to_owned(),
+            meta_json: PreLogRow::meta("POST", None, None),
+            audit: AuditInfo {
+                model: Some("gpt-5".to_owned()),
+                provider: Some("openai".to_owned()),
+                source: "pricing".to_owned(),
+            },
+        }),
+    };
+    [begin, end]
+}
+
+/// A spool a stopped daemon left is applied before the copy, so its calls reach PostgreSQL;
+/// a database whose lock a daemon holds is refused before anything is read or written.
+pub fn db_copy_applies_the_leftover_spool_and_respects_the_lock() {
+    let pg = TestPg::start();
+    let sb = configured();
+    let db = product_rows(&sb);
+    let (rows_before, sums_before) = sqlite_figures(&db);
+    let spool_dir = sb.data_dir().join("proxy.db.spool");
+    {
+        let opened = Spool::open(
+            SpoolConfig::in_dir(&spool_dir),
+            0,
+            Arc::new(Doorbell::default()),
+        )
+        .unwrap();
+        for r in spooled_call("left-behind", "2026-11-25T08:00:00.000Z") {
+            opened.spool.append(&r).unwrap();
+        }
+    }
+    let url = secret_url(&pg, "acp");
+    let held = DbLock::acquire(&DbPath::from_config(&s(&db))).unwrap();
+    let r = sb.run(&["db", "copy", "--to", &url]);
+    r.expect_code(1);
+    no_secret(&r);
+    assert!(
+        one_error_line(&r).contains("stop the daemon that uses it before db copy"),
+        "{r:?}"
+    );
+    let untouched: bool = postgres::Client::connect(&pg.url_for("acp"), postgres::NoTls)
+        .unwrap()
+        .query_one("SELECT to_regclass('request_logs') IS NULL", &[])
+        .unwrap()
+        .get(0);
+    assert!(
+        untouched,
+        "the refused copy did not even migrate the target"
+    );
+    drop(held);
+    let r = sb.run(&["db", "copy", "--to", &url]);
+    assert!(
+        r.stderr.contains("Applied 2 spooled records"),
+        "the spool was applied: {r:?}"
+    );
+    check_copy(&r, &db, &pg.url_for("acp"), "acp");
+    let (rows_after, sums_after) = sqlite_figures(&db);
+    assert_eq!(rows_after[1], rows_before[1] + 1);
+    assert_eq!(sums_after[0], sums_before[0] + 1);
+    assert_eq!(sums_after[2], sums_before[2] + 7_000_000);
 }
