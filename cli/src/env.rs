@@ -93,19 +93,25 @@ pub(crate) fn print_warnings(warnings: &[ConfigWarning]) {
 /// warnings), else the variable as set, else the default.
 pub(crate) fn db_path(vars: &BTreeMap<String, String>) -> String {
     match Config::from_env(vars, &external_inputs(vars)) {
-        Ok((config, warnings)) => {
-            print_warnings(
-                &warnings
-                    .into_iter()
-                    .filter(|w| w.path == "DB_PATH")
-                    .collect::<Vec<_>>(),
-            );
-            config.db_path
-        }
-        Err(_) => match vars.get("DB_PATH").map(|v| v.trim()) {
-            Some(v) if !v.is_empty() => v.to_owned(),
-            _ => Paths::from_env(vars).db_path,
-        },
+        Ok((config, warnings)) => validated_db_path(config, warnings),
+        Err(_) => db_path_as_set(vars),
+    }
+}
+
+fn validated_db_path(config: Config, warnings: Vec<ConfigWarning>) -> String {
+    print_warnings(
+        &warnings
+            .into_iter()
+            .filter(|w| w.path == "DB_PATH")
+            .collect::<Vec<_>>(),
+    );
+    config.db_path
+}
+
+fn db_path_as_set(vars: &BTreeMap<String, String>) -> String {
+    match vars.get("DB_PATH").map(|v| v.trim()) {
+        Some(v) if !v.is_empty() => v.to_owned(),
+        _ => Paths::from_env(vars).db_path,
     }
 }
 
@@ -122,17 +128,18 @@ pub(crate) enum Database {
 /// even when the rest of the configuration is invalid, as [`db_path`] honours `DB_PATH`:
 /// `db init` must be able to prepare the database before the rest is set up.
 pub(crate) fn database(vars: &BTreeMap<String, String>) -> Database {
-    if let Ok((config, _)) = Config::from_env(vars, &external_inputs(vars))
-        && let Some(target) = config.postgres
-    {
-        return Database::Postgres(target);
-    }
-    match vars
-        .get("DATABASE_URL")
-        .and_then(|v| PostgresTarget::parse(v.trim()))
-    {
-        Some(target) => Database::Postgres(target),
-        None => Database::Sqlite(db_path(vars)),
+    match Config::from_env(vars, &external_inputs(vars)) {
+        Ok((config, warnings)) => match config.postgres {
+            Some(target) => Database::Postgres(target),
+            None => Database::Sqlite(validated_db_path(config, warnings)),
+        },
+        Err(_) => match vars
+            .get("DATABASE_URL")
+            .and_then(|v| PostgresTarget::parse(v.trim()))
+        {
+            Some(target) => Database::Postgres(target),
+            None => Database::Sqlite(db_path_as_set(vars)),
+        },
     }
 }
 
