@@ -131,6 +131,8 @@ pub(crate) enum DbCommand {
     Init(EnvOnly),
     /// Write a consistent copy of the database.
     Backup(BackupArgs),
+    /// Copy a SQLite database into an empty PostgreSQL database and verify it.
+    Copy(CopyArgs),
     /// Inspect the spool (segments, bytes, records not yet in the database).
     Spool {
         #[command(subcommand)]
@@ -159,6 +161,20 @@ pub(crate) struct BackupArgs {
     /// Where to write the backup (must not exist).
     #[arg(long, value_name = "PATH")]
     pub output: Option<PathBuf>,
+    /// Env file to load.
+    #[arg(long, value_name = "PATH")]
+    pub env: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CopyArgs {
+    /// The PostgreSQL database to fill, postgres://… (default: DATABASE_URL). A password
+    /// here shows in the process list: prefer DATABASE_URL in the env file.
+    #[arg(long, value_name = "URL")]
+    pub to: Option<String>,
+    /// The SQLite database to copy (default: DB_PATH).
+    #[arg(long, value_name = "PATH")]
+    pub from: Option<PathBuf>,
     /// Env file to load.
     #[arg(long, value_name = "PATH")]
     pub env: Option<PathBuf>,

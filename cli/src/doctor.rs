@@ -8,6 +8,11 @@
 //!   under `details.invalid`; `upstream` is skipped when `CLI_PROXY_API_URL` did not validate.
 //! * A probe answered below 200 fails like one of 500 and above (`upstream returned HTTP <n>`);
 //!   a probe error fails with its text.
+//! * With `DATABASE_URL=postgres://…` the database check connects, reads the recorded
+//!   migrations and pings, without migrating (the first replica to start does that, under
+//!   the migration lock); details `{kind: "postgres", host, dbname, appliedMigrations,
+//!   pendingMigrations}`, never the URL. A build without the backend fails the check saying
+//!   so.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -138,6 +143,28 @@ fn var_or<'a>(vars: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str>
 }
 
 fn database_check(validated: &Validated, vars: &BTreeMap<String, String>) -> Check {
+    let postgres = match validated {
+        Ok((c, _)) => c.postgres.clone(),
+        Err(_) => match env::database(vars) {
+            env::Database::Postgres(target) => Some(target),
+            env::Database::Sqlite(_) => None,
+        },
+    };
+    if let Some(target) = postgres {
+        let basic = json!({"kind": "postgres", "host": target.host, "dbname": target.dbname});
+        return match crate::pg::doctor_details(&target) {
+            Ok(details) => Check {
+                name: "database",
+                issues: Vec::new(),
+                details: Some(details),
+            },
+            Err(issue) => Check {
+                name: "database",
+                issues: vec![issue],
+                details: Some(basic),
+            },
+        };
+    }
     let path = match validated {
         Ok((c, _)) => c.db_path.clone(),
         Err(_) => {

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use agent_cli_proxy_core::config::{
-    Config, ConfigWarning, ExternalInputs, FileRead, Paths, merge_env, parse_env_file,
+    Config, ConfigWarning, ExternalInputs, FileRead, Paths, PostgresTarget, merge_env,
+    parse_env_file,
 };
 use serde_json::json;
 
@@ -92,25 +93,73 @@ pub(crate) fn print_warnings(warnings: &[ConfigWarning]) {
 /// warnings), else the variable as set, else the default.
 pub(crate) fn db_path(vars: &BTreeMap<String, String>) -> String {
     match Config::from_env(vars, &external_inputs(vars)) {
-        Ok((config, warnings)) => {
-            print_warnings(
-                &warnings
-                    .into_iter()
-                    .filter(|w| w.path == "DB_PATH")
-                    .collect::<Vec<_>>(),
-            );
-            config.db_path
-        }
-        Err(_) => match vars.get("DB_PATH").map(|v| v.trim()) {
-            Some(v) if !v.is_empty() => v.to_owned(),
-            _ => Paths::from_env(vars).db_path,
+        Ok((config, warnings)) => validated_db_path(config, warnings),
+        Err(_) => db_path_as_set(vars),
+    }
+}
+
+fn validated_db_path(config: Config, warnings: Vec<ConfigWarning>) -> String {
+    print_warnings(
+        &warnings
+            .into_iter()
+            .filter(|w| w.path == "DB_PATH")
+            .collect::<Vec<_>>(),
+    );
+    config.db_path
+}
+
+fn db_path_as_set(vars: &BTreeMap<String, String>) -> String {
+    match vars.get("DB_PATH").map(|v| v.trim()) {
+        Some(v) if !v.is_empty() => v.to_owned(),
+        _ => Paths::from_env(vars).db_path,
+    }
+}
+
+/// The database a command's environment selects (`docs/replicas.md` §1).
+#[derive(Debug, Clone)]
+pub(crate) enum Database {
+    /// SQLite at this `DB_PATH`.
+    Sqlite(String),
+    /// `DATABASE_URL=postgres://…`.
+    Postgres(PostgresTarget),
+}
+
+/// The database for commands that need nothing else. A PostgreSQL `DATABASE_URL` is honoured
+/// even when the rest of the configuration is invalid, as [`db_path`] honours `DB_PATH`:
+/// `db init` must be able to prepare the database before the rest is set up.
+pub(crate) fn database(vars: &BTreeMap<String, String>) -> Database {
+    match Config::from_env(vars, &external_inputs(vars)) {
+        Ok((config, warnings)) => match config.postgres {
+            Some(target) => Database::Postgres(target),
+            None => Database::Sqlite(validated_db_path(config, warnings)),
+        },
+        Err(_) => match vars
+            .get("DATABASE_URL")
+            .and_then(|v| PostgresTarget::parse(v.trim()))
+        {
+            Some(target) => Database::Postgres(target),
+            None => Database::Sqlite(db_path_as_set(vars)),
         },
     }
 }
 
-/// `paths`: the default locations as pretty JSON.
+/// `paths`: the default locations as pretty JSON. `databaseKind` and `spoolDir` come after
+/// the keys of `control.md` §11.2: the spool's default home depends on the backend
+/// `DATABASE_URL` selects.
 pub(crate) fn paths(process: &BTreeMap<String, String>) -> CmdResult {
     let p = Paths::from_env(process);
+    let postgres = process
+        .get("DATABASE_URL")
+        .and_then(|v| PostgresTarget::parse(v.trim()))
+        .is_some();
+    let (kind, spool_dir) = if postgres {
+        (
+            "postgres",
+            format!("{}/spool", p.data_dir.trim_end_matches('/')),
+        )
+    } else {
+        ("sqlite", format!("{}.spool", p.db_path))
+    };
     let body = json!({
         "configDir": p.config_dir,
         "dataDir": p.data_dir,
@@ -118,6 +167,8 @@ pub(crate) fn paths(process: &BTreeMap<String, String>) -> CmdResult {
         "dbPath": p.db_path,
         "pricingCachePath": p.pricing_cache_path,
         "providersPath": p.providers_file,
+        "databaseKind": kind,
+        "spoolDir": spool_dir,
     });
     crate::out_line!("{}", pretty(&body));
     Ok(ExitCode::SUCCESS)

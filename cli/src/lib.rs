@@ -8,15 +8,17 @@
 //! Choices where the spec is silent:
 //! * `--version` and the usage lines use [`Shell::binary_name`], so the smol build prints
 //!   `agent-cli-proxy-smol <version>`.
-//! * `db init`, `db backup` and `usage` need only `DB_PATH`: when the rest of the
-//!   configuration is invalid they still run, taking `DB_PATH` (or its default) from the
-//!   loaded environment. `serve`, `doctor` and `backfill-costs` need a valid configuration.
+//! * `db init`, `db backup`, `db copy` and `usage` need only `DB_PATH` (or a PostgreSQL
+//!   `DATABASE_URL`): when the rest of the configuration is invalid they still run, taking
+//!   it (or its default) from the loaded environment. `serve`, `doctor` and `backfill-costs`
+//!   need a valid configuration.
 //! * `init` reads the process environment only (the env file is its output, not an input).
 //! * `paths` shows the defaults computed from the process environment.
 //! * `serve` only loads the environment (a missing `--env` file is its failure here); the
 //!   shell validates it and logs `config.error` / `config.warning` as startup steps 1–2.
 //! * Configuration warnings are printed on stderr as `warning: <path> <message>`.
-//! * Info events the spec names for CLI commands (`cli.init.non_interactive`, `db.backup`)
+//! * Info events the spec names for CLI commands (`cli.init.non_interactive`, `db.backup`,
+//!   `db.copy`)
 //!   are JSON log lines on stdout, like the daemon's (`control.md` §10.1), honouring
 //!   `LOG_LEVEL` and `LOG_FORMAT`.
 //!
@@ -73,6 +75,7 @@ mod envfile;
 mod fsutil;
 mod init;
 mod log;
+mod pg;
 pub mod pool;
 mod providers;
 mod service;
@@ -215,6 +218,7 @@ fn run(cmd: Command, shell: &dyn Shell) -> CmdResult {
         Command::Db { command } => match command {
             DbCommand::Init(a) => db::init(&process, a.env.as_deref()),
             DbCommand::Backup(a) => db::backup(&process, a),
+            DbCommand::Copy(a) => db::copy(&process, a),
             DbCommand::Spool {
                 command: args::SpoolCommand::Status(a),
             } => spool::status(&process, a),

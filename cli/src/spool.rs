@@ -2,7 +2,7 @@
 //! left before reading or copying the database, and `db spool status`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use agent_cli_proxy_storage::DbPath;
 
@@ -28,10 +28,15 @@ pub(crate) fn apply_leftover(
     vars: &BTreeMap<String, String>,
     db_path: &str,
 ) -> Result<(), CliError> {
-    let Some(dir) = dir(vars, db_path) else {
-        return Ok(());
-    };
-    let n = agent_cli_proxy_storage::ingest::apply_leftover(&DbPath::from_config(db_path), &dir)
+    match dir(vars, db_path) {
+        Some(dir) => apply_dir(&dir, db_path),
+        None => Ok(()),
+    }
+}
+
+/// [`apply_leftover`] with the spool directory given.
+pub(crate) fn apply_dir(dir: &Path, db_path: &str) -> Result<(), CliError> {
+    let n = agent_cli_proxy_storage::ingest::apply_leftover(&DbPath::from_config(db_path), dir)
         .map_err(|e| {
             CliError::Runtime(format!(
                 "SPOOL_DIR {}: {}",

@@ -9,8 +9,12 @@
 //! * `--by` does not apply to `session` (its key is the session); JSON says `"by":"session"`.
 //! * The range in the empty message is `<since>..<until>`, with `…` for an open end, or
 //!   `all time`.
+//! * With `DATABASE_URL=postgres://…` the rows come from PostgreSQL (every replica's,
+//!   `docs/replicas.md` §4), read with the same statement; the output is byte for byte the
+//!   SQLite one for the same rows, but the empty message names the database as
+//!   `PostgreSQL database <dbname> on <host>`. No spool is applied: each replica ingests its own.
 
-mod query;
+pub(crate) mod query;
 mod report;
 
 use std::collections::BTreeMap;
@@ -23,13 +27,17 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 
 use crate::args::{Report, UsageArgs};
+use crate::env::Database;
 use crate::{CliError, CmdResult, env};
 
 /// Runs a usage report.
 pub(crate) fn run(process: &BTreeMap<String, String>, args: UsageArgs) -> CmdResult {
     let loaded = env::load(process, args.env.as_deref())?;
-    let db_path = env::db_path(&loaded.vars);
-    crate::spool::apply_leftover(&loaded.vars, &db_path)?;
+    let database = env::database(&loaded.vars);
+    match &database {
+        Database::Sqlite(db_path) => crate::spool::apply_leftover(&loaded.vars, db_path)?,
+        Database::Postgres(_) => crate::pg::available("DATABASE_URL")?,
+    }
     let report_kind = args.report.unwrap_or_default();
     let (tz, tz_name) = if args.local {
         let tz = TimeZone::system();
@@ -63,13 +71,22 @@ pub(crate) fn run(process: &BTreeMap<String, String>, args: UsageArgs) -> CmdRes
                 .and_then(|next| day_start_utc(next, &tz))
         })
         .transpose()?;
-    if !db_path.starts_with(':') && !Path::new(&db_path).exists() {
-        return Err(CliError::Runtime(format!(
-            "DB_PATH {db_path}: database does not exist; run 'agent-cli-proxy db init' or check DB_PATH"
-        )));
-    }
-    let rows = query::finalized_rows(&db_path, start.as_deref(), end.as_deref())
-        .map_err(|e| CliError::Runtime(format!("DB_PATH {db_path}: {e}")))?;
+    let (rows, location) = match &database {
+        Database::Sqlite(db_path) => {
+            if !db_path.starts_with(':') && !Path::new(db_path).exists() {
+                return Err(CliError::Runtime(format!(
+                    "DB_PATH {db_path}: database does not exist; run 'agent-cli-proxy db init' or check DB_PATH"
+                )));
+            }
+            let rows = query::finalized_rows(db_path, start.as_deref(), end.as_deref())
+                .map_err(|e| CliError::Runtime(format!("DB_PATH {db_path}: {e}")))?;
+            (rows, db_path.clone())
+        }
+        Database::Postgres(target) => (
+            crate::pg::usage_rows(target, start.as_deref(), end.as_deref())?,
+            crate::pg::describe(target),
+        ),
+    };
     let providers = provider_types(&loaded.vars);
     let is_anthropic = |id: &str| {
         providers
@@ -100,7 +117,7 @@ pub(crate) fn run(process: &BTreeMap<String, String>, args: UsageArgs) -> CmdRes
                 u.as_deref().unwrap_or("…")
             ),
         };
-        crate::out_line!("No usage recorded in {range} ({db_path}).");
+        crate::out_line!("No usage recorded in {range} ({location}).");
         return Ok(ExitCode::SUCCESS);
     }
     if report_kind == Report::Session {

@@ -18,7 +18,7 @@ fn one_line(text: &str) -> &str {
 }
 
 /// A sandbox whose env file points DB_PATH and the pricing cache into the data dir.
-fn configured() -> Sandbox {
+pub(crate) fn configured() -> Sandbox {
     let sb = Sandbox::new();
     let data = sb.data_dir();
     sb.write_env_file(&format!(
@@ -140,6 +140,11 @@ pub fn paths_reports_xdg_defaults() {
     assert_eq!(
         v["providersPath"],
         s(&home.join("config/agent-cli-proxy/providers.json"))
+    );
+    assert_eq!(v["databaseKind"], "sqlite");
+    assert_eq!(
+        v["spoolDir"],
+        s(&home.join("data/agent-cli-proxy/proxy.db.spool"))
     );
     sb.unset("XDG_CONFIG_HOME").unset("XDG_DATA_HOME");
     let v = sb.run(&["paths"]).expect_code(0).json();

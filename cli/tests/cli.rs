@@ -6,12 +6,19 @@
 //! pointed inside it and an otherwise empty environment. So every case runs the real command
 //! path — argument parsing, env loading, files, SQLite, exit codes — as a separate process.
 //!
+//! The PostgreSQL cases (`pg_cases`) start a throw-away server each; the test build always
+//! has the `postgres` feature (cli's dev-dependency on itself turns it on).
+//!
 //! `TestShell` stands in for the runtime: `serve` prints the environment it was given (keys
 //! starting with `T_`, and `PROXY_PORT`), `probe` answers from `ACP_TEST_PROBE` (a status
 //! code, or an error text) and `fetch` is the trait's default (no client).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
+
+// The throw-away PostgreSQL server of the storage-pg tests, shared rather than copied.
+#[path = "../../storage-pg/tests/support/pg.rs"]
+mod pg;
 
 use std::process::ExitCode;
 
@@ -110,7 +117,25 @@ fn main() -> ExitCode {
             "closed_stdout_is_not_a_panic",
             cases::closed_stdout_is_not_a_panic,
         ),
+        ("db_copy_usage_errors", pg_cases::db_copy_usage_errors),
+        (
+            "db_copy_takes_the_originals_databases",
+            pg_cases::db_copy_takes_the_originals_databases,
+        ),
+        (
+            "db_copy_of_our_database_and_usage_on_both_backends",
+            pg_cases::db_copy_of_our_database_and_usage_on_both_backends,
+        ),
+        (
+            "db_copy_applies_the_leftover_spool_and_respects_the_lock",
+            pg_cases::db_copy_applies_the_leftover_spool_and_respects_the_lock,
+        ),
+        (
+            "db_init_doctor_and_refusals_on_postgres",
+            pg_cases::db_init_doctor_and_refusals_on_postgres,
+        ),
     ])
 }
 
 mod cases;
+mod pg_cases;
