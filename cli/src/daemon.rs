@@ -425,14 +425,17 @@ impl Daemon {
             Ok(_) => {}
             Err(e) => self.shutdown_error(&e),
         }
-        match futures_lite::future::block_on(self.writer.send(Op::WalCheckpoint)) {
-            Ok(_) => self.logger.event(
-                Level::Info,
-                "shutdown.checkpoint",
-                "WAL checkpointed",
-                vec![],
-            ),
-            Err(e) => self.shutdown_error(&e),
+        // PostgreSQL has no WAL of ours to checkpoint.
+        if self.config.postgres.is_none() {
+            match futures_lite::future::block_on(self.writer.send(Op::WalCheckpoint)) {
+                Ok(_) => self.logger.event(
+                    Level::Info,
+                    "shutdown.checkpoint",
+                    "WAL checkpointed",
+                    vec![],
+                ),
+                Err(e) => self.shutdown_error(&e),
+            }
         }
         if let Err(e) = futures_lite::future::block_on(self.writer.shutdown()) {
             self.shutdown_error(&e);
