@@ -46,6 +46,15 @@ pub(crate) fn run(
     let loaded = env::load(process, args.env.as_deref())?;
     let (config, warnings) = env::load_config(&loaded.vars)?;
     env::print_warnings(&warnings);
+    if let Some(target) = &config.postgres {
+        // The replicas run the backfill themselves, one at a time (`docs/replicas.md` §5);
+        // a second writer from the command line would race the holder's chunks.
+        return Err(CliError::Runtime(format!(
+            "DATABASE_URL names {}: the cost backfill runs in the replicas' cost-backfill \
+             loop (COST_BACKFILL_INTERVAL_MS); backfill-costs works on a SQLite database",
+            crate::pg::describe(target)
+        )));
+    }
     let table = refresh_prices(&config, shell);
     let recoster = CliRecoster {
         pricer: Pricer::new(

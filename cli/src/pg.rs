@@ -13,7 +13,7 @@ use agent_cli_proxy_core::config::PostgresTarget;
 use crate::CliError;
 
 #[cfg(feature = "postgres")]
-pub(crate) use backend::{copy, doctor_details, init, usage_rows};
+pub(crate) use backend::{applied_seq, copy, doctor_details, init, usage_rows};
 
 /// The database in words, for messages and output.
 pub(crate) fn describe(target: &PostgresTarget) -> String {
@@ -38,7 +38,7 @@ pub(crate) fn available(source: &str) -> Result<(), CliError> {
 }
 
 #[cfg(not(feature = "postgres"))]
-pub(crate) use without::{copy, doctor_details, init, usage_rows};
+pub(crate) use without::{applied_seq, copy, doctor_details, init, usage_rows};
 
 /// The smol build's stand-ins: same signatures, each one the refusal.
 #[cfg(not(feature = "postgres"))]
@@ -68,6 +68,10 @@ mod without {
 
     pub(crate) fn doctor_details(_target: &PostgresTarget) -> Result<Value, String> {
         Err(unavailable("DATABASE_URL").to_string())
+    }
+
+    pub(crate) fn applied_seq(_target: &PostgresTarget, _replica: &str) -> Result<u64, CliError> {
+        Err(unavailable("DATABASE_URL"))
     }
 
     pub(crate) fn usage_rows(
@@ -203,6 +207,13 @@ mod backend {
             .iter()
             .map(|[a, b, c]| format!("{a:<w0$}  {b:>w1$}  {c:>w2$}\n"))
             .collect()
+    }
+
+    /// The spool position PostgreSQL holds for `replica` (`db spool status`).
+    pub(crate) fn applied_seq(target: &PostgresTarget, replica: &str) -> Result<u64, CliError> {
+        connect(target, "DATABASE_URL")?
+            .applied_seq(replica)
+            .map_err(|e| failure(target, "DATABASE_URL", &e))
     }
 
     /// `doctor`'s database details: connects, reads the recorded migrations and pings.

@@ -56,16 +56,36 @@ pub(crate) fn apply_dir(dir: &Path, db_path: &str) -> Result<(), CliError> {
 /// `db spool status`: what the spool holds and how far the database has applied it.
 pub(crate) fn status(process: &BTreeMap<String, String>, args: SpoolStatusArgs) -> CmdResult {
     let loaded = env::load(process, args.env.as_deref())?;
-    let db_path = env::db_path(&loaded.vars);
-    let Some(dir) = dir(&loaded.vars, &db_path) else {
-        crate::out_line!("DB_PATH is :memory:; the spool lives in the daemon's memory");
-        return Ok(ExitCode::SUCCESS);
+    let (dir, applied) = match env::database(&loaded.vars) {
+        env::Database::Sqlite(db_path) => {
+            let Some(dir) = dir(&loaded.vars, &db_path) else {
+                crate::out_line!("DB_PATH is :memory:; the spool lives in the daemon's memory");
+                return Ok(ExitCode::SUCCESS);
+            };
+            let applied = Store::open_read_only(&DbPath::from_config(&db_path))
+                .ok()
+                .and_then(|s| agent_cli_proxy_storage::ingest::applied_seq(s.connection()).ok());
+            (dir, applied)
+        }
+        // This replica's spool and the position PostgreSQL holds for it (`docs/replicas.md`).
+        env::Database::Postgres(target) => {
+            let (config, _) = env::load_config(&loaded.vars)?;
+            let Some(dir) = config.spool.dir.map(PathBuf::from) else {
+                return Err(CliError::Runtime("SPOOL_DIR is not set".to_owned()));
+            };
+            let replica = std::fs::read_to_string(dir.join("replica-id"))
+                .ok()
+                .map(|id| id.trim().to_owned())
+                .filter(|id| !id.is_empty());
+            let applied = match replica {
+                Some(replica) => Some(crate::pg::applied_seq(&target, &replica)?),
+                None => None,
+            };
+            (dir, applied)
+        }
     };
     let found = agent_cli_proxy_storage::spool::inspect(&dir)
         .map_err(|e| CliError::Runtime(format!("SPOOL_DIR {}: {e}", dir.display())))?;
-    let applied = Store::open_read_only(&DbPath::from_config(&db_path))
-        .ok()
-        .and_then(|s| agent_cli_proxy_storage::ingest::applied_seq(s.connection()).ok());
     let bytes: u64 = found.segments.iter().map(|(_, b)| b).sum();
     let behind = match (found.last_seq, applied) {
         (Some(last), Some(applied)) => Some(last.saturating_sub(applied)),

@@ -389,6 +389,34 @@ pub fn db_init_doctor_and_refusals_on_postgres() {
         "{r:?}"
     );
 
+    // The cost backfill is the replicas' loop; the command refuses instead of opening DB_PATH.
+    let r = sb.run(&["backfill-costs"]);
+    r.expect_code(1);
+    no_secret(&r);
+    let line = one_error_line(&r);
+    assert!(
+        line.contains(&format!("PostgreSQL database acp on {host}"))
+            && line.contains("cost-backfill loop"),
+        "{r:?}"
+    );
+    // This replica's spool, and the position PostgreSQL holds for its id.
+    let spool = sb.data_dir().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    std::fs::write(spool.join("replica-id"), "replica-zz1\n").unwrap();
+    client
+        .execute(
+            "INSERT INTO spool_position (replica, applied_seq, segment, \"offset\", updated_at)
+             VALUES ('replica-zz1', 7, 0, 0, '2026-12-07T00:00:00.000Z')",
+            &[],
+        )
+        .unwrap();
+    let v = sb
+        .run(&["db", "spool", "status", "--json"])
+        .expect_code(0)
+        .json();
+    assert_eq!(v["dir"], s(&spool));
+    assert_eq!(v["applied"], 7, "{v}");
+
     // A SQLite database to copy while the server is down.
     sb.unset("DATABASE_URL");
     sb.run(&["db", "init"]).expect_code(0);
