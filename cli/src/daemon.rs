@@ -246,23 +246,24 @@ impl Daemon {
     }
 
     /// The managed key whose credential hashes to `hash` (a blocking read, cached for at
-    /// most [`KEY_CACHE_MS`] so a revocation takes effect within a second).
+    /// most [`KEY_CACHE_MS`] so a revocation takes effect within a second). While the
+    /// database does not answer, the last answer for that key stands.
     pub fn lookup_key(&self, hash: Option<&str>) -> KeyLookup {
         let Some(hash) = hash else {
             return KeyLookup::NoCredential;
         };
         let now = self.now();
-        {
+        let stale = {
             let cache = self
                 .key_cache
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            if let Some((at, found)) = cache.get(hash)
-                && now.millis_since(*at) < KEY_CACHE_MS
-            {
-                return found.clone();
+            match cache.get(hash) {
+                Some((at, found)) if now.millis_since(*at) < KEY_CACHE_MS => return found.clone(),
+                Some((_, found)) => Some(found.clone()),
+                None => None,
             }
-        }
+        };
         let found = match self.readers.with(|s| s.verify_api_key_hash(hash)) {
             Ok(Some(grant)) => KeyLookup::Valid(ManagedKey {
                 id: grant.id,
@@ -274,9 +275,15 @@ impl Daemon {
                     Level::Warn,
                     "proxy_api_key.lookup_failed",
                     "managed key lookup failed",
-                    vec![("err", json!(e.to_string()))],
+                    vec![
+                        ("err", json!(e.to_string())),
+                        ("served_from_cache", json!(stale.is_some())),
+                    ],
                 );
-                KeyLookup::Unknown
+                // A database that is away (PostgreSQL restarting) must not lock out a key
+                // that was valid a moment ago; the last answer stands until one comes back.
+                // Not cached again, so the next call asks the database.
+                return stale.unwrap_or(KeyLookup::Unknown);
             }
         };
         let mut cache = self
