@@ -232,22 +232,26 @@ both_shells! {
         assert_eq!(health.status, 200);
     }
 
-    /// `DATABASE_URL=postgres://…` is refused at start with a message naming the variable,
-    /// never the URL's password, rather than recording into SQLite behind the team's back.
+    /// `DATABASE_URL=postgres://…` naming a server that does not answer stops the start
+    /// (the schema must be there before the first call) with a message naming the variable
+    /// and the database, never the URL's password, rather than recording into SQLite behind
+    /// the team's back. (The smol binary refuses any PostgreSQL URL: its own test,
+    /// `shell-smol/tests/postgres_refused.rs`; this test binary's smol shell is built with the
+    /// backend, as the workspace unifies the feature.)
     fn a_postgres_database_url_stops_the_start_without_echoing_it(shell: Shell) {
         let options = ProxyOptions {
             wait_health: false,
             take_slot: false,
             ..ProxyOptions::new(shell).env(&[(
                 "DATABASE_URL",
-                "postgres://acp:pw-zz-canary-71@127.0.0.1:5432/acp",
+                "postgres://acp:pw-zz-canary-71@127.0.0.1:1/acp",
             )])
         };
         let mut proxy = ProxyProcess::start_with(options);
         let code = proxy.wait_exit();
         assert_eq!(code, 1, "logs:\n{}", proxy.logs());
         let logs = proxy.logs();
-        assert!(logs.contains("DATABASE_URL"), "{logs}");
+        assert!(logs.contains("DATABASE_URL (PostgreSQL database acp on 127.0.0.1:1)"), "{logs}");
         assert!(!logs.contains("pw-zz-canary-71"), "the password leaked:\n{logs}");
         assert!(!proxy.db_path().exists(), "no SQLite database was created");
     }

@@ -285,7 +285,13 @@ mod postgres {
         .map_err(|e| {
             let mut fields = where_();
             fields.push(("spool_dir", json!(spool_dir)));
-            OpenFailed::startup(format!("PostgreSQL: {e}"), fields)
+            OpenFailed::startup(
+                format!(
+                    "DATABASE_URL (PostgreSQL database {} on {}): {e}",
+                    target.dbname, target.host
+                ),
+                fields,
+            )
         })?;
         let claims = Claims::new(url, replica).map_err(|e| OpenFailed::startup(e, where_()))?;
         Ok(Opened {
