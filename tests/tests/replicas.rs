@@ -572,8 +572,12 @@ fn kill9_of_one_replica_leaves_the_other_alone_and_recovers_its_own_calls() {
         .await
         .expect("join");
         assert!(b_pending, "B's streams are not pending in PostgreSQL");
+        let url_a = url.clone();
+        let a_rows = tokio::task::spawn_blocking(move || pg_rows(&url_a, "kil-a-%").unwrap())
+            .await
+            .expect("join");
         assert_eq!(
-            pg_rows(&url, "kil-a-%").unwrap().len(),
+            a_rows.len(),
             0,
             "setup: A's rows were meant to be in its spool only"
         );
@@ -793,12 +797,20 @@ const TICK: Duration = Duration::from_millis(500);
 /// How long the fake takes to answer a queue poll: two pollers at once would overlap.
 const ANSWER: Duration = Duration::from_millis(150);
 
+fn iso_before_now(offset_ms: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    agent_cli_proxy_core::time::UnixMillis(now - offset_ms).to_iso()
+}
+
 /// d. The correlator's destructive queue read runs on one replica at a time. Each replica
 /// reaches the fake management API through a listener of its own (one queue behind both), so
 /// every poll is known to come from one replica: only the lock holder polls, no two polls
 /// overlap, the holder's `/ready` shows the loop `pass` and the other's `standby`. After a
-/// `kill -9` of the holder the other polls within two ticks, its `/ready` drops `standby`, and
-/// the queue keeps being drained.
+/// `kill -9` of the holder the other polls within two ticks, its `/ready` drops `standby`, the
+/// queue keeps being drained, and a record popped by it correlates its row once.
 #[test]
 fn the_correlator_polls_from_one_replica_and_moves_when_it_dies() {
     run_child_if_requested();
@@ -819,8 +831,8 @@ fn the_correlator_polls_from_one_replica_and_moves_when_it_dies() {
         )
     };
     let mut replicas = [Some(start(0)), Some(start(1))];
-    let queue_polls = |listener: usize| {
-        mgmt.calls()
+    let queue_polls = |listener: usize, from: usize| {
+        mgmt.calls()[from..]
             .iter()
             .filter(|c| {
                 c.listener == listener && c.target.starts_with("/v0/management/usage-queue")
@@ -836,28 +848,38 @@ fn the_correlator_polls_from_one_replica_and_moves_when_it_dies() {
         began.elapsed()
     };
 
-    wait("a first queue poll", Duration::from_secs(10), &|| {
-        queue_polls(0) + queue_polls(1) > 0
-    });
-    let holder = if queue_polls(0) > 0 { 0 } else { 1 };
-    let other = 1 - holder;
-    let t = |offset_ms: u64| {
-        agent_cli_proxy_core::time::UnixMillis(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis() as u64
-                - offset_ms,
+    // The correlator polls only while there are rows to correlate: one proxied call through
+    // each replica (the fake answers `/v1/messages`, 11 + 7 tokens).
+    for (i, replica) in replicas.iter().flatten().enumerate() {
+        let id = format!("cor-{i}");
+        let res = request_blocking(
+            replica.addr(),
+            "POST",
+            "/v1/messages",
+            &[
+                ("content-type", "application/json"),
+                ("x-request-id", id.as_str()),
+            ],
+            br#"{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[]}"#,
         )
-        .to_iso()
-    };
-    // About eight ticks with records to pop: all of them go to the holder.
+        .unwrap();
+        assert_eq!(res.status, 200, "{}", res.text());
+    }
+    let rows = wait_landed(&url, "cor-%", &["cor-0".to_owned(), "cor-1".to_owned()]);
+
+    wait("a first queue poll", Duration::from_secs(10), &|| {
+        queue_polls(0, 0) + queue_polls(1, 0) > 0
+    });
+    let holder = if queue_polls(0, 0) > 0 { 0 } else { 1 };
+    let other = 1 - holder;
+    // Eight ticks or so with records to pop (another model: they match no row and keep both
+    // rows candidates, so the polling goes on): every poll comes from the holder.
     for round in 0..4 {
         mgmt.push_queue(&[record(
-            &t(20_000),
+            &iso_before_now(20_000),
             &format!("r{round}@example.com"),
             "0",
-            MODEL,
+            "gpt-5",
             10,
         )]);
         wait("the records popped", Duration::from_secs(5), &|| {
@@ -883,12 +905,12 @@ fn the_correlator_polls_from_one_replica_and_moves_when_it_dies() {
         "standby is no failure: {ready}"
     );
     assert!(
-        queue_polls(holder) >= 4,
+        queue_polls(holder, 0) >= 4,
         "the holder polled {} times",
-        queue_polls(holder)
+        queue_polls(holder, 0)
     );
     assert_eq!(
-        queue_polls(other),
+        queue_polls(other, 0),
         0,
         "the replica without the lock polled the queue"
     );
@@ -898,17 +920,10 @@ fn the_correlator_polls_from_one_replica_and_moves_when_it_dies() {
     let mut dead = replicas[holder].take().unwrap();
     dead.proxy.kill9();
     let killed_at = Instant::now();
-    mgmt.push_queue(&[record(&t(10_000), "after@example.com", "0", MODEL, 10)]);
-    let survivor_polls = || {
-        mgmt.calls()[calls_before..]
-            .iter()
-            .filter(|c| c.listener == other && c.target.starts_with("/v0/management/usage-queue"))
-            .count()
-    };
     wait(
         "the survivor's first poll",
         Duration::from_secs(10),
-        &|| survivor_polls() > 0,
+        &|| queue_polls(other, calls_before) > 0,
     );
     let took_over = killed_at.elapsed();
     println!(
@@ -920,16 +935,46 @@ fn the_correlator_polls_from_one_replica_and_moves_when_it_dies() {
         took_over <= 2 * TICK + ANSWER + Duration::from_millis(500),
         "the survivor polled {took_over:?} after the kill: more than two ticks"
     );
-    wait(
-        "the queue drained by the survivor",
-        Duration::from_secs(5),
-        &|| mgmt.queue_len() == 0,
-    );
     let survivor = replicas[other].as_ref().unwrap();
     wait(
         "the survivor's correlator out of standby",
         Duration::from_secs(8),
         &|| survivor.loop_status("correlator").as_deref() == Some("pass"),
+    );
+    // The survivor drains the queue and applies what matches: the record of the survivor's
+    // own call correlates its row, once.
+    let target = format!("cor-{other}");
+    let started = rows[&target][0]["started_at"].as_str().unwrap().to_owned();
+    let started = agent_cli_proxy_core::correlate::parse_timestamp(&started).unwrap();
+    let at = agent_cli_proxy_core::time::UnixMillis(started.0).to_iso();
+    mgmt.push_queue(&[record(&at, "after@example.com", "1", MODEL, 18)]);
+    wait(
+        "the queue drained by the survivor",
+        Duration::from_secs(5),
+        &|| mgmt.queue_len() == 0,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let correlated = loop {
+        let rows = pg_rows(&url, &target).unwrap();
+        if rows[0]["cliproxy_account"] == "after@example.com" {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the survivor did not correlate {target}: {rows:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(correlated.len(), 1);
+    std::thread::sleep(2 * TICK);
+    assert_eq!(
+        pg_count(
+            &url,
+            "SELECT COALESCE(SUM(request_count), 0)::BIGINT FROM daily_account_usage \
+             WHERE cliproxy_account = 'after@example.com'"
+        ),
+        1,
+        "the record is counted once"
     );
     // Every poll, before and after the hand-over, ended before the next began.
     let mut polls: Vec<_> = mgmt
@@ -941,13 +986,12 @@ fn the_correlator_polls_from_one_replica_and_moves_when_it_dies() {
     for pair in polls.windows(2) {
         // The dead holder's last poll may never have been answered.
         if let Some(done) = pair[0].done {
-            assert!(done <= pair[1].arrived, "overlapping polls: {:?}", pair);
+            assert!(done <= pair[1].arrived, "overlapping polls: {pair:?}");
         }
     }
     assert_eq!(mgmt.max_in_flight(), 1, "two polls at once");
-    let calls: Vec<_> = mgmt.calls();
     assert!(
-        calls
+        mgmt.calls()
             .iter()
             .filter(|c| c.target.starts_with("/v0/"))
             .all(|c| c.management_key.as_deref() == Some(MGMT_KEY))
@@ -1006,19 +1050,20 @@ fn a_database_outage_under_load_fails_no_call_and_loses_no_row() {
     std::thread::sleep(Duration::from_secs(2));
     pg.stop();
     let stopped_at = Instant::now();
-    let reported = |r: &Replica| {
+    // The spool takes the calls, so a replica warns rather than leaving the load balancer:
+    // the database check and the spool's lag (over 5 s) both say so.
+    let reports = |r: &Replica| {
         let ready = r.ready();
         let checks = &ready["checks"];
-        // The spool takes the calls, so the replica warns rather than leaving the load
-        // balancer: the database check and the spool's lag both say so.
-        (checks["database"]["status"] == "warn" && checks["spool"]["status"] == "warn")
-            .then_some(ready)
+        let both = checks["database"]["status"] == "warn" && checks["spool"]["status"] == "warn";
+        (both, ready)
     };
-    let mut seen = [None, None];
+    let mut seen = [false, false];
+    let mut last = [Value::Null, Value::Null];
     while stopped_at.elapsed() < Duration::from_secs(30) {
-        for (slot, replica) in seen.iter_mut().zip([&a, &b]) {
-            if slot.is_none() {
-                *slot = reported(replica);
+        for (i, replica) in [&a, &b].into_iter().enumerate() {
+            if !seen[i] {
+                (seen[i], last[i]) = reports(replica);
             }
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -1039,11 +1084,12 @@ fn a_database_outage_under_load_fails_no_call_and_loses_no_row() {
         failed.len(),
         failed.join("\n")
     );
-    for (name, report) in ["A", "B"].iter().zip(&seen) {
+    for i in 0..2 {
         assert!(
-            report.is_some(),
-            "{name}'s /ready never reported the database down and the spool lagging; last: {}",
-            [&a, &b][usize::from(*name == "B")].ready()
+            seen[i],
+            "replica {i}'s /ready never reported the database away and the spool lagging; \
+             last during the outage: {}",
+            last[i]
         );
     }
     println!("FIGURE calls during a 30 s outage: {}", ok.len());
