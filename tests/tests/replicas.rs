@@ -195,11 +195,37 @@ fn wait_landed(url: &str, msg_id_like: &str, ids: &[String]) -> BTreeMap<String,
                 .map(|(id, _)| id)
                 .collect();
             panic!(
-                "rows not landed within {LAND_TIMEOUT:?}: missing {missing:?}, pending {pending:?}"
+                "rows not landed within {LAND_TIMEOUT:?}: missing {missing:?}, pending \
+                 {pending:?}; the server's sessions:\n{}",
+                sessions(url)
             );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The server's client sessions (state, what they wait for, their statement), for the
+/// message of a case that finds rows missing: a replica stuck on a lock shows here.
+fn sessions(url: &str) -> String {
+    let Ok(mut client) = postgres::Client::connect(url, postgres::NoTls) else {
+        return "(server unreachable)".to_owned();
+    };
+    client
+        .query(
+            "SELECT json_build_object('pid', pid, 'app', application_name, 'state', state,
+               'wait', wait_event_type || ':' || wait_event, 'xact_age',
+               (now() - xact_start)::text, 'query', left(query, 160))::text
+             FROM pg_stat_activity WHERE backend_type = 'client backend'
+               AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .map(|rows| {
+            rows.iter()
+                .map(|r| r.get::<_, &str>(0).to_owned())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_else(|e| format!("(pg_stat_activity: {e})"))
 }
 
 /// Where `daily_usage` differs from the aggregate of the finalized rows (`accounting.md`
@@ -349,6 +375,23 @@ fn stream_complete(outcome: &SseOutcome) -> bool {
     outcome.status == 200
         && outcome.terminal_seen
         && String::from_utf8_lossy(&outcome.body).contains("message_stop")
+}
+
+/// The replica's log events above debug level whose event name contains one of `words`.
+fn events_about(replica: &Replica, words: &[&str]) -> String {
+    replica
+        .proxy
+        .log_events()
+        .iter()
+        .filter(|e| e["level"] != "debug")
+        .filter(|e| {
+            e["event"]
+                .as_str()
+                .is_some_and(|name| words.iter().any(|w| name.contains(w)))
+        })
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn tail(text: &str, lines: usize) -> String {
@@ -1084,12 +1127,13 @@ fn a_database_outage_under_load_fails_no_call_and_loses_no_row() {
         failed.len(),
         failed.join("\n")
     );
-    for i in 0..2 {
+    for (i, replica) in [&a, &b].into_iter().enumerate() {
         assert!(
             seen[i],
             "replica {i}'s /ready never reported the database away and the spool lagging; \
-             last during the outage: {}",
-            last[i]
+             last during the outage: {}\nits ingestion and spool events:\n{}",
+            last[i],
+            events_about(replica, &["ingest", "spool", "pg", "replica"])
         );
     }
     println!("FIGURE calls during a 30 s outage: {}", ok.len());
