@@ -16,8 +16,8 @@
 
 mod support;
 
-// The throw-away PostgreSQL server of the storage-pg tests, shared rather than copied.
-#[path = "../../storage-pg/tests/support/pg.rs"]
+// The throw-away PostgreSQL server of the tests crate's harness, shared rather than copied.
+#[path = "../../tests/src/support/pg.rs"]
 mod pg;
 
 use std::process::ExitCode;

@@ -1,5 +1,5 @@
 //! The commands on PostgreSQL (`docs/replicas.md` §1, §4, §7, §8), against a throw-away
-//! server (`storage-pg/tests/support/pg.rs`). Every URL handed to the CLI carries a password
+//! server (`tests/src/support/pg.rs`). Every URL handed to the CLI carries a password
 //! (trust authentication ignores it) that no output may show.
 
 use std::path::Path;

@@ -12,6 +12,7 @@
 //! | [`db`] | rows of the proxy's database as JSON, polling for finalized rows |
 //! | [`checks`] | security headers, `/metrics` samples, the canary request |
 //! | [`memory`] | RSS, peak RSS and open fds of a process, from `/proc` |
+//! | [`pg`] | [`pg::TestPg`], a throw-away PostgreSQL server (`initdb` + `pg_ctl`); `storage-pg`'s tests compile the same file |
 //!
 //! The servers ([`upstream::FakeUpstream`], [`fault::FaultProxy`]) own a small tokio runtime
 //! on background threads, so they work the same from plain `#[test]` functions and from
@@ -24,6 +25,7 @@ pub mod fault;
 pub mod ledger;
 pub mod memory;
 pub mod mgmt;
+pub mod pg;
 pub mod proc;
 pub mod shells;
 pub mod upstream;

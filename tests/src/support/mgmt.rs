@@ -9,6 +9,10 @@
 //!
 //! Plain threads and blocking sockets: one request per connection (`connection: close`),
 //! which is all a poller needs.
+//!
+//! Several pollers can share one queue through [`FakeManagement::start_shared`]: one listener
+//! per poller, one state behind them, and each [`Call`] says which listener took it, so a test
+//! knows which replica polled without relying on anything the pollers send.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -41,6 +45,14 @@ pub struct Call {
     pub authorization: Option<String>,
     /// `x-management-key` header.
     pub management_key: Option<String>,
+    /// Which listener took it: the index into [`FakeManagement::url_of`] (0 for
+    /// [`FakeManagement::url`]).
+    pub listener: usize,
+    /// When it arrived and when its answer was written (after any [`Mode::Slow`] wait),
+    /// measured from the start of the fake; `done` is `None` while it is being answered.
+    pub arrived: Duration,
+    /// See [`Call::arrived`].
+    pub done: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -53,11 +65,12 @@ struct State {
     calls: Vec<Call>,
     in_flight: usize,
     max_in_flight: usize,
+    epoch: std::time::Instant,
 }
 
 /// The fake management API; stops when dropped.
 pub struct FakeManagement {
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
 }
@@ -74,8 +87,20 @@ impl FakeManagement {
 
     /// Fallible form of [`FakeManagement::start`].
     pub fn try_start(key: &str) -> std::io::Result<FakeManagement> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
+        FakeManagement::try_start_shared(key, 1)
+    }
+
+    /// Starts `listeners` listeners on free loopback ports, all answering from the same queue,
+    /// legacy snapshot and call record; panics when one cannot be set up.
+    pub fn start_shared(key: &str, listeners: usize) -> FakeManagement {
+        match FakeManagement::try_start_shared(key, listeners) {
+            Ok(m) => m,
+            Err(err) => panic!("fake management API failed to start: {err}"),
+        }
+    }
+
+    /// Fallible form of [`FakeManagement::start_shared`].
+    pub fn try_start_shared(key: &str, listeners: usize) -> std::io::Result<FakeManagement> {
         let state = Arc::new(Mutex::new(State {
             key: key.to_owned(),
             queue_mode: Mode::Serve,
@@ -85,29 +110,44 @@ impl FakeManagement {
             calls: Vec::new(),
             in_flight: 0,
             max_in_flight: 0,
+            epoch: std::time::Instant::now(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
-        let (s, st) = (Arc::clone(&state), Arc::clone(&stop));
-        std::thread::Builder::new()
-            .name("fake-mgmt".into())
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if st.load(Ordering::Relaxed) {
-                        break;
+        let mut addrs = Vec::with_capacity(listeners.max(1));
+        for index in 0..listeners.max(1) {
+            let listener = TcpListener::bind("127.0.0.1:0")?;
+            addrs.push(listener.local_addr()?);
+            let (s, st) = (Arc::clone(&state), Arc::clone(&stop));
+            std::thread::Builder::new()
+                .name("fake-mgmt".into())
+                .spawn(move || {
+                    for conn in listener.incoming() {
+                        if st.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let Ok(conn) = conn else { continue };
+                        let s = Arc::clone(&s);
+                        let _ = std::thread::Builder::new()
+                            .name("fake-mgmt-conn".into())
+                            .spawn(move || serve(conn, &s, index));
                     }
-                    let Ok(conn) = conn else { continue };
-                    let s = Arc::clone(&s);
-                    let _ = std::thread::Builder::new()
-                        .name("fake-mgmt-conn".into())
-                        .spawn(move || serve(conn, &s));
-                }
-            })?;
-        Ok(FakeManagement { addr, state, stop })
+                })?;
+        }
+        Ok(FakeManagement { addrs, state, stop })
     }
 
-    /// `http://127.0.0.1:<port>`, the proxy's `CLI_PROXY_API_URL`.
+    /// `http://127.0.0.1:<port>` of the first listener, the proxy's `CLI_PROXY_API_URL`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.url_of(0)
+    }
+
+    /// The URL of listener `index` of [`FakeManagement::start_shared`]; panics when there is
+    /// no such listener.
+    pub fn url_of(&self, index: usize) -> String {
+        match self.addrs.get(index) {
+            Some(addr) => format!("http://{addr}"),
+            None => panic!("the fake management API has {} listeners", self.addrs.len()),
+        }
     }
 
     /// Sets the queue's mode.
@@ -167,7 +207,9 @@ impl FakeManagement {
 impl Drop for FakeManagement {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = TcpStream::connect(self.addr);
+        for addr in &self.addrs {
+            let _ = TcpStream::connect(addr);
+        }
     }
 }
 
@@ -182,7 +224,7 @@ pub fn record(timestamp: &str, source: &str, auth_index: &str, model: &str, tota
     })
 }
 
-fn serve(mut conn: TcpStream, state: &Mutex<State>) {
+fn serve(mut conn: TcpStream, state: &Mutex<State>, listener: usize) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -232,14 +274,18 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) {
                 .then(|| v.trim().to_owned())
         })
     };
-    let call = Call {
-        target: target.clone(),
-        authorization: header("authorization"),
-        management_key: header("x-management-key"),
-    };
-    let (mode, authorized) = {
+    let (mode, authorized, index) = {
         let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+        let call = Call {
+            target: target.clone(),
+            authorization: header("authorization"),
+            management_key: header("x-management-key"),
+            listener,
+            arrived: st.epoch.elapsed(),
+            done: None,
+        };
         st.calls.push(call.clone());
+        let index = st.calls.len() - 1;
         let authorized = call.authorization.as_deref() == Some(&format!("Bearer {}", st.key))
             && call.management_key.as_deref() == Some(st.key.as_str());
         let mode = if target.starts_with("/v0/management/usage-queue") {
@@ -253,7 +299,7 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) {
             st.in_flight += 1;
             st.max_in_flight = st.max_in_flight.max(st.in_flight);
         }
-        (mode, authorized)
+        (mode, authorized, index)
     };
     let management = mode.is_some();
     let (status, body) = match mode {
@@ -275,11 +321,13 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) {
     );
     let _ = conn.write_all(head.as_bytes());
     let _ = conn.write_all(&body);
+    let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+    let done = st.epoch.elapsed();
+    if let Some(call) = st.calls.get_mut(index) {
+        call.done = Some(done);
+    }
     if management {
-        state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .in_flight -= 1;
+        st.in_flight -= 1;
     }
 }
 

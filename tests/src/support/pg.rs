@@ -10,6 +10,11 @@
 //! runs as the `postgres` system user that the Debian package creates; the temporary
 //! directory is handed to that user, and the child processes switch to it through
 //! `std::os::unix::process::CommandExt` (no `sudo`/`runuser` needed).
+//!
+//! One file for every suite that needs a server: it is a module of the black-box tests
+//! crate's support, and `storage-pg`'s tests compile it through `#[path]`, so it uses only
+//! crates both packages have (`postgres`, `tempfile`, `rcgen`).
+// Each including suite uses a different part of it.
 #![allow(dead_code)]
 
 use std::net::TcpListener;
