@@ -148,6 +148,14 @@ impl PgIngester {
         })
     }
 
+    /// Called before the thread sleeps with nothing to apply: disarms the spool's bell so the
+    /// next append rings it, then looks again; true when a record arrived in between (its
+    /// append found the bell still armed and did not ring).
+    pub fn rearm(&self) -> bool {
+        self.spool.disarm();
+        self.behind() > 0
+    }
+
     /// Applies one batch; `Ok(0)` when the spool holds nothing more. `now` stamps the
     /// position row. On a refusal the records stay and the next attempt waits for the
     /// backoff (see [`due`](Self::due)).

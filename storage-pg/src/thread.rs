@@ -241,6 +241,10 @@ impl Loop {
                 .deadline(Instant::now(), self.config.max_delay)
             {
                 Some(d) => d.min(self.next_heartbeat),
+                // Nothing behind: re-arm and look again before sleeping until the heartbeat,
+                // or an append that landed after `step` disarmed the bell (and so did not
+                // ring it) would wait up to 30 s.
+                None if self.ingester.rearm() => continue,
                 None => self.next_heartbeat,
             };
             self.bell.wait(Some(deadline));

@@ -1028,6 +1028,55 @@ fn fixed_clock() -> agent_cli_proxy_storage_pg::thread::Clock {
     Arc::new(|| NOW.to_owned())
 }
 
+/// The lost wake-up: an append landing between the ingester's disarm and its read finds the
+/// bell armed and does not ring; without the re-arm before sleeping, the thread slept until
+/// its heartbeat (30 s in `serve`; here 60 s, far past the 3 s allowed). The race is a few
+/// instructions wide: many short rounds give it many chances, but a run without the fix can
+/// still pass; the replicas outage case (`tests/tests/replicas.rs`) failed about one run in
+/// three without it, through the real daemons.
+#[test]
+fn records_appended_while_the_pg_ingester_reads_are_never_left_behind() {
+    use agent_cli_proxy_storage_pg::PgIngestHandle;
+    use std::time::Duration;
+    let pg = TestPg::start();
+    let store = migrated(&pg);
+    let dir = tempfile::tempdir().unwrap();
+    let config = agent_cli_proxy_storage_pg::ThreadConfig {
+        batch: 8,
+        max_delay: Duration::from_millis(1),
+        heartbeat: Duration::from_secs(60),
+        ..thread_config("A")
+    };
+    let (handle, _) = PgIngestHandle::spawn(
+        store,
+        SpoolConfig::in_dir(dir.path()),
+        config,
+        fixed_clock(),
+    )
+    .unwrap();
+    let spool = Arc::clone(handle.spool());
+    for round in 0..40 {
+        for i in 0..10 {
+            let id = format!("r{round}-{i}");
+            spool.append(&begin(&id, "m", NOW)).unwrap();
+            spool
+                .append(&end(&id, "m", 10, 1_000, Terminal::Completed))
+                .unwrap();
+        }
+        // Stop appending: whatever is behind must be applied without a flush.
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while spool.stats().unapplied() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: {} records left behind with the ingester asleep",
+                spool.stats().unapplied()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    assert_eq!(handle.shutdown(), 0);
+}
+
 #[test]
 fn the_ingest_thread_applies_concurrent_appends_once_and_flushes_on_demand() {
     use agent_cli_proxy_storage_pg::PgIngestHandle;
