@@ -1042,8 +1042,8 @@ fn the_correlator_polls_from_one_replica_and_moves_when_it_dies() {
     drop(dead);
 }
 
-/// e. PostgreSQL stopped for 30 s while a client calls each replica every ~50 ms: no call
-/// fails, `/ready` reports the database problem on both, and once the server is back every
+/// e. PostgreSQL stopped for 30 s while a client with a managed key calls each replica every
+/// ~50 ms: no call fails (not even on the key's lookup), `/ready` reports the database problem on both, and once the server is back every
 /// successful call has exactly one final row and `daily_usage` equals the aggregate.
 #[test]
 fn a_database_outage_under_load_fails_no_call_and_loses_no_row() {
@@ -1052,15 +1052,39 @@ fn a_database_outage_under_load_fails_no_call_and_loses_no_row() {
     let (pg, url) = server("replicas_outage");
     let upstream = FakeUpstream::start();
     let up = upstream.url();
-    let env = [("CLI_PROXY_API_URL", up.as_str())];
+    let admin_key = "adm-replicas-outage-5e1";
+    let env = [
+        ("CLI_PROXY_API_URL", up.as_str()),
+        ("ADMIN_API_KEY", admin_key),
+        ("PROXY_REQUIRE_API_KEY", "true"),
+    ];
     let a = Replica::start(&url, &env);
     let b = Replica::start(&url, &env);
+    // The clients hold a managed key: its lookups go to PostgreSQL, which is about to go
+    // away, and the calls must still be served.
+    let created = request_blocking(
+        a.addr(),
+        "POST",
+        "/admin/api-keys",
+        &[
+            ("x-admin-token", admin_key),
+            ("content-type", "application/json"),
+        ],
+        br#"{"name":"outage"}"#,
+    )
+    .unwrap();
+    assert_eq!(created.status, 201, "{}", created.text());
+    let bearer = format!(
+        "Bearer {}",
+        created.json().unwrap()["key"].as_str().unwrap()
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = [("a", a.addr()), ("b", b.addr())]
         .into_iter()
         .map(|(name, addr)| {
             let stop = Arc::clone(&stop);
+            let bearer = bearer.clone();
             std::thread::spawn(move || {
                 let (mut ok, mut failed) = (Vec::new(), Vec::new());
                 let mut i = 0;
@@ -1072,6 +1096,7 @@ fn a_database_outage_under_load_fails_no_call_and_loses_no_row() {
                         "/v1/messages",
                         &[
                             ("content-type", "application/json"),
+                            ("authorization", bearer.as_str()),
                             ("x-request-id", id.as_str()),
                         ],
                         br#"{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[]}"#,
