@@ -52,7 +52,8 @@ NGINX_BIN=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
 PG_BIN_DIR=${PG_BIN:-}
 if [ "$BENCH_PG" = 1 ] && [ -z "$PG_BIN_DIR" ]; then
     if command -v initdb >/dev/null 2>&1; then
-        PG_BIN_DIR=$(dirname "$(command -v initdb)")
+        # Through symlinks: a machine may link initdb and pg_ctl alone onto the PATH.
+        PG_BIN_DIR=$(dirname "$(readlink -f "$(command -v initdb)")")
     else
         compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_tool psql postgresql || true
         PG_BIN_DIR=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
@@ -228,7 +229,8 @@ if [ "$BENCH_PG" = 1 ]; then
         >"$WORK/pg-initdb.log" 2>&1 &&
         pg_as "$PG_BIN_DIR/pg_ctl" -D "$PG_DATA/data" -l "$PG_DATA/server.log" -w \
             -o "-p $PG_PORT -k $PG_DATA -c listen_addresses=127.0.0.1" start >/dev/null 2>&1 &&
-        pg_as "$PG_BIN_DIR/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres acp_bench; then
+        pg_as "$PG_BIN_DIR/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres acp_bench \
+            >>"$WORK/pg-initdb.log" 2>&1; then
         PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/acp_bench?sslmode=disable"
         start_proxy tokio-pg "$TOKIO_BIN" "$PG_PROXY_PORT" DATABASE_URL="$PG_URL" \
             SPOOL_DIR="$WORK/tokio-pg/spool"
@@ -243,7 +245,8 @@ if [ "$BENCH_PG" = 1 ]; then
         fi
     else
         BENCH_PG=0
-        log "postgresql: could not start (see $WORK/pg-initdb.log, $WORK/pg/server.log)"
+        log "postgresql: could not start; initdb and server logs follow"
+        tail -n 5 "$WORK/pg-initdb.log" "$PG_DATA/server.log" >&2 2>/dev/null || true
     fi
 fi
 stop_pg() {
@@ -459,9 +462,27 @@ ge() { awk -v a="$1" -v b="$2" 'BEGIN {print (a >= b) ? 1 : 0}'; }
 # 16 + 1 per body) may add a few rows, completed or aborted.
 ACCT="$WORK/accounting.md"
 : >"$ACCT"
+pg_rows() {
+    pg_as "$PG_BIN_DIR/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d acp_bench -At \
+        -c "select count(*) from request_logs" 2>/dev/null || echo 0
+}
 for t in tokio smol tokio-pg; do
     [ -n "${PID_OF[$t]:-}" ] || continue
     pid=${PID_OF[$t]}
+    if [ "$t" = tokio-pg ]; then
+        # The replica ships its spool in the background; a stop leaves what is still spooled
+        # for the next start. Let it catch up first (rows stop growing), and time it.
+        caught0=$(date +%s)
+        last=-1
+        same=0
+        while [ "$same" -lt 3 ] && [ $(($(date +%s) - caught0)) -lt 600 ]; do
+            n=$(pg_rows)
+            if [ "$n" = "$last" ]; then same=$((same + 1)); else same=0; fi
+            last=$n
+            sleep 1
+        done
+        PG_CATCHUP_S=$(($(date +%s) - caught0 - 3))
+    fi
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do
         kill -0 "$pid" 2>/dev/null || break
@@ -488,6 +509,7 @@ for t in tokio smol tokio-pg; do
         verdict="ok"
         [ "$completed" = "${SENT[$t]}" ] && verdict="ok, equal"
     fi
+    [ "$t" = tokio-pg ] && echo "- tokio-pg: the database caught up with the spool ${PG_CATCHUP_S:-?} s after the load ended" >>"$ACCT"
     echo "- $t: wrk counted ${SENT[$t]} responses; request_logs completed = $completed" \
         "(all rows $rows, cost_status ok $priced, sum cost_nanousd $nanousd;" \
         "lifecycle.finalized log lines $logged) → $verdict" >>"$ACCT"
