@@ -325,10 +325,10 @@ pub enum MetricEvent {
     },
     /// A row was finalized with `usage_incomplete = 1`.
     UsageIncomplete,
-    /// An awaited storage command failed (`op` = `prelog` or `finalize`).
+    /// An awaited storage command failed (`Prelog` or `Finalize`).
     StorageFailure {
         /// Operation label.
-        op: &'static str,
+        op: crate::metrics::StorageOp,
     },
     /// The exchange started relaying a body (active streams + 1).
     StreamStarted,

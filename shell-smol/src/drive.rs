@@ -97,7 +97,7 @@ pub async fn drive(
         // Storage is spooled and answered at once (`docs/spool.md` §2).
         match d.drain_to_upstream(&mut ex) {
             Some(UpstreamOp::Send { request, .. }) => {
-                let upstream = shared.upstream.clone();
+                let upstream = shared.upstream.0.clone();
                 up = Up::Sending(Box::pin(upstream.send(request)));
             }
             Some(UpstreamOp::Cancel) => up = Up::None,

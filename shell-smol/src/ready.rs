@@ -38,6 +38,6 @@ impl ReadyIo for SmolReady<'_> {
     }
 
     fn probe_upstream(&self, url: &str) -> impl Future<Output = Result<u16, String>> + Send {
-        self.0.upstream.probe(http::Method::HEAD, url)
+        self.0.upstream.0.probe(http::Method::HEAD, url)
     }
 }
