@@ -20,7 +20,6 @@ use std::task::Poll;
 
 use agent_cli_proxy_cli::daemon::pipeline::BudgetCharge;
 use agent_cli_proxy_core::exchange::{Downstream, Exchange, UpstreamFailure, UpstreamOp};
-use agent_cli_proxy_core::gate;
 use agent_cli_proxy_core::http1::{
     BodyFraming, ResponseEvent, encode_body, encode_end, encode_reply,
 };
@@ -72,7 +71,6 @@ pub async fn drive(
     shared: &Arc<Shared>,
     mut ex: Box<Exchange>,
     client: &mut Client,
-    secure: bool,
     charge: BudgetCharge,
 ) -> After {
     let d = &shared.daemon;
@@ -104,7 +102,7 @@ pub async fn drive(
             None => {}
         }
         while let Some(output) = ex.poll_downstream() {
-            queue(client, &mut resp, &mut out, output, secure);
+            queue(client, &mut resp, &mut out, output);
             if out.len() >= FLUSH_AT && !(client_dead || client_gone || stalled) {
                 flush(client, &mut out, stall, &mut client_gone, &mut stalled).await;
             }
@@ -208,17 +206,10 @@ pub async fn drive(
 }
 
 /// Encodes one downstream output into `out`, tracking where the response stands.
-fn queue(
-    client: &mut Client,
-    resp: &mut Resp,
-    out: &mut BytesMut,
-    output: Downstream,
-    secure: bool,
-) {
+fn queue(client: &mut Client, resp: &mut Resp, out: &mut BytesMut, output: Downstream) {
     match output {
-        Downstream::Reply(mut reply) => {
+        Downstream::Reply(reply) => {
             if *resp == Resp::NotStarted {
-                gate::apply_security_headers(&mut reply.headers, secure);
                 let encoded = encode_reply(&reply, client.decoder.current());
                 out.extend_from_slice(&encoded.bytes);
                 client.responded = true;
@@ -229,13 +220,12 @@ fn queue(
         }
         Downstream::Head {
             status,
-            mut headers,
+            headers,
             content_length,
         } => {
             if *resp != Resp::NotStarted {
                 return;
             }
-            gate::apply_security_headers(&mut headers, secure);
             let Some(info) = client.decoder.current() else {
                 *resp = Resp::Cut;
                 return;

@@ -28,7 +28,6 @@ pub async fn drive(
     shared: Arc<Shared>,
     mut ex: Box<Exchange>,
     head_tx: HeadSender,
-    secure: bool,
     charge: BudgetCharge,
 ) {
     let d = &shared.daemon;
@@ -71,7 +70,7 @@ pub async fn drive(
             match out {
                 Downstream::Reply(reply) => {
                     if let Some(tx) = head_tx.take() {
-                        let _ = tx.send(Outgoing::Response(response_of_reply(reply, secure)));
+                        let _ = tx.send(Outgoing::Response(response_of_reply(reply)));
                     }
                 }
                 Downstream::Head {
@@ -81,7 +80,7 @@ pub async fn drive(
                 } => {
                     if let Some(tx) = head_tx.take() {
                         let (btx, body) = RespBody::channel();
-                        let resp = response_head(status, headers, content_length, body, secure);
+                        let resp = response_head(status, headers, content_length, body);
                         if tx.send(Outgoing::Response(resp)).is_err() {
                             client_gone = true;
                         } else {
