@@ -32,11 +32,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use agent_cli_proxy_core::errors::NetworkErrorName;
-use agent_cli_proxy_core::exchange::{UpstreamFailure, UpstreamRequest};
+use agent_cli_proxy_core::exchange::{Exchange, UpstreamFailure, UpstreamOp, UpstreamRequest};
 use agent_cli_proxy_core::head::ResponseHead;
 use agent_cli_proxy_core::http1::{
     ResponseEvent, ResponseReader, Target, failure_text, reset_text,
 };
+use agent_cli_proxy_core::time::Instant as CoreInstant;
 use bytes::Bytes;
 use futures_lite::future;
 use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -45,6 +46,7 @@ use http::{HeaderMap, Method};
 use rustls::pki_types::ServerName;
 
 use crate::daemon::correlator::Hop;
+use crate::daemon::pipeline::BudgetCharge;
 use crate::pool::IdlePool;
 
 /// Bodies up to this size are written together with the head in one write.
@@ -408,6 +410,114 @@ where
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_close(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
+        }
+    }
+}
+
+type Sending<I> = Pin<Box<dyn Future<Output = Result<UpConn<I>, UpstreamFailure>> + Send>>;
+
+/// The upstream side of one exchange in a shell's drive loop: the attempt being sent, then
+/// its response being read. Each outcome is fed to the exchange as the core expects, the
+/// connection goes back to the pool at the response's end, and the request body's budget
+/// charge is released once a head arrives (the exchange keeps the body only until then).
+pub struct Attempt<I: UpstreamIo> {
+    state: State<I>,
+    charge: Option<BudgetCharge>,
+}
+
+enum State<I: UpstreamIo> {
+    Idle,
+    Sending(Sending<I>),
+    /// `head` once the response head was fed.
+    Reading {
+        conn: UpConn<I>,
+        head: bool,
+    },
+}
+
+/// One input from the upstream side, for [`Attempt::feed`].
+pub struct AttemptInput<I: UpstreamIo>(Input<I>);
+
+enum Input<I: UpstreamIo> {
+    Written(Result<UpConn<I>, UpstreamFailure>),
+    Event(Result<ResponseEvent, UpstreamFailure>),
+}
+
+impl<I: UpstreamIo> Attempt<I> {
+    /// No attempt yet; `charge` is released at the first response head (or when dropped).
+    pub fn new(charge: BudgetCharge) -> Self {
+        Attempt {
+            state: State::Idle,
+            charge: Some(charge),
+        }
+    }
+
+    /// Carries out the exchange's upstream command: a new attempt replaces the current one,
+    /// a cancel drops it.
+    pub fn command(&mut self, op: Option<UpstreamOp>, client: &Arc<UpstreamClient<I>>) {
+        match op {
+            Some(UpstreamOp::Send { request, .. }) => {
+                self.state = State::Sending(Box::pin(Arc::clone(client).send(request)));
+            }
+            Some(UpstreamOp::Cancel) => self.state = State::Idle,
+            None => {}
+        }
+    }
+
+    /// Whether [`Attempt::poll_input`] can yield anything: an attempt is being sent, or a
+    /// response is being read and the exchange takes its next event (the head is always
+    /// read; body events only when `wants_body`).
+    pub fn is_waiting(&self, wants_body: bool) -> bool {
+        match &self.state {
+            State::Sending(_) => true,
+            State::Reading { head, .. } => !*head || wants_body,
+            State::Idle => false,
+        }
+    }
+
+    /// The next upstream input, if [`Attempt::is_waiting`]. Cancel-safe.
+    pub fn poll_input(&mut self, cx: &mut Context<'_>, wants_body: bool) -> Poll<AttemptInput<I>> {
+        if !self.is_waiting(wants_body) {
+            return Poll::Pending;
+        }
+        match &mut self.state {
+            State::Sending(fut) => fut
+                .as_mut()
+                .poll(cx)
+                .map(|r| AttemptInput(Input::Written(r))),
+            State::Reading { conn, .. } => {
+                conn.poll_event(cx).map(|r| AttemptInput(Input::Event(r)))
+            }
+            State::Idle => Poll::Pending,
+        }
+    }
+
+    /// Feeds `input` to `ex`.
+    pub fn feed(&mut self, ex: &mut Exchange, input: AttemptInput<I>, now: CoreInstant) {
+        match input.0 {
+            Input::Written(Ok(conn)) => {
+                self.state = State::Reading { conn, head: false };
+                ex.handle_upstream_written(now);
+            }
+            Input::Written(Err(f)) | Input::Event(Err(f)) => {
+                self.state = State::Idle;
+                ex.handle_upstream_error(f, now);
+            }
+            Input::Event(Ok(ResponseEvent::Head(head, _))) => {
+                if let State::Reading { head: seen, .. } = &mut self.state {
+                    *seen = true;
+                }
+                self.charge.take();
+                ex.handle_upstream_head(head, now);
+            }
+            Input::Event(Ok(ResponseEvent::Body(data))) => ex.handle_upstream_body(data, now),
+            Input::Event(Ok(ResponseEvent::End)) => {
+                if let State::Reading { conn, .. } = std::mem::replace(&mut self.state, State::Idle)
+                {
+                    conn.finish();
+                }
+                ex.handle_upstream_end(now);
+            }
         }
     }
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use agent_cli_proxy_cli::daemon::correlator::{BoxFuture, Hop, HttpGet};
-use agent_cli_proxy_cli::upstream::{self, Stream, UpstreamClient, UpstreamIo};
+use agent_cli_proxy_cli::upstream::{Stream, UpstreamClient, UpstreamIo, header_map};
 use async_io::Async;
 use futures_rustls::TlsConnector;
 use futures_rustls::client::TlsStream;
@@ -22,8 +22,6 @@ use rustls::pki_types::ServerName;
 /// The shared client, for the data path and, as [`HttpGet`], the control plane.
 #[derive(Clone)]
 pub struct Upstream(pub Arc<UpstreamClient<SmolNet>>);
-/// An upstream response being read.
-pub type UpConn = upstream::UpConn<SmolNet>;
 
 impl Upstream {
     /// A client with an empty pool; TLS is set up on first use.
@@ -87,7 +85,7 @@ impl HttpGet for Upstream {
         headers: &[(&str, &str)],
         timeout: Duration,
     ) -> BoxFuture<'_, Result<(u16, Vec<u8>), String>> {
-        let headers = upstream::header_map(headers);
+        let headers = header_map(headers);
         let url = url.to_owned();
         Box::pin(async move {
             let call = async { self.0.get_all(&url, headers?, MAX_LOOP_BODY).await };

@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
-use agent_cli_proxy_cli::upstream::{self, Stream, UpstreamClient, UpstreamIo};
+use agent_cli_proxy_cli::upstream::{Stream, UpstreamClient, UpstreamIo};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -31,8 +31,6 @@ use tokio_rustls::client::TlsStream;
 
 /// The shared data-path client.
 pub type UpClient = Arc<UpstreamClient<TokioNet>>;
-/// An upstream response being read.
-pub type UpConn = upstream::UpConn<TokioNet>;
 
 /// A client with an empty pool; TLS is set up on first use.
 pub fn client() -> UpClient {
