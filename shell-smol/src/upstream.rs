@@ -3,13 +3,10 @@
 //! and rustls (ring) through futures-rustls with the platform's root certificates for
 //! `https`. It serves the data path and the control plane (probes, document fetch, the
 //! correlator's and quota probes' calls) alike.
-//!
-//! Choice where the spec is silent: the TLS configuration (and the platform root store) is
-//! loaded on the first `https` request, which keeps an `http`-only daemon's memory small.
 
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use agent_cli_proxy_cli::daemon::correlator::{BoxFuture, Hop, HttpGet};
@@ -26,15 +23,12 @@ pub struct Upstream(pub Arc<UpstreamClient<SmolNet>>);
 impl Upstream {
     /// A client with an empty pool; TLS is set up on first use.
     pub fn new() -> Upstream {
-        Upstream(UpstreamClient::new(SmolNet::default()))
+        Upstream(UpstreamClient::new(SmolNet))
     }
 }
 
 /// async-io's sockets and futures-rustls for the shared client.
-#[derive(Default)]
-pub struct SmolNet {
-    tls: OnceLock<TlsConnector>,
-}
+pub struct SmolNet;
 
 impl UpstreamIo for SmolNet {
     type Tcp = Async<TcpStream>;
@@ -57,10 +51,7 @@ impl UpstreamIo for SmolNet {
     }
 
     async fn tls(&self, name: ServerName<'static>, tcp: Async<TcpStream>) -> io::Result<Self::Tls> {
-        let tls = self
-            .tls
-            .get_or_init(|| TlsConnector::from(Arc::new(agent_cli_proxy_cli::tls::client_config())))
-            .clone();
+        let tls = TlsConnector::from(agent_cli_proxy_cli::tls::shared());
         tls.connect(name, tcp).await
     }
 

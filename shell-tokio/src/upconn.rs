@@ -11,15 +11,12 @@
 //! allocations became resident over time (the SK-1 soak drifted 11 % over 30 minutes and
 //! glibc reported 62 KiB in use per stream). The shared client keeps one decoder and a
 //! buffer that grows to what a read brings, so a stream costs what it carries.
-//!
-//! Choice where the spec is silent: the TLS configuration (and the platform root store) is
-//! loaded on the first `https` request.
 
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use agent_cli_proxy_cli::upstream::{Stream, UpstreamClient, UpstreamIo};
@@ -34,14 +31,11 @@ pub type UpClient = Arc<UpstreamClient<TokioNet>>;
 
 /// A client with an empty pool; TLS is set up on first use.
 pub fn client() -> UpClient {
-    UpstreamClient::new(TokioNet::default())
+    UpstreamClient::new(TokioNet)
 }
 
 /// Tokio's sockets and TLS for the shared client.
-#[derive(Default)]
-pub struct TokioNet {
-    tls: OnceLock<TlsConnector>,
-}
+pub struct TokioNet;
 
 impl UpstreamIo for TokioNet {
     type Tcp = Compat<TcpStream>;
@@ -58,10 +52,7 @@ impl UpstreamIo for TokioNet {
     }
 
     async fn tls(&self, name: ServerName<'static>, tcp: Self::Tcp) -> io::Result<Self::Tls> {
-        let tls = self
-            .tls
-            .get_or_init(|| TlsConnector::from(Arc::new(agent_cli_proxy_cli::tls::client_config())))
-            .clone();
+        let tls = TlsConnector::from(agent_cli_proxy_cli::tls::shared());
         Ok(Compat(tls.connect(name, tcp.0).await?))
     }
 
