@@ -371,11 +371,7 @@ impl Daemon {
                         reg.inc_breaker_rejection(&provider)
                     }
                     MetricEvent::UsageIncomplete => reg.inc_usage_incomplete(),
-                    MetricEvent::StorageFailure { op } => reg.inc_storage_failure(match op {
-                        "prelog" => metrics::StorageOp::Prelog,
-                        "finalize" => metrics::StorageOp::Finalize,
-                        _ => metrics::StorageOp::Other,
-                    }),
+                    MetricEvent::StorageFailure { op } => reg.inc_storage_failure(op),
                     MetricEvent::RateLimited => reg.inc_rate_limited(),
                     MetricEvent::StreamStarted | MetricEvent::StreamEnded => {}
                 }

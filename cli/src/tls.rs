@@ -1,7 +1,14 @@
 //! The TLS client configuration of both shells' upstream clients: rustls with the ring
 //! provider, the platform's root certificates and HTTP/1.1 by ALPN.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+/// The process's one client configuration, loaded on the first `https` request, which keeps
+/// an `http`-only daemon's memory small.
+pub fn shared() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    Arc::clone(CONFIG.get_or_init(|| Arc::new(client_config())))
+}
 
 /// Loads the platform root store (slow: call once, on the first `https` request). A root
 /// store that cannot be read leaves it empty, and `https` upstreams then fail their handshake

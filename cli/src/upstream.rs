@@ -1,7 +1,9 @@
-//! The data-path upstream client's policy, shared by both shells: request framing by the
-//! core's codec (`Target::request_head`), the idle pool, address fallback, failure classes
-//! and the retry of a write that failed on a reused connection. A shell supplies the socket
-//! work through [`UpstreamIo`] and reads responses with the core's `ResponseReader`.
+//! The data-path upstream client, shared by both shells: request framing by the core's codec
+//! (`Target::request_head`), the idle pool, address fallback, failure classes, the retry of
+//! a write that failed on a reused connection, and reading each response with the core's
+//! `ResponseReader`. A shell supplies only its runtime's socket work through [`UpstreamIo`]:
+//! resolve, connect, the TLS handshake and a liveness peek, with streams that speak
+//! futures-io's `AsyncRead`/`AsyncWrite` (smol's natively, tokio's through a small adapter).
 //!
 //! Failure classes follow hyper's client: name resolution, TCP connect and TLS handshake
 //! failures are `Connect` with `written: false`; anything after the connection is up is
@@ -15,27 +17,49 @@
 //! * Idle connections live at most 90 s, at most 64 per authority ([`crate::pool`]).
 //! * Addresses are tried in the resolver's order; the last connect error is reported.
 //! * Bodies up to [`COALESCE`] bytes are written together with the head in one write.
+//! * Responses are read [`READ_CHUNK`] bytes at a time through a stack buffer, so chunks
+//!   handed to the exchange stay small and an idle stream holds no read buffer of its own.
+//! * A TLS peer that closes without `close_notify` ends a close-delimited body like a TCP
+//!   EOF.
+//! * Redirects are never followed on the data path (the core turns a 3xx into E20); the
+//!   document fetch follows them hop by hop ([`UpstreamClient::get_hop`]).
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use agent_cli_proxy_core::errors::NetworkErrorName;
-use agent_cli_proxy_core::exchange::{UpstreamFailure, UpstreamRequest};
-use agent_cli_proxy_core::http1::{ResponseReader, Target, reset_text};
+use agent_cli_proxy_core::exchange::{Exchange, UpstreamFailure, UpstreamOp, UpstreamRequest};
+use agent_cli_proxy_core::head::ResponseHead;
+use agent_cli_proxy_core::http1::{
+    ResponseEvent, ResponseReader, Target, failure_text, reset_text,
+};
+use agent_cli_proxy_core::time::Instant as CoreInstant;
+use bytes::Bytes;
+use futures_lite::future;
+use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use http::header::{HeaderName, HeaderValue, LOCATION};
+use http::{HeaderMap, Method};
 use rustls::pki_types::ServerName;
 
+use crate::daemon::correlator::Hop;
+use crate::daemon::pipeline::BudgetCharge;
 use crate::pool::IdlePool;
 
 /// Bodies up to this size are written together with the head in one write.
 pub const COALESCE: usize = 64 * 1024;
+/// Bytes asked of the socket per read.
+pub const READ_CHUNK: usize = 16 * 1024;
 
 /// The socket work of an upstream connection, on the shell's runtime.
 pub trait UpstreamIo: Send + Sync + 'static {
     /// A connected TCP stream (TCP_NODELAY set).
-    type Tcp: Send;
-    /// A plain or TLS connection that carries requests.
-    type Conn: Send + 'static;
+    type Tcp: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// A TLS stream over [`UpstreamIo::Tcp`].
+    type Tls: AsyncRead + AsyncWrite + Unpin + Send + 'static;
 
     /// The addresses of `host:port`.
     fn resolve(
@@ -47,54 +71,52 @@ pub trait UpstreamIo: Send + Sync + 'static {
     /// A TCP connection to `addr`, with TCP_NODELAY.
     fn connect_tcp(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Tcp>> + Send;
 
-    /// `tcp` as a plain `http` connection.
-    fn plain(&self, tcp: Self::Tcp) -> Self::Conn;
-
     /// The TLS handshake for `name` over `tcp` (platform roots, `crate::tls`).
     fn tls(
         &self,
         name: ServerName<'static>,
         tcp: Self::Tcp,
-    ) -> impl Future<Output = io::Result<Self::Conn>> + Send;
+    ) -> impl Future<Output = io::Result<Self::Tls>> + Send;
 
     /// True when the peer has neither closed nor sent anything unasked.
-    fn is_quiet(conn: &Self::Conn) -> bool;
-
-    /// Writes all of `bytes`, then flushes.
-    fn write_all(
-        conn: &mut Self::Conn,
-        bytes: &[u8],
-    ) -> impl Future<Output = io::Result<()>> + Send;
+    fn is_quiet(conn: &Stream<Self::Tcp, Self::Tls>) -> bool;
 }
 
-/// A request written on a connection, ready for its response.
-pub struct Sent<C> {
-    /// The connection.
-    pub conn: C,
-    /// The decoder of the response to this request.
-    pub reader: ResponseReader,
-    /// The pool key, for [`UpstreamClient::finish`].
-    pub key: String,
+/// A plain (`http`) or TLS (`https`) connection.
+pub enum Stream<T, S> {
+    /// `http`.
+    Plain(T),
+    /// `https`.
+    Tls(Box<S>),
 }
 
-/// The shared client: the shell's IO plus an idle pool.
+/// The shared client: the shell's IO plus an idle pool. Shared as an `Arc`, which every
+/// response being read holds to give its connection back.
 pub struct UpstreamClient<I: UpstreamIo> {
     io: I,
-    pool: IdlePool<I::Conn>,
+    pool: IdlePool<Stream<I::Tcp, I::Tls>>,
+}
+
+/// An upstream response being read, on the connection that carries it.
+pub struct UpConn<I: UpstreamIo> {
+    conn: Stream<I::Tcp, I::Tls>,
+    reader: ResponseReader,
+    key: String,
+    client: Arc<UpstreamClient<I>>,
 }
 
 impl<I: UpstreamIo> UpstreamClient<I> {
     /// A client over `io` with an empty pool.
-    pub fn new(io: I) -> Self {
-        UpstreamClient {
+    pub fn new(io: I) -> Arc<Self> {
+        Arc::new(UpstreamClient {
             io,
             pool: IdlePool::default(),
-        }
+        })
     }
 
     /// Sends one attempt: connects (or reuses a pooled connection) and writes the whole
-    /// request.
-    pub async fn send(&self, req: UpstreamRequest) -> Result<Sent<I::Conn>, UpstreamFailure> {
+    /// request. `Ok` is the connection, ready for the response.
+    pub async fn send(self: Arc<Self>, req: UpstreamRequest) -> Result<UpConn<I>, UpstreamFailure> {
         let invalid = |m: String| UpstreamFailure::Connect {
             name: NetworkErrorName::Connect,
             written: false,
@@ -107,12 +129,13 @@ impl<I: UpstreamIo> UpstreamClient<I> {
         let mut retried = false;
         loop {
             let (mut conn, reused) = self.connect(&target).await?;
-            match write_request::<I>(&mut conn, &head, &req.body).await {
+            match write_request(&mut conn, &head, &req.body).await {
                 Ok(()) => {
-                    return Ok(Sent {
+                    return Ok(UpConn {
                         conn,
                         reader: ResponseReader::new(&req.method),
-                        key: target.key.clone(),
+                        key: target.key,
+                        client: self,
                     });
                 }
                 Err(_) if reused && !retried => retried = true,
@@ -125,16 +148,74 @@ impl<I: UpstreamIo> UpstreamClient<I> {
         }
     }
 
-    /// The response on `conn` was read to its end: the connection goes back to the pool
-    /// when it can carry another request, and is closed otherwise.
-    pub fn finish(&self, key: String, conn: I::Conn, reader: &ResponseReader) {
-        if reader.is_reusable() {
-            self.pool.checkin(key, conn);
+    /// A bodiless probe (`/ready`'s `HEAD <url>/health`, `doctor`): the status or the error.
+    pub async fn probe(self: &Arc<Self>, method: Method, url: &str) -> Result<u16, String> {
+        let (_, head) = self.head_with(method, url, HeaderMap::new()).await?;
+        Ok(head.status.as_u16())
+    }
+
+    /// `GET url` with `headers`, reading the whole answer (at most `max` bytes): the
+    /// correlator's and the quota probes' calls.
+    pub async fn get_all(
+        self: &Arc<Self>,
+        url: &str,
+        headers: HeaderMap,
+        max: usize,
+    ) -> Result<(u16, Vec<u8>), String> {
+        let (conn, head) = self.head_with(Method::GET, url, headers).await?;
+        let body = conn.read_to_end(max).await?;
+        Ok((head.status.as_u16(), body))
+    }
+
+    /// One hop of a document fetch (`GET url`): a redirect, a status that is not 2xx, or the
+    /// whole body of at most `max` bytes.
+    pub async fn get_hop(self: &Arc<Self>, url: &str, max: usize) -> Result<Hop, String> {
+        let (conn, head) = self.head_with(Method::GET, url, HeaderMap::new()).await?;
+        if head.status.is_redirection() {
+            let location = head
+                .headers
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            return Ok(Hop::Redirect {
+                status: head.status,
+                location,
+            });
+        }
+        if !head.status.is_success() {
+            return Ok(Hop::Status(head.status));
+        }
+        Ok(Hop::Body(conn.read_to_end(max).await?))
+    }
+
+    /// Sends a bodiless request and reads the response head.
+    async fn head_with(
+        self: &Arc<Self>,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+    ) -> Result<(UpConn<I>, ResponseHead), String> {
+        let req = UpstreamRequest {
+            method,
+            url: url.to_owned(),
+            headers,
+            body: Bytes::new(),
+        };
+        let mut conn = Arc::clone(self).send(req).await.map_err(failure_text)?;
+        loop {
+            match conn.next_event().await {
+                Ok(ResponseEvent::Head(head, _)) => return Ok((conn, head)),
+                Ok(_) => continue,
+                Err(f) => return Err(failure_text(f)),
+            }
         }
     }
 
     /// A live pooled connection to `target`, or a new one. `true` when reused.
-    async fn connect(&self, target: &Target) -> Result<(I::Conn, bool), UpstreamFailure> {
+    async fn connect(
+        &self,
+        target: &Target,
+    ) -> Result<(Stream<I::Tcp, I::Tls>, bool), UpstreamFailure> {
         if let Some(conn) = self.pool.checkout(&target.key, I::is_quiet) {
             return Ok((conn, true));
         }
@@ -166,7 +247,7 @@ impl<I: UpstreamIo> UpstreamClient<I> {
             ));
         };
         if !target.tls {
-            return Ok((self.io.plain(tcp), false));
+            return Ok((Stream::Plain(tcp), false));
         }
         let name = ServerName::try_from(target.host.clone())
             .map_err(|e| failure(NetworkErrorName::Tls, format!("invalid server name: {e}")))?;
@@ -175,12 +256,97 @@ impl<I: UpstreamIo> UpstreamClient<I> {
             .tls(name, tcp)
             .await
             .map_err(|e| failure(NetworkErrorName::Tls, format!("tls handshake error: {e}")))?;
-        Ok((conn, false))
+        Ok((Stream::Tls(Box::new(conn)), false))
     }
 }
 
-async fn write_request<I: UpstreamIo>(
-    conn: &mut I::Conn,
+impl<I: UpstreamIo> UpConn<I> {
+    /// The next response event; errors are the failures the core expects. Cancel-safe: what
+    /// was read stays in the decoder.
+    pub fn poll_event(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<ResponseEvent, UpstreamFailure>> {
+        loop {
+            if let Some(ev) = self.reader.next_event()? {
+                return Poll::Ready(Ok(ev));
+            }
+            let mut chunk = [0u8; READ_CHUNK];
+            match Pin::new(&mut self.conn).poll_read(cx, &mut chunk) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => self.reader.received_eof(),
+                Poll::Ready(Ok(n)) => self.reader.received(chunk.get(..n).unwrap_or_default()),
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    self.reader.received_eof();
+                }
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(Err(UpstreamFailure::Read {
+                        message: reset_text(&e.to_string()),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// The next response event, awaited.
+    pub async fn next_event(&mut self) -> Result<ResponseEvent, UpstreamFailure> {
+        future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    /// The response was read to its end: the connection goes back to the pool when it can
+    /// carry another request, and is closed otherwise.
+    pub fn finish(self) {
+        if self.reader.is_reusable() {
+            self.client.pool.checkin(self.key, self.conn);
+        }
+    }
+
+    /// Reads the rest of the body (at most `max` bytes), then [`UpConn::finish`]es.
+    async fn read_to_end(mut self, max: usize) -> Result<Vec<u8>, String> {
+        let mut body = Vec::new();
+        loop {
+            match self.next_event().await {
+                Ok(ResponseEvent::Body(chunk)) => {
+                    if body.len() + chunk.len() > max {
+                        return Err("length limit exceeded".to_owned());
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(ResponseEvent::End) => {
+                    self.finish();
+                    return Ok(body);
+                }
+                Ok(ResponseEvent::Head(..)) => {}
+                Err(f) => return Err(failure_text(f)),
+            }
+        }
+    }
+}
+
+/// The header map of a control-plane call; a name or value that is not valid HTTP is an
+/// error naming the (last) bad header.
+pub fn header_map(headers: &[(&str, &str)]) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    let mut bad = None;
+    for (name, value) in headers {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Ok(n), Ok(v)) => {
+                map.append(n, v);
+            }
+            _ => bad = Some(format!("invalid header {name}")),
+        }
+    }
+    match bad {
+        Some(e) => Err(e),
+        None => Ok(map),
+    }
+}
+
+async fn write_request<C: AsyncWrite + Unpin>(
+    conn: &mut C,
     head: &[u8],
     body: &[u8],
 ) -> io::Result<()> {
@@ -188,9 +354,170 @@ async fn write_request<I: UpstreamIo>(
         let mut all = Vec::with_capacity(head.len() + body.len());
         all.extend_from_slice(head);
         all.extend_from_slice(body);
-        I::write_all(conn, &all).await
+        write_flushed(conn, &all).await
     } else {
-        I::write_all(conn, head).await?;
-        I::write_all(conn, body).await
+        write_flushed(conn, head).await?;
+        write_flushed(conn, body).await
+    }
+}
+
+async fn write_flushed<C: AsyncWrite + Unpin>(conn: &mut C, bytes: &[u8]) -> io::Result<()> {
+    conn.write_all(bytes).await?;
+    conn.flush().await
+}
+
+impl<T, S> AsyncRead for Stream<T, S>
+where
+    T: AsyncRead + Unpin,
+    S: AsyncRead + Unpin,
+{
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl<T, S> AsyncWrite for Stream<T, S>
+where
+    T: AsyncWrite + Unpin,
+    S: AsyncWrite + Unpin,
+{
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_close(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
+        }
+    }
+}
+
+type Sending<I> = Pin<Box<dyn Future<Output = Result<UpConn<I>, UpstreamFailure>> + Send>>;
+
+/// The upstream side of one exchange in a shell's drive loop: the attempt being sent, then
+/// its response being read. Each outcome is fed to the exchange as the core expects, the
+/// connection goes back to the pool at the response's end, and the request body's budget
+/// charge is released once a head arrives (the exchange keeps the body only until then).
+pub struct Attempt<I: UpstreamIo> {
+    state: State<I>,
+    charge: Option<BudgetCharge>,
+}
+
+enum State<I: UpstreamIo> {
+    Idle,
+    Sending(Sending<I>),
+    /// `head` once the response head was fed.
+    Reading {
+        conn: UpConn<I>,
+        head: bool,
+    },
+}
+
+/// One input from the upstream side, for [`Attempt::feed`].
+pub struct AttemptInput<I: UpstreamIo>(Input<I>);
+
+enum Input<I: UpstreamIo> {
+    Written(Result<UpConn<I>, UpstreamFailure>),
+    Event(Result<ResponseEvent, UpstreamFailure>),
+}
+
+impl<I: UpstreamIo> Attempt<I> {
+    /// No attempt yet; `charge` is released at the first response head (or when dropped).
+    pub fn new(charge: BudgetCharge) -> Self {
+        Attempt {
+            state: State::Idle,
+            charge: Some(charge),
+        }
+    }
+
+    /// Carries out the exchange's upstream command: a new attempt replaces the current one,
+    /// a cancel drops it.
+    pub fn command(&mut self, op: Option<UpstreamOp>, client: &Arc<UpstreamClient<I>>) {
+        match op {
+            Some(UpstreamOp::Send { request, .. }) => {
+                self.state = State::Sending(Box::pin(Arc::clone(client).send(request)));
+            }
+            Some(UpstreamOp::Cancel) => self.state = State::Idle,
+            None => {}
+        }
+    }
+
+    /// Whether [`Attempt::poll_input`] can yield anything: an attempt is being sent, or a
+    /// response is being read and the exchange takes its next event (the head is always
+    /// read; body events only when `wants_body`).
+    pub fn is_waiting(&self, wants_body: bool) -> bool {
+        match &self.state {
+            State::Sending(_) => true,
+            State::Reading { head, .. } => !*head || wants_body,
+            State::Idle => false,
+        }
+    }
+
+    /// The next upstream input, if [`Attempt::is_waiting`]. Cancel-safe.
+    pub fn poll_input(&mut self, cx: &mut Context<'_>, wants_body: bool) -> Poll<AttemptInput<I>> {
+        if !self.is_waiting(wants_body) {
+            return Poll::Pending;
+        }
+        match &mut self.state {
+            State::Sending(fut) => fut
+                .as_mut()
+                .poll(cx)
+                .map(|r| AttemptInput(Input::Written(r))),
+            State::Reading { conn, .. } => {
+                conn.poll_event(cx).map(|r| AttemptInput(Input::Event(r)))
+            }
+            State::Idle => Poll::Pending,
+        }
+    }
+
+    /// Feeds `input` to `ex`.
+    pub fn feed(&mut self, ex: &mut Exchange, input: AttemptInput<I>, now: CoreInstant) {
+        match input.0 {
+            Input::Written(Ok(conn)) => {
+                self.state = State::Reading { conn, head: false };
+                ex.handle_upstream_written(now);
+            }
+            Input::Written(Err(f)) | Input::Event(Err(f)) => {
+                self.state = State::Idle;
+                ex.handle_upstream_error(f, now);
+            }
+            Input::Event(Ok(ResponseEvent::Head(head, _))) => {
+                if let State::Reading { head: seen, .. } = &mut self.state {
+                    *seen = true;
+                }
+                self.charge.take();
+                ex.handle_upstream_head(head, now);
+            }
+            Input::Event(Ok(ResponseEvent::Body(data))) => ex.handle_upstream_body(data, now),
+            Input::Event(Ok(ResponseEvent::End)) => {
+                if let State::Reading { conn, .. } = std::mem::replace(&mut self.state, State::Idle)
+                {
+                    conn.finish();
+                }
+                ex.handle_upstream_end(now);
+            }
+        }
     }
 }

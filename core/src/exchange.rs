@@ -78,6 +78,7 @@ use serde_json::Value;
 use crate::breaker::{OutcomeClass, Permit};
 use crate::config::Config;
 use crate::errors::NetworkErrorName;
+use crate::gate;
 use crate::head::{Reply, ResponseHead};
 use crate::outcome::Outcome;
 use crate::pricing::Pricer;
@@ -180,6 +181,9 @@ pub struct ExchangeInit {
     pub seed: u64,
     /// Wall time of the request's entry (row `started_at`).
     pub started_wall: UnixMillis,
+    /// Whether the request counts as secure (`gate::is_secure_request`): the answer's
+    /// security headers (`datapath.md` §3) then include HSTS.
+    pub secure: bool,
 }
 
 /// A storage operation for the writer thread.
@@ -325,10 +329,10 @@ pub enum MetricEvent {
     },
     /// A row was finalized with `usage_incomplete = 1`.
     UsageIncomplete,
-    /// An awaited storage command failed (`op` = `prelog` or `finalize`).
+    /// An awaited storage command failed (`Prelog` or `Finalize`).
     StorageFailure {
         /// Operation label.
-        op: &'static str,
+        op: crate::metrics::StorageOp,
     },
     /// The exchange started relaying a body (active streams + 1).
     StreamStarted,
@@ -359,6 +363,7 @@ pub enum ExchangeEvent {
 /// One proxied request. See the module docs for the driving contract.
 pub struct Exchange {
     request_id: String,
+    secure: bool,
     provider: String,
     path: String,
     method: Method,
@@ -426,6 +431,7 @@ impl Exchange {
         let is_llm = init.row.is_some();
         let mut ex = Exchange {
             request_id: init.request_id,
+            secure: init.secure,
             provider: init.provider,
             path: init.path,
             method: init.request.method.clone(),
@@ -499,8 +505,17 @@ impl Exchange {
 
     /// Next output for the client.
     #[must_use]
+    /// A reply or head carries the security headers already, so no shell adds them.
     pub fn poll_downstream(&mut self) -> Option<Downstream> {
-        self.down_out.pop_front()
+        let mut out = self.down_out.pop_front()?;
+        match &mut out {
+            Downstream::Reply(reply) => {
+                gate::apply_security_headers(&mut reply.headers, self.secure)
+            }
+            Downstream::Head { headers, .. } => gate::apply_security_headers(headers, self.secure),
+            Downstream::Body(_) | Downstream::End | Downstream::Abort => {}
+        }
+        Some(out)
     }
 
     /// Next event (breaker outcome, log, metric, `Finished`).

@@ -164,9 +164,19 @@ impl Core {
     }
 
     /// Rows 6–9: cross-origin, proxy authentication, request content-encoding and the
-    /// declared body size. `Ok` carries the body limit for reading.
+    /// declared body size. `Ok` carries the body limit for reading; a refusal carries the
+    /// security headers already.
     #[allow(clippy::result_large_err)]
     pub fn check_proxy_head(&self, head: &RequestHead, key: &KeyLookup) -> Result<u64, Reply> {
+        let secure = gate::is_secure_request(&head.headers, false, self.config.trust_proxy_headers);
+        self.refuse_proxy_head(head, key).map_err(|mut reply| {
+            gate::apply_security_headers(&mut reply.headers, secure);
+            reply
+        })
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn refuse_proxy_head(&self, head: &RequestHead, key: &KeyLookup) -> Result<u64, Reply> {
         let required = self.config.proxy_require_api_key;
         gate::check_cross_origin(&head.headers, required)?;
         if required && !matches!(key, KeyLookup::Valid(_)) {
@@ -198,8 +208,12 @@ impl Core {
             KeyLookup::Valid(k) => Some((k.id, wall.to_sqlite_datetime())),
             _ => None,
         };
-        let reply = |reply: Reply, events: Vec<ExchangeEvent>| Start {
-            action: StartAction::Reply(reply),
+        let secure = gate::is_secure_request(&head.headers, false, self.config.trust_proxy_headers);
+        let reply = |mut reply: Reply, events: Vec<ExchangeEvent>| Start {
+            action: StartAction::Reply({
+                gate::apply_security_headers(&mut reply.headers, secure);
+                reply
+            }),
             touch_key: touch_key.clone(),
             events,
         };
@@ -395,6 +409,7 @@ impl Core {
                 config: Arc::clone(&self.config),
                 seed: self.rng.u64(..),
                 started_wall: wall,
+                secure,
             },
             now,
         );

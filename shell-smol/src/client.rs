@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use agent_cli_proxy_core::gate;
+use agent_cli_proxy_cli::daemon::pipeline::{BodyFailure, Respond};
 use agent_cli_proxy_core::head::Reply;
 use agent_cli_proxy_core::http1::{
     self, BodyFraming, CONTINUE, FramingError, RequestDecoder, RequestEvent, Waiting, encode_reply,
@@ -43,15 +43,14 @@ pub enum BodyError {
 
 impl BodyError {
     /// The response for this failure, if one can still be written.
-    pub fn reply(&self, limit: u64) -> Option<Reply> {
-        match self {
-            BodyError::TooLarge => {
-                Some(agent_cli_proxy_core::errors::body_too_large(limit).closing())
-            }
-            BodyError::Timeout => Some(agent_cli_proxy_core::errors::body_timeout()),
-            BodyError::Framing(e) => Some(e.reply()),
-            BodyError::Gone => None,
-        }
+    pub fn reply(self, respond: Respond, limit: u64) -> Option<Reply> {
+        let failure = match self {
+            BodyError::TooLarge => BodyFailure::TooLarge,
+            BodyError::Timeout => BodyFailure::Timeout,
+            BodyError::Framing(e) => BodyFailure::Framing(e.reply()),
+            BodyError::Gone => return None,
+        };
+        Some(respond.body_failure(failure, limit))
     }
 }
 
@@ -172,11 +171,10 @@ impl Client {
         Ok(())
     }
 
-    /// Writes a complete core reply with the security headers; the connection closes after
-    /// it when the reply says so, when the request does not allow keep-alive, or when the
-    /// request body was not read to its end.
-    pub async fn send_reply(&mut self, mut reply: Reply, secure: bool, stall: Duration) -> After {
-        gate::apply_security_headers(&mut reply.headers, secure);
+    /// Writes a complete core reply; the connection closes after it when the reply says so,
+    /// when the request does not allow keep-alive, or when the request body was not read to
+    /// its end.
+    pub async fn send_reply(&mut self, mut reply: Reply, stall: Duration) -> After {
         if self.decoder.current().is_some() && self.decoder.waiting() != Waiting::Response {
             reply.close = true;
         }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use agent_cli_proxy_cli::daemon::pipeline::{BodyUse, Handler, MAX_IGNORED_BODY, Plan};
+use agent_cli_proxy_cli::daemon::pipeline::{BodyUse, Handler, MAX_IGNORED_BODY, Plan, Respond};
 use agent_cli_proxy_core::head::{Reply, RequestHead};
 use agent_cli_proxy_core::http1::{RequestEvent, Waiting};
 use async_io::{Async, Timer};
@@ -39,11 +39,8 @@ pub async fn serve(shared: Arc<Shared>, stream: Async<TcpStream>, peer: SocketAd
     loop {
         match client.decoder.decode(&mut client.buf) {
             Err(e) => {
-                if client
-                    .send_reply(e.reply(), false, limits.write_stall)
-                    .await
-                    == After::Close
-                {
+                let reply = Respond::NO_REQUEST.framing_error(e.reply());
+                if client.send_reply(reply, limits.write_stall).await == After::Close {
                     client.linger_close().await;
                 }
                 return;
@@ -130,19 +127,18 @@ async fn handle(shared: &Arc<Shared>, client: &mut Client, head: RequestHead) ->
     let _in_flight = InFlight::new(&shared.in_flight);
     let limits = &shared.limits;
     let peer = client.peer.ip();
-    let (plan, secure) = shared.daemon.plan(head, peer);
+    let (plan, respond) = shared.daemon.plan(head, peer);
     let reply = match plan {
-        Plan::Proxy(head) => return proxy::handle(shared, client, head, peer, secure).await,
-        Plan::Reply(r) => ignore_body(client, limits).await.map(|()| r),
-        Plan::Ready => match ignore_body(client, limits).await {
-            Ok(()) => Ok(ready::handle(shared).await),
+        Plan::Proxy(head) => return proxy::handle(shared, client, head, peer, respond).await,
+        Plan::Reply(r) => ignore_body(client, limits, respond).await.map(|()| r),
+        Plan::Ready(ready) => match ignore_body(client, limits, respond).await {
+            Ok(()) => Ok(ready::handle(shared, ready).await),
             Err(r) => Err(r),
         },
-        Plan::Handler(h) => answer(shared, client, h).await,
+        Plan::Handler(h) => answer(shared, client, h, respond).await,
     };
     match reply {
-        Ok(r) => client.send_reply(r, secure, limits.write_stall).await,
-        Err(Some(r)) => client.send_reply(r, secure, limits.write_stall).await,
+        Ok(r) | Err(Some(r)) => client.send_reply(r, limits.write_stall).await,
         Err(None) => After::Close,
     }
 }
@@ -152,17 +148,18 @@ async fn answer(
     shared: &Arc<Shared>,
     client: &mut Client,
     handler: Handler,
+    respond: Respond,
 ) -> Result<Reply, Option<Reply>> {
     let body = match handler.body {
         BodyUse::Ignore => {
-            ignore_body(client, &shared.limits).await?;
+            ignore_body(client, &shared.limits, respond).await?;
             Bytes::new()
         }
         BodyUse::Read(limit) => {
             match client.read_body(limit, true, shared.limits.body_idle).await {
                 Ok(b) => b,
                 Err(BodyError::TooLarge) => return Ok(handler.too_large()),
-                Err(e) => return Err(e.reply(limit)),
+                Err(e) => return Err(e.reply(respond, limit)),
             }
         }
     };
@@ -175,6 +172,7 @@ async fn answer(
 async fn ignore_body(
     client: &mut Client,
     limits: &crate::shared::Limits,
+    respond: Respond,
 ) -> Result<(), Option<Reply>> {
     match client
         .read_body(MAX_IGNORED_BODY, false, limits.body_idle)
@@ -182,6 +180,6 @@ async fn ignore_body(
     {
         Ok(_) => Ok(()),
         Err(crate::client::BodyError::TooLarge) => Ok(()),
-        Err(e) => Err(e.reply(MAX_IGNORED_BODY)),
+        Err(e) => Err(e.reply(respond, MAX_IGNORED_BODY)),
     }
 }

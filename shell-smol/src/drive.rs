@@ -19,35 +19,19 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use agent_cli_proxy_cli::daemon::pipeline::BudgetCharge;
-use agent_cli_proxy_core::exchange::{Downstream, Exchange, UpstreamFailure, UpstreamOp};
-use agent_cli_proxy_core::gate;
-use agent_cli_proxy_core::http1::{
-    BodyFraming, ResponseEvent, encode_body, encode_end, encode_reply,
-};
+use agent_cli_proxy_cli::upstream::{Attempt, AttemptInput};
+use agent_cli_proxy_core::exchange::{Downstream, Exchange};
+use agent_cli_proxy_core::http1::{BodyFraming, encode_body, encode_end, encode_reply};
 use async_io::Timer;
 use bytes::BytesMut;
 use futures_lite::future;
 
 use crate::client::{After, Client, WriteError};
 use crate::shared::Shared;
-use crate::upstream::UpConn;
+use crate::upstream::SmolNet;
 
 /// Queued response bytes that force a write before the next upstream read.
 const FLUSH_AT: usize = 64 * 1024;
-
-type SendFuture = Pin<Box<dyn Future<Output = Result<UpConn, UpstreamFailure>> + Send>>;
-
-/// The upstream side of the exchange.
-enum Up {
-    None,
-    /// Connecting and writing the request.
-    Sending(SendFuture),
-    /// Reading the response; `head` once its head was fed.
-    Reading {
-        conn: UpConn,
-        head: bool,
-    },
-}
 
 /// Where the client response stands.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -60,8 +44,7 @@ enum Resp {
 
 enum Input {
     Shutdown,
-    Written(Result<UpConn, UpstreamFailure>),
-    Upstream(Result<ResponseEvent, UpstreamFailure>),
+    Upstream(AttemptInput<SmolNet>),
     ClientGone,
     Timeout,
 }
@@ -72,7 +55,6 @@ pub async fn drive(
     shared: &Arc<Shared>,
     mut ex: Box<Exchange>,
     client: &mut Client,
-    secure: bool,
     charge: BudgetCharge,
 ) -> After {
     let d = &shared.daemon;
@@ -82,8 +64,7 @@ pub async fn drive(
     let mut resp = Resp::NotStarted;
     let mut client_dead = false;
     let mut out = BytesMut::new();
-    let mut up = Up::None;
-    let mut charge = Some(charge);
+    let mut up = Attempt::new(charge);
     let mut shutdown = Box::pin(shared.abort_exchanges.wait());
     let mut shutdown_seen = shared.abort_exchanges.is_fired();
     let mut timer = Timer::never();
@@ -95,16 +76,9 @@ pub async fn drive(
         let mut client_gone = false;
         let mut stalled = false;
         // Storage is spooled and answered at once (`docs/spool.md` §2).
-        match d.drain_to_upstream(&mut ex) {
-            Some(UpstreamOp::Send { request, .. }) => {
-                let upstream = shared.upstream.clone();
-                up = Up::Sending(Box::pin(upstream.send(request)));
-            }
-            Some(UpstreamOp::Cancel) => up = Up::None,
-            None => {}
-        }
+        up.command(d.drain_to_upstream(&mut ex), &shared.upstream.0);
         while let Some(output) = ex.poll_downstream() {
-            queue(client, &mut resp, &mut out, output, secure);
+            queue(client, &mut resp, &mut out, output);
             if out.len() >= FLUSH_AT && !(client_dead || client_gone || stalled) {
                 flush(client, &mut out, stall, &mut client_gone, &mut stalled).await;
             }
@@ -142,18 +116,8 @@ pub async fn drive(
             if !shutdown_seen && shutdown.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Input::Shutdown);
             }
-            match &mut up {
-                Up::Sending(fut) => {
-                    if let Poll::Ready(res) = fut.as_mut().poll(cx) {
-                        return Poll::Ready(Input::Written(res));
-                    }
-                }
-                Up::Reading { conn, head } if !*head || wants_body => {
-                    if let Poll::Ready(res) = conn.poll_event(cx) {
-                        return Poll::Ready(Input::Upstream(res));
-                    }
-                }
-                Up::Reading { .. } | Up::None => {}
+            if let Poll::Ready(input) = up.poll_input(cx, wants_body) {
+                return Poll::Ready(Input::Upstream(input));
             }
             if watch_client && client.poll_closed(cx).is_ready() {
                 return Poll::Ready(Input::ClientGone);
@@ -169,35 +133,7 @@ pub async fn drive(
                 shutdown_seen = true;
                 ex.handle_shutdown(d.now());
             }
-            Input::Written(Ok(conn)) => {
-                up = Up::Reading { conn, head: false };
-                ex.handle_upstream_written(d.now());
-            }
-            Input::Written(Err(f)) => {
-                up = Up::None;
-                ex.handle_upstream_error(f, d.now());
-            }
-            Input::Upstream(Ok(ResponseEvent::Head(head, _))) => {
-                if let Up::Reading { head: seen, .. } = &mut up {
-                    *seen = true;
-                }
-                // The exchange keeps the request body only until a head arrives.
-                charge.take();
-                ex.handle_upstream_head(head, d.now());
-            }
-            Input::Upstream(Ok(ResponseEvent::Body(data))) => {
-                ex.handle_upstream_body(data, d.now());
-            }
-            Input::Upstream(Ok(ResponseEvent::End)) => {
-                if let Up::Reading { conn, .. } = std::mem::replace(&mut up, Up::None) {
-                    conn.finish();
-                }
-                ex.handle_upstream_end(d.now());
-            }
-            Input::Upstream(Err(f)) => {
-                up = Up::None;
-                ex.handle_upstream_error(f, d.now());
-            }
+            Input::Upstream(input) => up.feed(&mut ex, input, d.now()),
             Input::ClientGone => {
                 client_dead = true;
                 ex.handle_client_gone(d.now());
@@ -208,17 +144,10 @@ pub async fn drive(
 }
 
 /// Encodes one downstream output into `out`, tracking where the response stands.
-fn queue(
-    client: &mut Client,
-    resp: &mut Resp,
-    out: &mut BytesMut,
-    output: Downstream,
-    secure: bool,
-) {
+fn queue(client: &mut Client, resp: &mut Resp, out: &mut BytesMut, output: Downstream) {
     match output {
-        Downstream::Reply(mut reply) => {
+        Downstream::Reply(reply) => {
             if *resp == Resp::NotStarted {
-                gate::apply_security_headers(&mut reply.headers, secure);
                 let encoded = encode_reply(&reply, client.decoder.current());
                 out.extend_from_slice(&encoded.bytes);
                 client.responded = true;
@@ -229,13 +158,12 @@ fn queue(
         }
         Downstream::Head {
             status,
-            mut headers,
+            headers,
             content_length,
         } => {
             if *resp != Resp::NotStarted {
                 return;
             }
-            gate::apply_security_headers(&mut headers, secure);
             let Some(info) = client.decoder.current() else {
                 *resp = Resp::Cut;
                 return;

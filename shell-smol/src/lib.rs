@@ -51,12 +51,8 @@ impl Shell for SmolShell {
 
     fn probe(&self, method: &str, url: &str, timeout: Duration) -> Result<u16, String> {
         let method = http::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
-        async_io::block_on(async {
-            let up = upstream::Upstream::new();
-            timer::timeout(timeout, up.probe(method, url))
-                .await
-                .ok_or_else(|| format!("timed out after {}ms", timeout.as_millis()))?
-        })
+        let up = upstream::Upstream::new();
+        async_io::block_on(upstream::bounded(timeout, up.0.probe(method, url)))
     }
 
     fn binary_name(&self) -> &'static str {
@@ -68,15 +64,9 @@ impl Shell for SmolShell {
     }
 
     fn fetch(&self, url: &str, timeout: Duration) -> Result<Vec<u8>, String> {
-        async_io::block_on(async {
-            let up = upstream::Upstream::new();
-            timer::timeout(
-                timeout,
-                agent_cli_proxy_cli::daemon::correlator::HttpGet::fetch_document(&up, url),
-            )
-            .await
-            .ok_or_else(|| format!("timed out after {}ms", timeout.as_millis()))?
-        })
+        let up = upstream::Upstream::new();
+        let fetch = agent_cli_proxy_cli::daemon::correlator::HttpGet::fetch_document(&up, url);
+        async_io::block_on(upstream::bounded(timeout, fetch))
     }
 }
 

@@ -6,8 +6,7 @@ use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use agent_cli_proxy_cli::daemon::pipeline::{BodyIntake, BudgetCharge};
-use agent_cli_proxy_core::errors;
+use agent_cli_proxy_cli::daemon::pipeline::{BodyIntake, BudgetCharge, Respond};
 use agent_cli_proxy_core::head::{Reply, RequestHead};
 use agent_cli_proxy_core::http1::BodyFraming;
 use agent_cli_proxy_core::proxy::{Core, KeyLookup, StartAction};
@@ -24,7 +23,7 @@ pub async fn handle(
     client: &mut Client,
     head: RequestHead,
     peer: IpAddr,
-    secure: bool,
+    respond: Respond,
 ) -> After {
     let d = &shared.daemon;
     let stall = shared.limits.write_stall;
@@ -37,19 +36,19 @@ pub async fn handle(
     };
     let limit = match d.check_proxy_head(&head, &key) {
         Ok(limit) => limit,
-        Err(reply) => return client.send_reply(reply, secure, stall).await,
+        Err(reply) => return client.send_reply(reply, stall).await,
     };
-    let (body, charge) = match read_body(shared, client, limit).await {
+    let (body, charge) = match read_body(shared, client, respond, limit).await {
         Ok(b) => b,
-        Err(Some(reply)) => return client.send_reply(reply, secure, stall).await,
+        Err(Some(reply)) => return client.send_reply(reply, stall).await,
         Err(None) => return After::Close,
     };
     let exchange = match d.start_exchange(head, body, peer, key) {
-        StartAction::Reply(reply) => return client.send_reply(reply, secure, stall).await,
+        StartAction::Reply(reply) => return client.send_reply(reply, stall).await,
         StartAction::Exchange(ex) => ex,
     };
     let request_id = exchange.request_id().to_owned();
-    let run = AssertUnwindSafe(drive(shared, exchange, &mut *client, secure, charge))
+    let run = AssertUnwindSafe(drive(shared, exchange, &mut *client, charge))
         .catch_unwind()
         .await;
     match run {
@@ -60,8 +59,8 @@ pub async fn handle(
             if client.responded {
                 After::Close
             } else {
-                let reply = errors::internal_error().closing();
-                client.send_reply(reply, secure, stall).await
+                let reply = respond.internal_error().closing();
+                client.send_reply(reply, stall).await
             }
         }
     }
@@ -72,19 +71,20 @@ pub async fn handle(
 async fn read_body(
     shared: &Arc<Shared>,
     client: &mut Client,
+    respond: Respond,
     limit: u64,
 ) -> Result<(Bytes, BudgetCharge), Option<Reply>> {
     let declared = match client.decoder.current().map(|c| c.framing) {
         Some(BodyFraming::Length(n)) => Some(n),
         _ => None,
     };
-    let mut intake = BodyIntake::start(shared, declared, limit).map_err(Some)?;
+    let mut intake = BodyIntake::start(shared, respond, declared, limit).map_err(Some)?;
     loop {
         match client.next_body_chunk(shared.limits.body_idle).await {
             Ok(Some(chunk)) => intake.push(&chunk).map_err(Some)?,
             Ok(None) => break,
             Err(BodyError::Gone) => return Err(None),
-            Err(e) => return Err(e.reply(limit)),
+            Err(e) => return Err(e.reply(respond, limit)),
         }
     }
     Ok(intake.finish())

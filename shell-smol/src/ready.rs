@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use agent_cli_proxy_cli::daemon::pipeline::Ready;
 use agent_cli_proxy_cli::daemon::ready::ReadyIo;
 use agent_cli_proxy_core::head::Reply;
 
@@ -11,10 +12,9 @@ use crate::shared::Shared;
 use crate::timer::timeout;
 
 /// Answers `/ready`.
-pub async fn handle(shared: &Shared) -> Reply {
-    shared
-        .ready
-        .handle(&shared.daemon, &SmolReady(shared))
+pub async fn handle(shared: &Shared, ready: Ready) -> Reply {
+    ready
+        .answer(&shared.ready, &shared.daemon, &SmolReady(shared))
         .await
 }
 
@@ -38,6 +38,6 @@ impl ReadyIo for SmolReady<'_> {
     }
 
     fn probe_upstream(&self, url: &str) -> impl Future<Output = Result<u16, String>> + Send {
-        self.0.upstream.probe(http::Method::HEAD, url)
+        self.0.upstream.0.probe(http::Method::HEAD, url)
     }
 }

@@ -2,23 +2,18 @@
 //! It decides nothing: every status, header, retry, usage figure and row field comes from
 //! the core.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use agent_cli_proxy_cli::daemon::pipeline::BudgetCharge;
-use agent_cli_proxy_core::exchange::{Downstream, Exchange, UpstreamFailure, UpstreamOp};
-use agent_cli_proxy_core::http1::ResponseEvent;
+use agent_cli_proxy_cli::upstream::Attempt;
+use agent_cli_proxy_core::exchange::{Downstream, Exchange};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::body::{Cut, Item, RespBody};
 use crate::respond::{Outgoing, response_head, response_of_reply};
 use crate::shared::Shared;
-use crate::upconn::UpConn;
-
-type SendFuture = Pin<Box<dyn Future<Output = Result<UpConn, UpstreamFailure>> + Send>>;
 
 /// Where the response head goes: the service future waiting for it.
 pub type HeadSender = oneshot::Sender<Outgoing>;
@@ -28,7 +23,6 @@ pub async fn drive(
     shared: Arc<Shared>,
     mut ex: Box<Exchange>,
     head_tx: HeadSender,
-    secure: bool,
     charge: BudgetCharge,
 ) {
     let d = &shared.daemon;
@@ -39,12 +33,7 @@ pub async fn drive(
     let _in_flight = Running(&shared);
     let mut head_tx = Some(head_tx);
     let mut body_tx: Option<mpsc::Sender<Item>> = None;
-    let mut sending: Option<SendFuture> = None;
-    // The connection the response is read from, once the request is written, and whether
-    // its head has arrived (the head is read even when the exchange wants no body yet).
-    let mut reading: Option<UpConn> = None;
-    let mut head_seen = false;
-    let mut charge = Some(charge);
+    let mut up = Attempt::new(charge);
     let mut shutdown = shared.abort_exchanges.subscribe();
     let mut shutdown_seen = *shutdown.borrow();
     if shutdown_seen {
@@ -55,23 +44,12 @@ pub async fn drive(
         let mut client_gone = false;
         let mut stalled = false;
         // Storage is spooled and answered at once (`docs/spool.md` §2).
-        match d.drain_to_upstream(&mut ex) {
-            Some(UpstreamOp::Send { request, .. }) => {
-                let client = shared.upclient.clone();
-                sending = Some(Box::pin(client.send(request)));
-                reading = None;
-            }
-            Some(UpstreamOp::Cancel) => {
-                sending = None;
-                reading = None;
-            }
-            None => {}
-        }
+        up.command(d.drain_to_upstream(&mut ex), &shared.upclient);
         while let Some(out) = ex.poll_downstream() {
             match out {
                 Downstream::Reply(reply) => {
                     if let Some(tx) = head_tx.take() {
-                        let _ = tx.send(Outgoing::Response(response_of_reply(reply, secure)));
+                        let _ = tx.send(Outgoing::Response(response_of_reply(reply)));
                     }
                 }
                 Downstream::Head {
@@ -81,7 +59,7 @@ pub async fn drive(
                 } => {
                     if let Some(tx) = head_tx.take() {
                         let (btx, body) = RespBody::channel();
-                        let resp = response_head(status, headers, content_length, body, secure);
+                        let resp = response_head(status, headers, content_length, body);
                         if tx.send(Outgoing::Response(resp)).is_err() {
                             client_gone = true;
                         } else {
@@ -131,38 +109,9 @@ pub async fn drive(
                     ex.handle_shutdown(d.now());
                 }
             }
-            res = wait_send(&mut sending), if sending.is_some() => {
-                sending = None;
-                match res {
-                    Some(Ok(conn)) => {
-                        reading = Some(conn);
-                        head_seen = false;
-                        ex.handle_upstream_written(d.now());
-                    }
-                    Some(Err(f)) => ex.handle_upstream_error(f, d.now()),
-                    None => {}
-                }
-            }
-            event = next_event(&mut reading), if reading.is_some() && (!head_seen || wants_body) => {
-                match event {
-                    Ok(ResponseEvent::Head(head, _)) => {
-                        head_seen = true;
-                        // The exchange keeps the request body only until a head arrives.
-                        charge.take();
-                        ex.handle_upstream_head(head, d.now());
-                    }
-                    Ok(ResponseEvent::Body(data)) => ex.handle_upstream_body(data, d.now()),
-                    Ok(ResponseEvent::End) => {
-                        if let Some(conn) = reading.take() {
-                            conn.finish();
-                        }
-                        ex.handle_upstream_end(d.now());
-                    }
-                    Err(f) => {
-                        reading = None;
-                        ex.handle_upstream_error(f, d.now());
-                    }
-                }
+            // Cancel-safe: a read that loses the select leaves its bytes in the decoder.
+            input = std::future::poll_fn(|cx| up.poll_input(cx, wants_body)), if up.is_waiting(wants_body) => {
+                up.feed(&mut ex, input, d.now());
             }
             _ = closed_head(&mut head_tx), if head_tx.is_some() => {
                 head_tx = None;
@@ -201,21 +150,6 @@ async fn send_frame(tx: &mpsc::Sender<Item>, bytes: Bytes, stall: Duration) -> D
         Ok(Ok(())) => Delivery::Sent,
         Ok(Err(_)) => Delivery::Gone,
         Err(_) => Delivery::Stalled,
-    }
-}
-
-async fn wait_send(sending: &mut Option<SendFuture>) -> Option<Result<UpConn, UpstreamFailure>> {
-    match sending.as_mut() {
-        Some(fut) => Some(fut.await),
-        None => std::future::pending().await,
-    }
-}
-
-// Cancel-safe: a read that loses the select leaves its bytes in the connection's buffer.
-async fn next_event(reading: &mut Option<UpConn>) -> Result<ResponseEvent, UpstreamFailure> {
-    match reading.as_mut() {
-        Some(conn) => conn.next_event().await,
-        None => std::future::pending().await,
     }
 }
 

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use agent_cli_proxy_cli::daemon::pipeline::{BodyIntake, BudgetCharge};
+use agent_cli_proxy_cli::daemon::pipeline::{BodyFailure, BodyIntake, BudgetCharge, Respond};
 use agent_cli_proxy_core::errors;
 use agent_cli_proxy_core::head::{Reply, RequestHead, header_str};
 use agent_cli_proxy_core::proxy::{Core, KeyLookup, StartAction};
@@ -24,7 +24,7 @@ pub async fn handle(
     head: RequestHead,
     body: Incoming,
     peer: IpAddr,
-    secure: bool,
+    respond: Respond,
 ) -> Outgoing {
     let d = &shared.daemon;
     let key = match Core::credential_hash(&head) {
@@ -38,14 +38,14 @@ pub async fn handle(
     };
     let limit = match d.check_proxy_head(&head, &key) {
         Ok(limit) => limit,
-        Err(reply) => return Outgoing::Response(response_of_reply(reply, secure)),
+        Err(reply) => return Outgoing::Response(response_of_reply(reply)),
     };
-    let (body, charge) = match read_body(shared, &head, body, limit).await {
+    let (body, charge) = match read_body(shared, &head, body, respond, limit).await {
         Ok(b) => b,
-        Err(reply) => return Outgoing::Response(response_of_reply(reply, secure)),
+        Err(reply) => return Outgoing::Response(response_of_reply(reply)),
     };
     let exchange = match d.start_exchange(head, body, peer, key) {
-        StartAction::Reply(reply) => return Outgoing::Response(response_of_reply(reply, secure)),
+        StartAction::Reply(reply) => return Outgoing::Response(response_of_reply(reply)),
         StartAction::Exchange(ex) => ex,
     };
     let (head_tx, head_rx) = oneshot::channel();
@@ -56,7 +56,6 @@ pub async fn handle(
             Arc::clone(&task_shared),
             exchange,
             head_tx,
-            secure,
             charge,
         ))
         .catch_unwind()
@@ -69,7 +68,7 @@ pub async fn handle(
     match head_rx.await {
         Ok(out) => out,
         // The task ended without a head: it panicked (O15 answers E22 when no head was sent).
-        Err(_) => Outgoing::Response(response_of_reply(errors::internal_error(), secure)),
+        Err(_) => Outgoing::Response(response_of_reply(respond.internal_error())),
     }
 }
 
@@ -79,17 +78,21 @@ async fn read_body(
     shared: &Arc<Shared>,
     head: &RequestHead,
     mut body: Incoming,
+    respond: Respond,
     limit: u64,
 ) -> Result<(Bytes, BudgetCharge), Reply> {
     let declared = header_str(&head.headers, "content-length").and_then(|v| v.parse::<u64>().ok());
-    let mut intake = BodyIntake::start(shared, declared, limit)?;
+    let mut intake = BodyIntake::start(shared, respond, declared, limit)?;
     loop {
         let frame = tokio::time::timeout(shared.limits.body_idle, body.frame()).await;
         let frame = match frame {
-            Err(_) => return Err(errors::body_timeout()),
+            Err(_) => return Err(respond.body_failure(BodyFailure::Timeout, limit)),
             Ok(None) => break,
             // A framing error or a client that went away mid-body.
-            Ok(Some(Err(_))) => return Err(errors::framing(http::StatusCode::BAD_REQUEST)),
+            Ok(Some(Err(_))) => {
+                let reply = errors::framing(http::StatusCode::BAD_REQUEST);
+                return Err(respond.body_failure(BodyFailure::Framing(reply), limit));
+            }
             Ok(Some(Ok(f))) => f,
         };
         if let Ok(data) = frame.into_data() {

@@ -4,16 +4,16 @@
 use std::future::Future;
 use std::time::Duration;
 
+use agent_cli_proxy_cli::daemon::pipeline::Ready;
 use agent_cli_proxy_cli::daemon::ready::ReadyIo;
 use agent_cli_proxy_core::head::Reply;
 
 use crate::shared::Shared;
 
 /// Answers `/ready`.
-pub async fn handle(shared: &Shared) -> Reply {
-    shared
-        .ready
-        .handle(&shared.daemon, &TokioReady(shared))
+pub async fn handle(shared: &Shared, ready: Ready) -> Reply {
+    ready
+        .answer(&shared.ready, &shared.daemon, &TokioReady(shared))
         .await
 }
 

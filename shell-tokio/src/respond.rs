@@ -1,7 +1,6 @@
-//! Hyper responses from the core's replies and relayed heads, with the security headers of
-//! `datapath.md` §3 applied in this one place for the tokio shell.
+//! Hyper responses from the core's replies and relayed heads (which carry the security
+//! headers of `datapath.md` §3 already).
 
-use agent_cli_proxy_core::gate;
 use agent_cli_proxy_core::head::Reply;
 use http::header::{CONNECTION, CONTENT_LENGTH, HeaderValue};
 use http::{HeaderMap, StatusCode};
@@ -16,14 +15,14 @@ pub enum Outgoing {
     Close,
 }
 
-/// A complete response from a core reply, with the security headers of `datapath.md` §3.
-pub fn response_of_reply(reply: Reply, secure: bool) -> hyper::Response<RespBody> {
+/// A complete response from a core reply.
+pub fn response_of_reply(reply: Reply) -> hyper::Response<RespBody> {
     let mut headers = reply.headers;
     headers.insert(CONTENT_LENGTH, HeaderValue::from(reply.body.len()));
     if reply.close {
         headers.insert(CONNECTION, HeaderValue::from_static("close"));
     }
-    build(reply.status, headers, RespBody::full(reply.body), secure)
+    build(reply.status, headers, RespBody::full(reply.body))
 }
 
 /// A relayed response head with a streamed body.
@@ -32,22 +31,15 @@ pub fn response_head(
     mut headers: HeaderMap,
     content_length: Option<u64>,
     body: RespBody,
-    secure: bool,
 ) -> hyper::Response<RespBody> {
     headers.remove(CONTENT_LENGTH);
     if let Some(len) = content_length {
         headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
     }
-    build(status, headers, body, secure)
+    build(status, headers, body)
 }
 
-fn build(
-    status: StatusCode,
-    mut headers: HeaderMap,
-    body: RespBody,
-    secure: bool,
-) -> hyper::Response<RespBody> {
-    gate::apply_security_headers(&mut headers, secure);
+fn build(status: StatusCode, headers: HeaderMap, body: RespBody) -> hyper::Response<RespBody> {
     let mut resp = hyper::Response::new(body);
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;

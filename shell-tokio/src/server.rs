@@ -22,7 +22,6 @@ use crate::body::Cut;
 use crate::conntimer::{ConnClock, Tracked, Watched};
 use crate::loops::Loops;
 use crate::shared::{Limits, Shared};
-use crate::upconn::UpClient;
 use crate::upstream::Upstream;
 
 /// Binds, serves until a signal, then runs the shutdown sequence. Returns the exit code.
@@ -37,7 +36,7 @@ pub async fn run(daemon: Daemon, limits: Limits) -> ExitCode {
     let shared = Arc::new(Shared {
         daemon,
         upstream: Upstream::new(),
-        upclient: UpClient::default(),
+        upclient: crate::upconn::client(),
         limits,
         in_flight: AtomicUsize::new(0),
         drained: Notify::new(),

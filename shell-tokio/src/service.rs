@@ -31,13 +31,13 @@ pub async fn handle(
         .map(|pq| pq.as_str().to_owned())
         .unwrap_or_else(|| "/".to_owned());
     let head = RequestHead::new(parts.method, &target, parts.headers);
-    let (plan, secure) = shared.daemon.plan(head, peer.ip());
+    let (plan, respond) = shared.daemon.plan(head, peer.ip());
     let outgoing = match plan {
         // hyper reads and drops a body nobody took.
-        Plan::Reply(r) => reply(r, secure),
-        Plan::Ready => reply(ready::handle(&shared).await, secure),
-        Plan::Handler(h) => reply(answer(&shared, h, body).await, secure),
-        Plan::Proxy(head) => proxy::handle(&shared, head, body, peer.ip(), secure).await,
+        Plan::Reply(r) => reply(r),
+        Plan::Ready(r) => reply(ready::handle(&shared, r).await),
+        Plan::Handler(h) => reply(answer(&shared, h, body).await),
+        Plan::Proxy(head) => proxy::handle(&shared, head, body, peer.ip(), respond).await,
     };
     match outgoing {
         Outgoing::Response(r) => Ok(r),
@@ -75,6 +75,6 @@ impl Drop for InFlight<'_> {
     }
 }
 
-fn reply(r: Reply, secure: bool) -> Outgoing {
-    Outgoing::Response(response_of_reply(r, secure))
+fn reply(r: Reply) -> Outgoing {
+    Outgoing::Response(response_of_reply(r))
 }

@@ -6,6 +6,11 @@
 //! Also shared: the proxy's entry checks ([`Daemon::check_proxy_head`]) and the accounting of
 //! a request body against its limit and the global budget ([`BodyIntake`]).
 //!
+//! Every reply a shell sends already carries the security headers of `datapath.md` §3: the
+//! plan's replies, the handlers', `/ready`'s and the body intake's here, the proxy's refusals
+//! and the exchange's output in the core. For what only the shell observes (a body it could
+//! not read, a task that panicked) it asks the request's [`Respond`] for the reply.
+//!
 //! The refusals here are whole replies, sent at once: `Result<_, Reply>` stays unboxed, as in
 //! the core's `check_proxy_head`.
 #![allow(clippy::result_large_err)]
@@ -34,8 +39,8 @@ pub const MAX_IGNORED_BODY: u64 = 1_048_576;
 pub enum Plan {
     /// Drop the body (up to [`MAX_IGNORED_BODY`]), then send this reply.
     Reply(Reply),
-    /// Drop the body, then answer with [`super::ready::ReadyState::handle`].
-    Ready,
+    /// Drop the body, then answer with [`Ready::answer`].
+    Ready(Ready),
     /// Read the body as [`Handler::body`] says, then answer with [`Handler::answer`] on a
     /// thread where blocking is allowed (it may query SQLite).
     Handler(Handler),
@@ -52,9 +57,70 @@ pub enum BodyUse {
     Read(u64),
 }
 
+/// The replies to one request that the shell decides to send: whether they carry HSTS.
+#[derive(Debug, Clone, Copy)]
+pub struct Respond {
+    secure: bool,
+}
+
+/// Why the shell could not read a request body to its end.
+pub enum BodyFailure {
+    /// More than the limit.
+    TooLarge,
+    /// No body byte within the body idle time.
+    Timeout,
+    /// The body's framing is broken (or the client closed mid-body): the codec's reply.
+    Framing(Reply),
+}
+
+impl Respond {
+    /// For a connection that sent no usable head (a framing error before one): not secure.
+    pub const NO_REQUEST: Respond = Respond { secure: false };
+
+    /// The reply to a body that could not be read under `limit`.
+    pub fn body_failure(self, failure: BodyFailure, limit: u64) -> Reply {
+        self.finish(match failure {
+            BodyFailure::TooLarge => errors::body_too_large(limit).closing(),
+            BodyFailure::Timeout => errors::body_timeout(),
+            BodyFailure::Framing(reply) => reply,
+        })
+    }
+
+    /// The codec's reply to a framing error.
+    pub fn framing_error(self, reply: Reply) -> Reply {
+        self.finish(reply)
+    }
+
+    /// The reply when the task handling the request panicked before answering (O15).
+    pub fn internal_error(self) -> Reply {
+        self.finish(errors::internal_error())
+    }
+
+    fn finish(self, mut reply: Reply) -> Reply {
+        gate::apply_security_headers(&mut reply.headers, self.secure);
+        reply
+    }
+}
+
+/// `GET /ready`, once its body is dropped.
+pub struct Ready(Respond);
+
+impl Ready {
+    /// The answer, from the shared runner with the shell's IO.
+    pub async fn answer(
+        self,
+        state: &super::ready::ReadyState,
+        daemon: &Daemon,
+        io: &impl super::ready::ReadyIo,
+    ) -> Reply {
+        self.0.finish(state.handle(daemon, io).await)
+    }
+}
+
 /// A request answered from the daemon's state after its body is read.
 pub struct Handler {
     head: RequestHead,
+    respond: Respond,
     /// The client's address: the dashboard's sign-in counts attempts per peer.
     peer: IpAddr,
     kind: Kind,
@@ -70,18 +136,18 @@ enum Kind {
 impl Handler {
     /// The answer; may block (SQLite readers, a spool flush).
     pub fn answer(self, daemon: &Daemon, body: &[u8]) -> Reply {
-        match self.kind {
+        self.respond.finish(match self.kind {
             Kind::Metrics => daemon.render_metrics(),
             Kind::Admin => super::admin::answer(daemon, &self.head, body, self.peer),
-        }
+        })
     }
 
     /// The reply when [`Handler::answer`] could not run to its end (its task panicked).
     pub fn failed(&self) -> Reply {
-        match self.kind {
+        self.respond.finish(match self.kind {
             Kind::Metrics => errors::internal_error(),
             Kind::Admin => agent_cli_proxy_core::admin::internal_error(),
-        }
+        })
     }
 
     /// The reply to a body over its [`BodyUse::Read`] limit. It closes the connection: the
@@ -91,19 +157,20 @@ impl Handler {
             BodyUse::Read(limit) => limit,
             BodyUse::Ignore => MAX_IGNORED_BODY,
         };
-        errors::body_too_large(limit).closing()
+        self.respond.finish(errors::body_too_large(limit).closing())
     }
 }
 
 impl Daemon {
     /// Decides what to do with a request from its head: the route, the admin gate, and
-    /// whether its answers carry the HTTPS-only security header (`secure`).
-    pub fn plan(&self, head: RequestHead, peer: IpAddr) -> (Plan, bool) {
+    /// whether its answers carry the HTTPS-only security header.
+    pub fn plan(&self, head: RequestHead, peer: IpAddr) -> (Plan, Respond) {
         let secure = gate::is_secure_request(&head.headers, false, self.config.trust_proxy_headers);
+        let respond = Respond { secure };
         let route = self.core().route(&head);
         let plan = match route {
             Route::Health => Plan::Reply(Reply::json(StatusCode::OK, r#"{"status":"ok"}"#)),
-            Route::Ready => Plan::Ready,
+            Route::Ready => Plan::Ready(Ready(respond)),
             Route::NotFound => Plan::Reply(errors::not_found()),
             Route::Proxy => Plan::Proxy(head),
             // Embedded bytes behind the gate's local checks: nothing blocks, so no handler.
@@ -116,12 +183,14 @@ impl Daemon {
                     Err(reply) => Plan::Reply(reply),
                     Ok(()) if route == Route::Metrics => Plan::Handler(Handler {
                         head,
+                        respond,
                         peer,
                         kind: Kind::Metrics,
                         body: BodyUse::Ignore,
                     }),
                     Ok(()) => Plan::Handler(Handler {
                         head,
+                        respond,
                         peer,
                         kind: Kind::Admin,
                         body: BodyUse::Read(MAX_ADMIN_BODY),
@@ -129,7 +198,11 @@ impl Daemon {
                 }
             }
         };
-        (plan, secure)
+        let plan = match plan {
+            Plan::Reply(reply) => Plan::Reply(respond.finish(reply)),
+            other => other,
+        };
+        (plan, respond)
     }
 
     /// The proxy's checks on a head (`datapath.md` §4–§5) once its credential is looked up
@@ -186,6 +259,7 @@ impl Daemon {
 /// charge against the global body budget (`datapath.md` §5), released when the intake — or
 /// the [`BudgetCharge`] taken from it — is dropped.
 pub struct BodyIntake {
+    respond: Respond,
     buf: BytesMut,
     limit: u64,
     declared: Option<u64>,
@@ -197,6 +271,7 @@ impl BodyIntake {
     /// `limit`. A declared length is charged at once; otherwise each chunk is.
     pub fn start(
         daemon: &Arc<impl AsRef<Daemon> + Send + Sync + 'static>,
+        respond: Respond,
         declared: Option<u64>,
         limit: u64,
     ) -> Result<BodyIntake, Reply> {
@@ -204,9 +279,10 @@ impl BodyIntake {
         if let Some(len) = declared {
             charge
                 .add(len)
-                .map_err(|()| errors::body_budget().closing())?;
+                .map_err(|()| respond.finish(errors::body_budget().closing()))?;
         }
         Ok(BodyIntake {
+            respond,
             buf: BytesMut::with_capacity(declared.unwrap_or(0).min(limit) as usize),
             limit,
             declared,
@@ -218,12 +294,13 @@ impl BodyIntake {
     pub fn push(&mut self, chunk: &[u8]) -> Result<(), Reply> {
         let total = self.buf.len() as u64 + chunk.len() as u64;
         if total > self.limit {
-            return Err(errors::body_too_large(self.limit).closing());
+            return Err(self.respond.body_failure(BodyFailure::TooLarge, self.limit));
         }
         if self.declared.is_none() {
+            let respond = self.respond;
             self.charge
                 .add(chunk.len() as u64)
-                .map_err(|()| errors::body_budget().closing())?;
+                .map_err(|()| respond.finish(errors::body_budget().closing()))?;
         }
         self.buf.extend_from_slice(chunk);
         Ok(())
@@ -261,5 +338,26 @@ impl BudgetCharge {
 impl Drop for BudgetCharge {
     fn drop(&mut self) {
         (*self.daemon).as_ref().release_body(self.bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_observed_failures_get_finished_replies() {
+        let secure = Respond { secure: true };
+        let too_large = secure.body_failure(BodyFailure::TooLarge, 10);
+        assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(too_large.close, "the rest of the body is never read");
+        assert!(too_large.headers.contains_key("strict-transport-security"));
+        let timeout = Respond::NO_REQUEST.body_failure(BodyFailure::Timeout, 10);
+        assert_eq!(timeout.status, StatusCode::REQUEST_TIMEOUT);
+        assert!(timeout.headers.contains_key("x-frame-options"));
+        assert!(!timeout.headers.contains_key("strict-transport-security"));
+        let internal = Respond::NO_REQUEST.internal_error();
+        assert_eq!(internal.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(internal.headers.contains_key("x-content-type-options"));
     }
 }

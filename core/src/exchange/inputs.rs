@@ -46,7 +46,9 @@ impl Exchange {
             }
             Err(failure) => {
                 self.row = RowState::Done;
-                self.metric(MetricEvent::StorageFailure { op: "prelog" });
+                self.metric(MetricEvent::StorageFailure {
+                    op: crate::metrics::StorageOp::Prelog,
+                });
                 self.log(
                     Level::Error,
                     "lifecycle.prelog_failed",
@@ -208,7 +210,9 @@ impl Exchange {
                 self.release_held();
             }
             Err(failure) if !fallback => {
-                self.metric(MetricEvent::StorageFailure { op: "finalize" });
+                self.metric(MetricEvent::StorageFailure {
+                    op: crate::metrics::StorageOp::Finalize,
+                });
                 self.log(
                     Level::Error,
                     "lifecycle.finalize_failed",

@@ -191,3 +191,44 @@ fn managed_key_header_is_not_forwarded_upstream() {
     assert!(sent.get("x-api-key").is_none());
     assert_eq!(s.finalize().proxy_api_key_id, Some(9));
 }
+
+#[test]
+fn refusals_carry_the_security_headers_with_hsts_only_on_a_trusted_https_request() {
+    let hsts = |r: &crate::head::Reply| r.headers.contains_key("strict-transport-security");
+    let framed = |r: &crate::head::Reply| {
+        r.headers
+            .get("x-frame-options")
+            .is_some_and(|v| v == "DENY")
+    };
+    let https = [
+        ("x-forwarded-proto", "https"),
+        ("origin", "http://evil.example"),
+    ];
+
+    let trusted = sim::core(&[("TRUST_PROXY_HEADERS", "true")]);
+    let refused = trusted
+        .check_proxy_head(&proxy_head(&https), &KeyLookup::NoCredential)
+        .expect_err("bad origin");
+    assert!(framed(&refused) && hsts(&refused));
+    // Forwarded headers are not trusted by default: the baseline headers, no HSTS.
+    let plain = sim::core(&[]);
+    let refused = plain
+        .check_proxy_head(&proxy_head(&https), &KeyLookup::NoCredential)
+        .expect_err("bad origin");
+    assert!(framed(&refused) && !hsts(&refused));
+
+    let mut trusted = sim::core(&[("TRUST_PROXY_HEADERS", "true")]);
+    let req = sim::request(
+        "POST",
+        "/v1/messages",
+        &[
+            ("x-forwarded-proto", "https"),
+            ("x-provider", "nope"),
+            ("content-type", "application/json"),
+        ],
+        r#"{"model":"claude-sonnet-4-5"}"#,
+    );
+    let reply = start_reply(&mut trusted, req).expect("rejected before the pre-log");
+    assert_eq!(reply.status.as_u16(), 400);
+    assert!(framed(&reply) && hsts(&reply));
+}

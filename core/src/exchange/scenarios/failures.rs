@@ -396,3 +396,46 @@ fn cancel_precedes_the_client_reply_in_one_drain() {
         .expect("reply");
     assert!(cancel < reply);
 }
+
+#[test]
+fn relayed_heads_carry_the_security_headers_and_hsts_only_when_secure() {
+    let relayed = |env: &[(&str, &str)]| {
+        let req = sim::request("GET", "/v1/models", &[("x-forwarded-proto", "https")], "");
+        let mut s = Sim::start(sim::core(env), req);
+        s.attempt(script(
+            head_with(
+                200,
+                &[
+                    ("content-type", "application/json"),
+                    ("strict-transport-security", "max-age=1"),
+                ],
+            ),
+            &["{}"],
+            true,
+        ));
+        s.run();
+        s.check_invariants();
+        let Downstream::Head { headers, .. } = &s.downs()[0] else {
+            panic!("head");
+        };
+        headers.clone()
+    };
+    let secure = relayed(&[("TRUST_PROXY_HEADERS", "true")]);
+    assert_eq!(
+        secure.get("x-content-type-options").map(|v| v.as_bytes()),
+        Some(&b"nosniff"[..])
+    );
+    assert_eq!(
+        secure
+            .get("strict-transport-security")
+            .map(|v| v.as_bytes()),
+        Some(crate::gate::HSTS_VALUE.as_bytes())
+    );
+    // Untrusted forwarded headers: not secure, and the upstream's own HSTS is dropped.
+    let plain = relayed(&[]);
+    assert_eq!(
+        plain.get("x-content-type-options").map(|v| v.as_bytes()),
+        Some(&b"nosniff"[..])
+    );
+    assert!(plain.get("strict-transport-security").is_none());
+}
