@@ -1186,3 +1186,81 @@ fn a_database_outage_under_load_fails_no_call_and_loses_no_row() {
         }
     }
 }
+
+/// f. A replica that never comes back (`docs/replicas.md` §3): its calls still pending when it
+/// has been unseen for 10 minutes are ended `replica-lost` by whichever replica holds the
+/// retention loop (its first tick runs at start), costed like a boot recovery; the pending call
+/// of a replica seen a minute ago is left alone, as are finished rows.
+#[test]
+fn the_pending_calls_of_a_replica_gone_for_ten_minutes_end_as_replica_lost() {
+    run_child_if_requested();
+    let _case = one_case_at_a_time();
+    let (_pg, url) = server("replicas_lost");
+    let upstream = FakeUpstream::start();
+    let up = upstream.url();
+    let env = [("CLI_PROXY_API_URL", up.as_str())];
+    // A first replica creates the schema, then stops (and gives its loop locks up).
+    drop(Replica::start(&url, &env));
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    for (replica, seen_ms, request_id) in [
+        ("ghost", 20 * 60_000, "lost-ghost-1"),
+        ("napping", 60_000, "lost-napping-1"),
+    ] {
+        let seen = iso_before_now(seen_ms);
+        client
+            .execute(
+                "INSERT INTO replicas (replica, host, version, started_at, seen_at)
+                 VALUES ($1, 'elsewhere', '0.1.0', $2, $2)",
+                &[&replica, &seen],
+            )
+            .unwrap();
+        client
+            .execute(
+                "INSERT INTO request_logs (request_id, msg_id, provider, model, path, started_at,
+                   prompt_tokens, completion_tokens, total_tokens, replica)
+                 VALUES ($1, $1, 'anthropic', 'claude-sonnet-4-5', '/v1/messages', $2,
+                   1000, 100, 1100, $3)",
+                &[&request_id, &seen, &replica],
+            )
+            .unwrap();
+    }
+    drop(client);
+    let survivor = Replica::start(&url, &env);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let ended = loop {
+        let rows = pg_rows(&url, "lost-%").unwrap();
+        let ghost = rows
+            .iter()
+            .find(|r| r["request_id"] == "lost-ghost-1")
+            .cloned();
+        if let Some(row) = ghost.filter(|r| r["lifecycle_status"] != "pending") {
+            break (row, rows);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lost replica's call is still pending after 15 s: {rows:?}\n{}",
+            survivor.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (ghost, rows) = ended;
+    assert_eq!(ghost["lifecycle_status"], "aborted", "{ghost}");
+    assert_eq!(ghost["error_message"], "replica-lost", "{ghost}");
+    assert_eq!(
+        ghost["cost_status"], "ok",
+        "costed from its tokens: {ghost}"
+    );
+    let napping = rows
+        .iter()
+        .find(|r| r["request_id"] == "lost-napping-1")
+        .unwrap();
+    assert_eq!(
+        napping["lifecycle_status"], "pending",
+        "a replica seen a minute ago keeps its calls: {napping}"
+    );
+    assert!(
+        aggregate_mismatches(&url).is_empty(),
+        "{:?}",
+        aggregate_mismatches(&url)
+    );
+}
