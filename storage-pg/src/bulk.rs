@@ -236,11 +236,10 @@ pub(crate) fn apply(
         .filter(|&k| !merged[k] && !matches!(todo[k].1, Record::Begin(_)))
         .collect();
     // A record before its call's `Begin` would see the row too early if moved after it.
-    if rest.iter().any(|&k| {
-        begins
-            .get(todo[k].1.request_id())
-            .is_some_and(|&i| i > k)
-    }) {
+    if rest
+        .iter()
+        .any(|&k| begins.get(todo[k].1.request_id()).is_some_and(|&i| i > k))
+    {
         return Ok(false);
     }
     if !pairs.is_empty() {

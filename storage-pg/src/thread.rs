@@ -252,9 +252,11 @@ impl Loop {
                 // A refusal is counted by the ingester and said by `flush`'s answer. A
                 // shutdown asked for during a flush's drain bounds that drain too.
                 let shared = &self.shared;
-                let _ = self.ingester.drain_while(&mut self.store, &(self.clock)(), || {
-                    !shared.stop.load(Ordering::Acquire) || shared.within_stop_budget()
-                });
+                let _ = self
+                    .ingester
+                    .drain_while(&mut self.store, &(self.clock)(), || {
+                        !shared.stop.load(Ordering::Acquire) || shared.within_stop_budget()
+                    });
             } else if self.ingester.ready(Instant::now(), self.config.max_delay) {
                 let _ = self.ingester.step(&mut self.store, &(self.clock)());
             }
