@@ -23,7 +23,8 @@
 //! * `WalCheckpoint`: nothing to do without a WAL; answers what SQLite answers for a
 //!   database not in WAL mode.
 //! * `Shutdown`: refuses further commands, answers those already queued, stops the ingest
-//!   thread (which applies what it can; the rest stays spooled for the next start), then
+//!   thread (which applies what it can within `thread::SHUTDOWN_DRAIN`; the rest stays
+//!   spooled for the next start), then
 //!   answers `Done` and the thread ends.
 //! * The data-path commands (`PreLog`, `CheckpointUsage`, `Finalize`, `FinalizeFallback`)
 //!   arrive as spool records on this backend; sent as commands they answer an error.

@@ -10,8 +10,10 @@
 //! map of calls in flight is needed across batches. A `Begin` whose `End` is in the same
 //! batch becomes one `INSERT … ON CONFLICT (request_id) DO UPDATE` of the final row.
 //!
-//! Not yet: multi-row statements or `COPY` (each record is a few round trips; to be measured
-//! before it is changed, `docs/replicas.md` §3).
+//! Every `Begin` of a batch (with its `End` when both are there) lands through one multi-row
+//! statement ([`crate::bulk`]); the records that depend on rows of earlier batches (`Usage`,
+//! a later `End`, `Fallback`) follow one by one in spool order, as do all records of a batch
+//! the server refused a record of (each under its own savepoint).
 
 use std::collections::HashMap;
 
@@ -148,6 +150,9 @@ fn apply_records(
             ends.entry(request_id.as_str()).or_insert(i);
         }
     }
+    if !isolate && crate::bulk::apply(tx, replica, todo, &ends, outcome, deltas)? {
+        return Ok(());
+    }
     let mut merged = vec![false; todo.len()];
     for (i, (seq, rec)) in todo.iter().enumerate() {
         if merged[i] {
@@ -196,7 +201,7 @@ fn apply_records(
 
 /// Applies one record (with its `End` when both are in the batch); false when the record
 /// names a call that has no row.
-fn apply_one(
+pub(crate) fn apply_one(
     tx: &mut Transaction<'_>,
     replica: &str,
     rec: &Record,
@@ -222,7 +227,7 @@ fn apply_one(
 }
 
 /// Pre-log columns, in the order of [`prelog_params`].
-const PRELOG_COLUMNS: [&str; 15] = [
+pub(crate) const PRELOG_COLUMNS: [&str; 15] = [
     "request_id",
     "provider",
     "model",
@@ -286,20 +291,20 @@ fn insert_pending(tx: &mut Transaction<'_>, replica: &str, r: &PreLogRow) -> Res
 }
 
 /// The finalize columns as SQL values.
-struct FinalValues<'a> {
-    row: &'a FinalizeRow,
-    streamed: i64,
-    tokens: [i64; 7],
-    usage_incomplete: i64,
-    cost_usd: f64,
-    cost_nanousd: i64,
-    cost_status: &'static str,
-    incomplete: i64,
-    lifecycle_status: &'static str,
+pub(crate) struct FinalValues<'a> {
+    pub(crate) row: &'a FinalizeRow,
+    pub(crate) streamed: i64,
+    pub(crate) tokens: [i64; 7],
+    pub(crate) usage_incomplete: i64,
+    pub(crate) cost_usd: f64,
+    pub(crate) cost_nanousd: i64,
+    pub(crate) cost_status: &'static str,
+    pub(crate) incomplete: i64,
+    pub(crate) lifecycle_status: &'static str,
 }
 
 impl<'a> FinalValues<'a> {
-    fn of(row: &'a FinalizeRow) -> FinalValues<'a> {
+    pub(crate) fn of(row: &'a FinalizeRow) -> FinalValues<'a> {
         let t = &row.tokens;
         let cost = sql_int(row.cost_nanousd);
         FinalValues {
@@ -324,7 +329,7 @@ impl<'a> FinalValues<'a> {
     }
 
     /// In the order of [`FINAL_COLUMNS`].
-    fn params(&self) -> [&(dyn ToSql + Sync); 23] {
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 23] {
         let r = self.row;
         [
             &r.actual_model,
@@ -356,7 +361,7 @@ impl<'a> FinalValues<'a> {
 
 /// What a finalize writes, in the order of [`FinalValues::params`]; `now` is written to both
 /// `finished_at` and `finalized_at`.
-const FINAL_COLUMNS: [&str; 23] = [
+pub(crate) const FINAL_COLUMNS: [&str; 23] = [
     "actual_model",
     "actual_provider",
     "proxy_api_key_id",

@@ -198,12 +198,24 @@ impl PgIngester {
         }
     }
 
-    /// Applies everything spooled so far (boot, shutdown), ignoring the backoff; stops at
-    /// the first refusal. Returns the records applied.
+    /// Applies everything spooled so far (boot), ignoring the backoff; stops at the first
+    /// refusal. Returns the records applied.
     pub fn drain(&mut self, store: &mut PgStore, now: &str) -> Result<u64, PgError> {
+        self.drain_while(store, now, || true)
+    }
+
+    /// [`drain`](Self::drain), asking `more` before each batch and stopping when it says
+    /// no: a shutdown bounds its drain this way, the rest waits in the spool for the next
+    /// start.
+    pub fn drain_while(
+        &mut self,
+        store: &mut PgStore,
+        now: &str,
+        mut more: impl FnMut() -> bool,
+    ) -> Result<u64, PgError> {
         self.retry = None;
         let mut total = 0u64;
-        while self.behind() > 0 {
+        while self.behind() > 0 && more() {
             let n = self.step(store, now)?;
             if n == 0 {
                 break;

@@ -29,6 +29,7 @@
 
 pub mod backend;
 pub mod backfill;
+mod bulk;
 pub mod conn;
 pub mod control;
 pub mod copy;

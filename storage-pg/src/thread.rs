@@ -8,7 +8,9 @@
 //! * [`PgIngestHandle::flush`] is read-your-writes (S6): it wakes the thread, which applies
 //!   at once whatever is spooled, and waits until the position taken at the call is applied
 //!   or the time is up; it answers what is still behind.
-//! * [`PgIngestHandle::shutdown`] applies everything it can, then stops the thread.
+//! * [`PgIngestHandle::shutdown`] applies what it can within [`SHUTDOWN_DRAIN`], then stops
+//!   the thread: the spool is durable, so a backlog larger than that is left for the next
+//!   start rather than holding the stop past a service manager's timeout.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -24,6 +26,11 @@ use crate::ingester::PgIngester;
 
 /// Name of the thread.
 pub const THREAD_NAME: &str = "acp-pg-ingest";
+
+/// How long [`PgIngestHandle::shutdown`] keeps applying batches. A service manager's stop
+/// timeout is commonly 10 s or more (systemd's default is 90 s), and the boot of the next
+/// start applies whatever is left.
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 
 /// The wall clock as ISO-8601 text, supplied by the caller (the storage layers never read
 /// the clock for a value they write).
@@ -49,6 +56,8 @@ pub struct ThreadConfig {
 struct Shared {
     urgent: AtomicBool,
     stop: AtomicBool,
+    /// Until when a stopping thread may still apply batches; set before `stop`.
+    stop_by: Mutex<Option<Instant>>,
     /// Notified after every pass of the loop, for `flush`.
     progress: (Mutex<()>, Condvar),
 }
@@ -96,6 +105,7 @@ impl PgIngestHandle {
         let shared = Arc::new(Shared {
             urgent: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            stop_by: Mutex::new(None),
             progress: (Mutex::new(()), Condvar::new()),
         });
         let spool = Arc::clone(ingester.spool());
@@ -174,15 +184,35 @@ impl PgIngestHandle {
         }
     }
 
-    /// Applies what it can, then stops the thread; returns the records left unapplied
-    /// (nonzero only when the database refused the last attempt; they stay in the spool for
-    /// the next start).
-    pub fn shutdown(mut self) -> u64 {
-        self.stop_thread();
+    /// Applies what it can within [`SHUTDOWN_DRAIN`], then stops the thread; returns the
+    /// records left unapplied (the database refused the last attempt, or the backlog was
+    /// larger than the bound); they stay in the spool for the next start.
+    pub fn shutdown(self) -> u64 {
+        self.shutdown_within(SHUTDOWN_DRAIN)
+    }
+
+    /// [`shutdown`](Self::shutdown) with another bound: no batch starts after `budget` has
+    /// passed (the one running then is finished, its transaction is not cut).
+    pub fn shutdown_within(mut self, budget: Duration) -> u64 {
+        self.stop_thread_within(budget);
         self.spool.stats().unapplied()
     }
 
     fn stop_thread(&mut self) {
+        self.stop_thread_within(SHUTDOWN_DRAIN);
+    }
+
+    fn stop_thread_within(&mut self, budget: Duration) {
+        {
+            let mut by = self
+                .shared
+                .stop_by
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if by.is_none() {
+                *by = Some(Instant::now() + budget);
+            }
+        }
         self.shared.stop.store(true, Ordering::Release);
         self.bell.ring();
         if let Some(join) = self.join.take() {
@@ -194,6 +224,13 @@ impl PgIngestHandle {
 impl Drop for PgIngestHandle {
     fn drop(&mut self) {
         self.stop_thread();
+    }
+}
+
+impl Shared {
+    fn within_stop_budget(&self) -> bool {
+        let by = *self.stop_by.lock().unwrap_or_else(PoisonError::into_inner);
+        by.is_none_or(|by| Instant::now() < by)
     }
 }
 
@@ -212,8 +249,14 @@ impl Loop {
         loop {
             let stop = self.shared.stop.load(Ordering::Acquire);
             if stop || self.shared.urgent.swap(false, Ordering::AcqRel) {
-                // A refusal is counted by the ingester and said by `flush`'s answer.
-                let _ = self.ingester.drain(&mut self.store, &(self.clock)());
+                // A refusal is counted by the ingester and said by `flush`'s answer. A
+                // shutdown asked for during a flush's drain bounds that drain too.
+                let shared = &self.shared;
+                let _ = self
+                    .ingester
+                    .drain_while(&mut self.store, &(self.clock)(), || {
+                        !shared.stop.load(Ordering::Acquire) || shared.within_stop_budget()
+                    });
             } else if self.ingester.ready(Instant::now(), self.config.max_delay) {
                 let _ = self.ingester.step(&mut self.store, &(self.clock)());
             }

@@ -2096,3 +2096,240 @@ fn the_backend_answers_in_time_while_the_server_is_down_and_lands_everything_onc
     b.join.join().unwrap();
     assert_eq!(b.spool.stats().unapplied(), 0);
 }
+
+/// Everything ingestion writes (rows, audit rows, `daily_usage`), with the ids left out (a
+/// refused insert still takes an id from the sequence) but in id order, audit rows named by
+/// their call.
+fn ingested(store: &mut PgStore) -> [Vec<String>; 3] {
+    let mut out: [Vec<String>; 3] = Default::default();
+    for (part, sql) in [
+        "SELECT (to_jsonb(r) - 'id')::text FROM request_logs r ORDER BY id",
+        "SELECT (to_jsonb(a) - 'id' - 'request_log_id' - 'calc_at'
+           || jsonb_build_object('call', l.request_id))::text
+         FROM cost_audit a JOIN request_logs l ON l.id = a.request_log_id ORDER BY a.id",
+        "SELECT to_jsonb(d)::text FROM daily_usage d ORDER BY day, provider, model",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for row in store.client().query(sql, &[]).unwrap() {
+            out[part].push(row.get(0));
+        }
+    }
+    out
+}
+
+/// Pairs, lone `Begin`s, a `Usage` inside a pair, `End`s and a `Fallback` of calls begun in
+/// an earlier batch (or the same one, by batch size), and a second `End` of a call.
+fn mixed_workload() -> Vec<Record> {
+    let mut records = workload();
+    records.extend([
+        begin("p1", "claude-sonnet", "2026-12-07T06:00:00.000Z"),
+        begin("p2", "Zeta", "2026-12-07T06:00:01.000Z"),
+        end("p1", "claude-sonnet", 70, 7_000, Terminal::Completed),
+        Record::Usage {
+            request_id: "p2".to_owned(),
+            tokens: tokens(9),
+        },
+        end("p2", "Zeta", 80, 8_000, Terminal::Aborted),
+        end("r5", "claude-sonnet", 90, 9_000, Terminal::Completed),
+        begin("p3", "alpha", "2026-12-07T06:00:02.000Z"),
+        end("p1", "claude-sonnet", 71, 7_100, Terminal::Completed),
+        Record::Fallback {
+            request_id: "p3".to_owned(),
+            message: "disk I/O error".to_owned(),
+            now: NOW.to_owned(),
+        },
+        begin("p4", "alpha", "2026-12-07T06:00:03.000Z"),
+    ]);
+    records
+}
+
+/// The multi-row path leaves the database as one record at a time does: the same batches at
+/// sizes from 1 (every `Begin` alone, every `End` a later one) to all at once, and the same
+/// batch forced through the per-record path by a record the server refuses.
+#[test]
+fn a_batch_mixing_pairs_lone_begins_and_later_ends_lands_as_one_record_at_a_time_does() {
+    let pg = TestPg::start();
+    let records = mixed_workload();
+    let mut dumps = Vec::new();
+    for size in [1, 3, 5, records.len()] {
+        let mut store = PgStore::connect(&pg.create_database(&format!("size_{size}"))).unwrap();
+        store.migrate().unwrap();
+        ingest_all(&mut store, "A", &spooled_batches(&records, size));
+        assert_eq!(store.applied_seq("A").unwrap(), records.len() as u64);
+        // Ids keep the order the calls began in.
+        let order: Vec<String> = store
+            .client()
+            .query("SELECT request_id FROM request_logs ORDER BY id", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(
+            order,
+            ["r1", "r2", "r3", "r4", "r5", "r6", "p1", "p2", "p3", "p4"],
+            "size {size}"
+        );
+        dumps.push((size, ingested(&mut store)));
+    }
+    // The refused record sends the whole batch through the per-record path (one savepoint
+    // per record), the behaviour before the multi-row statements.
+    let mut refused = records.clone();
+    refused.insert(14, begin("bad", "m\0", "2026-12-07T06:00:00.500Z"));
+    let mut store = PgStore::connect(&pg.create_database("refused")).unwrap();
+    store.migrate().unwrap();
+    let batches = spooled_batches(&refused, refused.len());
+    let outcome = store
+        .apply_batch("A", &batches[0].0, Some(batches[0].1), NOW)
+        .unwrap();
+    assert_eq!(outcome.rejected.len(), 1, "{outcome:?}");
+    assert_eq!(outcome.rejected[0].0, 15);
+    assert!(outcome.orphans.is_empty(), "{outcome:?}");
+    assert_eq!(
+        (outcome.applied, outcome.applied_seq),
+        (refused.len() - 1, refused.len() as u64)
+    );
+    let per_record = ingested(&mut store);
+    assert_eq!(per_record[0].len(), 10, "{per_record:?}");
+    for (size, dump) in &dumps {
+        if *size == records.len() {
+            assert_eq!(dump, &per_record, "the same batch");
+        } else {
+            // An `End` in a later batch writes its audit row with that batch, so only the
+            // audit rows' order depends on where batches end (one record at a time too).
+            let sorted = |v: &Vec<String>| {
+                let mut v = v.clone();
+                v.sort_unstable();
+                v
+            };
+            assert_eq!(dump[0], per_record[0], "batch size {size}");
+            assert_eq!(
+                sorted(&dump[1]),
+                sorted(&per_record[1]),
+                "batch size {size}"
+            );
+            assert_eq!(dump[2], per_record[2], "batch size {size}");
+        }
+    }
+}
+
+/// A `Begin` and its `End` in one batch meeting the call's pending row from an earlier batch
+/// (the conflict branch of the multi-row insert): finalized once, audited once, counted once.
+#[test]
+fn a_pair_meeting_its_pending_row_from_an_earlier_batch_finalizes_it_once() {
+    let pg = TestPg::start();
+    let mut store = migrated(&pg);
+    let at = "2026-12-07T01:00:00.000Z";
+    let first = spooled_batches(&[begin("q", "m", at), begin("lone", "m", at)], 10);
+    ingest_all(&mut store, "A", &first);
+    let second = [
+        begin("q", "m", at),
+        begin("new", "m", at),
+        end("q", "m", 5, 500, Terminal::Completed),
+        end("new", "m", 6, 600, Terminal::Completed),
+        begin("lone", "m", at),
+    ];
+    let opened = Spool::open(SpoolConfig::memory(), 2, Arc::new(Doorbell::default())).unwrap();
+    for r in &second {
+        opened.spool.append(r).unwrap();
+    }
+    let mut buf = Vec::new();
+    let next = opened.spool.read(opened.cursor, 10, &mut buf).unwrap();
+    assert_eq!(buf.first().map(|(s, _)| *s), Some(3));
+    let outcome = store.apply_batch("A", &buf, Some(next), NOW).unwrap();
+    assert_eq!(
+        (outcome.applied, outcome.applied_seq),
+        (5, 7),
+        "{outcome:?}"
+    );
+    let rows: Vec<(String, String, i64)> = store
+        .client()
+        .query(
+            "SELECT request_id, lifecycle_status, prompt_tokens FROM request_logs ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("q".to_owned(), "completed".to_owned(), 5),
+            ("lone".to_owned(), "pending".to_owned(), 0),
+            ("new".to_owned(), "completed".to_owned(), 6),
+        ]
+    );
+    assert_eq!(count(&mut store, "SELECT COUNT(*) FROM cost_audit"), 2);
+    assert_eq!(
+        count(
+            &mut store,
+            "SELECT request_count + cost_nanousd FROM daily_usage WHERE model = 'm'"
+        ),
+        2 + 1_100
+    );
+}
+
+/// A backlog larger than the shutdown's bound: the stop returns in time, says how much is
+/// left, and the next start applies the rest, every call exactly once.
+#[test]
+fn shutdown_is_bounded_and_the_next_start_applies_the_rest_once() {
+    use agent_cli_proxy_storage_pg::PgIngestHandle;
+    use std::time::{Duration, Instant};
+    let pg = TestPg::start();
+    let dir = tempfile::tempdir().unwrap();
+    // Small batches, so the backlog takes many of them.
+    let config = agent_cli_proxy_storage_pg::ThreadConfig {
+        batch: 16,
+        max_delay: Duration::from_millis(1),
+        ..thread_config("A")
+    };
+    let (handle, _) = PgIngestHandle::spawn(
+        migrated(&pg),
+        SpoolConfig::in_dir(dir.path()),
+        config.clone(),
+        fixed_clock(),
+    )
+    .unwrap();
+    let calls = 20_000;
+    for i in 0..calls {
+        let id = format!("c{i}");
+        handle.spool().append(&begin(&id, "m", NOW)).unwrap();
+        handle
+            .spool()
+            .append(&end(&id, "m", 1, 10, Terminal::Completed))
+            .unwrap();
+    }
+    let budget = Duration::from_millis(300);
+    let started = Instant::now();
+    let left = handle.shutdown_within(budget);
+    let took = started.elapsed();
+    // The bound plus the batch running when it passed, with room for a loaded machine.
+    assert!(took < budget + Duration::from_secs(2), "{took:?}");
+    assert!(left > 0, "the backlog should outlast {budget:?}");
+    let mut store = migrated(&pg);
+    let applied = store.applied_seq("A").unwrap();
+    assert_eq!(applied + left, 2 * calls);
+    let (handle, _) = PgIngestHandle::spawn(
+        migrated(&pg),
+        SpoolConfig::in_dir(dir.path()),
+        config,
+        fixed_clock(),
+    )
+    .unwrap();
+    assert_eq!(handle.boot_ingested(), left);
+    assert_eq!(handle.shutdown(), 0);
+    assert_eq!(store.applied_seq("A").unwrap(), 2 * calls);
+    assert_eq!(
+        count(
+            &mut store,
+            "SELECT COUNT(*) FROM request_logs WHERE lifecycle_status = 'completed'"
+        ),
+        calls as i64
+    );
+    assert_eq!(
+        count(&mut store, "SELECT request_count FROM daily_usage"),
+        calls as i64
+    );
+}
