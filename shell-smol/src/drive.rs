@@ -95,13 +95,7 @@ pub async fn drive(
                 _ => After::Close,
             };
         }
-        let now = d.now();
-        if stalled {
-            ex.handle_client_stalled(now);
-            continue;
-        }
-        if client_gone {
-            ex.handle_client_gone(now);
+        if ex.handle_client_after_flush(stalled, client_gone, d.now()) {
             continue;
         }
 

@@ -89,13 +89,7 @@ pub async fn drive(
         if d.drain_events(&mut ex) {
             return;
         }
-        let now = d.now();
-        if stalled {
-            ex.handle_client_stalled(now);
-            continue;
-        }
-        if client_gone {
-            ex.handle_client_gone(now);
+        if ex.handle_client_after_flush(stalled, client_gone, d.now()) {
             continue;
         }
 

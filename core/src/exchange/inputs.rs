@@ -249,6 +249,18 @@ impl Exchange {
         self.maybe_finish();
     }
 
+    /// What a shell saw of its client while flushing, in one call: a stall (O12) wins over a
+    /// close (O11), as the response is cut either way and the stall is the more specific
+    /// outcome. True when something was fed, so the shell drains again before it waits.
+    pub fn handle_client_after_flush(&mut self, stalled: bool, gone: bool, now: Instant) -> bool {
+        if stalled {
+            self.handle_client_stalled(now);
+        } else if gone {
+            self.handle_client_gone(now);
+        }
+        stalled || gone
+    }
+
     /// The client connection closed (or its read side reached EOF while a response was
     /// pending). Outcome O11, unless the exchange already ended.
     pub fn handle_client_gone(&mut self, now: Instant) {
