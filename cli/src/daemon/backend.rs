@@ -161,6 +161,12 @@ impl OnceLoops {
         !matches!(kind, LoopKind::PricingRefresh)
     }
 
+    /// True when replicas share the database, so claims and sweeps mean something (a SQLite
+    /// daemon skips the blocking-pool hop they would cost).
+    pub fn is_shared(&self) -> bool {
+        self.replica().is_some()
+    }
+
     /// Claims `kind` for the coming tick (blocking: a database round trip with PostgreSQL).
     #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
     pub fn claim(&self, kind: LoopKind) -> Result<Claim, String> {

@@ -197,7 +197,7 @@ pub enum Ran {
 /// time (a database round trip with PostgreSQL; always granted with SQLite).
 pub async fn run_tick(tick: &Tick, d: &Daemon, io: &dyn HttpGet) -> Result<Ran, String> {
     let kind = tick.kind();
-    if super::OnceLoops::is_once_only(kind) {
+    if super::OnceLoops::is_once_only(kind) && d.once.is_shared() {
         let once = std::sync::Arc::clone(&d.once);
         if blocking(io, move || once.claim(kind)).await?? == super::Claim::Standby {
             return Ok(Ran::Standby);
@@ -222,6 +222,9 @@ pub async fn run_tick(tick: &Tick, d: &Daemon, io: &dyn HttpGet) -> Result<Ran, 
 /// gone for ten minutes (`docs/replicas.md` §3).
 async fn retention(d: &Daemon, io: &dyn HttpGet) -> Result<(), String> {
     quota_retention(d).await?;
+    if !d.once.is_shared() {
+        return Ok(());
+    }
     let once = std::sync::Arc::clone(&d.once);
     let (now, recoster) = (d.wall(), d.recoster());
     let aborted = blocking(io, move || once.sweep_lost_replicas(now, recoster.as_ref())).await??;
