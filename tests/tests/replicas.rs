@@ -723,6 +723,24 @@ fn kill9_of_one_replica_leaves_the_other_alone_and_recovers_its_own_calls() {
     assert_eq!(aggregate_mismatches(&url), Vec::<String>::new());
 }
 
+/// Creates a managed key through `replica`'s admin API; its JSON (`id`, `key`, …).
+fn create_key(replica: &Replica, admin_key: &str, name: &str) -> Value {
+    let body = serde_json::json!({ "name": name }).to_string();
+    let created = request_blocking(
+        replica.addr(),
+        "POST",
+        "/admin/api-keys",
+        &[
+            ("x-admin-token", admin_key),
+            ("content-type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(created.status, 201, "{}", created.text());
+    created.json().unwrap()
+}
+
 /// c. A managed key created through replica A works on replica B at once (the key lives in
 /// the database); revoked through B, it is refused on both within the 1 s key cache, although
 /// both had just accepted it.
@@ -746,17 +764,8 @@ fn a_managed_key_created_on_one_replica_works_and_dies_on_both() {
         ("content-type", "application/json"),
     ];
 
-    let created = request_blocking(
-        a.addr(),
-        "POST",
-        "/admin/api-keys",
-        &admin,
-        br#"{"name":"shared"}"#,
-    )
-    .unwrap();
+    let created = create_key(&a, admin_key, "shared");
     let created_at = Instant::now();
-    assert_eq!(created.status, 201, "{}", created.text());
-    let created = created.json().unwrap();
     let key = created["key"].as_str().unwrap().to_owned();
     let id = created["id"].as_i64().unwrap();
     let bearer = format!("Bearer {key}");
@@ -1062,22 +1071,8 @@ fn a_database_outage_under_load_fails_no_call_and_loses_no_row() {
     let b = Replica::start(&url, &env);
     // The clients hold a managed key: its lookups go to PostgreSQL, which is about to go
     // away, and the calls must still be served.
-    let created = request_blocking(
-        a.addr(),
-        "POST",
-        "/admin/api-keys",
-        &[
-            ("x-admin-token", admin_key),
-            ("content-type", "application/json"),
-        ],
-        br#"{"name":"outage"}"#,
-    )
-    .unwrap();
-    assert_eq!(created.status, 201, "{}", created.text());
-    let bearer = format!(
-        "Bearer {}",
-        created.json().unwrap()["key"].as_str().unwrap()
-    );
+    let created = create_key(&a, admin_key, "outage");
+    let bearer = format!("Bearer {}", created["key"].as_str().unwrap());
 
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = [("a", a.addr()), ("b", b.addr())]
