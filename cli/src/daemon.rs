@@ -73,6 +73,8 @@ pub struct Daemon {
     /// Single-flight quota refreshes and the shell's HTTP client for them.
     pub quota: quota::QuotaService,
     key_cache: Mutex<BTreeMap<String, (Instant, KeyLookup)>>,
+    /// The `last_used_at` last sent per managed key.
+    touched: Mutex<BTreeMap<i64, String>>,
     sessions: Mutex<agent_cli_proxy_core::dashboard::session::Sessions>,
     body_budget: AtomicU64,
     active_streams: AtomicI64,
@@ -190,6 +192,7 @@ impl Daemon {
             pricing,
             quota: quota::QuotaService::default(),
             key_cache: Mutex::new(BTreeMap::new()),
+            touched: Mutex::new(BTreeMap::new()),
             sessions: Mutex::new(sessions),
             body_budget: AtomicU64::new(BODY_BUDGET_BYTES),
             active_streams: AtomicI64::new(0),
@@ -297,9 +300,26 @@ impl Daemon {
         found
     }
 
-    /// Fire-and-forget `last_used_at` update of a managed key.
+    /// Fire-and-forget `last_used_at` update of a managed key. `at` has one-second
+    /// resolution, so a key is touched at most once per second: a busy key would otherwise
+    /// cost a database command per call (a round trip each on PostgreSQL).
     pub fn touch_key(&self, id: i64, at: String) {
+        {
+            let mut touched = self.touched.lock().unwrap_or_else(PoisonError::into_inner);
+            if touched.get(&id) == Some(&at) {
+                return;
+            }
+            if touched.len() > 4096 {
+                touched.clear();
+            }
+            touched.insert(id, at.clone());
+        }
         if let Err(e) = self.writer.try_send(Op::TouchApiKey { id, at }) {
+            // Not sent: let the next call of this second try again.
+            self.touched
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&id);
             self.logger.event(
                 Level::Warn,
                 "proxy_api_key.touch_failed",
