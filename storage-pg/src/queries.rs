@@ -12,11 +12,11 @@ use postgres::{Client, Row};
 
 use std::collections::BTreeMap;
 
-use agent_cli_proxy_core::admin::{Span, TrendRow, history_buckets, trend_buckets};
+use agent_cli_proxy_core::admin::{Span, TrendRow, trend_buckets};
 use agent_cli_proxy_storage::queries::{
     AccountSummary, CorrelationCandidate, CostAuditRow, DailyAccountUsage, DailyUsage, LocalUsage,
-    LogFilter, LogRow, ModelUsage, ProviderUsage, QuotaHistory, QuotaHistoryEntry, QuotaSnapshot,
-    Stats, Trend, TrendFilter, UsageDay, bounded, iso_bound,
+    LogFilter, LogRow, ModelUsage, ProviderUsage, QuotaHistory, QuotaSnapshot, Stats, Trend,
+    TrendFilter, UsageDay, bounded, iso_bound,
 };
 
 use crate::error::PgError;
@@ -400,39 +400,14 @@ pub fn quota_history(
             &account,
         ],
     )?;
-    let mut per_bucket: BTreeMap<i64, BTreeMap<QuotaKey, QuotaHistoryEntry>> = BTreeMap::new();
+    let mut slotted = Vec::with_capacity(rows.len());
     for r in &rows {
-        let Some(bucket) = r.try_get::<_, Option<i64>>(11)? else {
-            continue;
-        };
-        let s = snapshot(r)?;
-        let key = (
-            s.provider.clone(),
-            s.account.clone(),
-            s.quota_type.clone(),
-            s.model.clone(),
-        );
-        // Rows come oldest first, so the last insert per key is the latest snapshot.
-        per_bucket.entry(bucket).or_default().insert(
-            key,
-            QuotaHistoryEntry {
-                provider: s.provider,
-                account: s.account,
-                quota_type: s.quota_type,
-                model: s.model,
-                used_pct: s.used_pct,
-                remaining: s.remaining,
-                resets_at: s.resets_at,
-            },
-        );
+        // A timestamp `acp_epoch` cannot read has no bucket and is left out, as on SQLite.
+        if let Some(bucket) = r.try_get::<_, Option<i64>>(11)? {
+            slotted.push((bucket, snapshot(r)?));
+        }
     }
-    let slotted: Vec<(i64, QuotaHistoryEntry)> = per_bucket
-        .into_iter()
-        .flat_map(|(bucket, latest)| latest.into_values().map(move |e| (bucket, e)))
-        .collect();
-    Ok(QuotaHistory {
-        buckets: history_buckets(&span, &slotted),
-    })
+    Ok(QuotaHistory::from_snapshots(&span, slotted))
 }
 
 fn snapshot(r: &Row) -> Result<QuotaSnapshot, PgError> {

@@ -52,6 +52,46 @@ pub struct QuotaHistory {
 
 type Key = (String, String, String, Option<String>);
 
+impl QuotaHistory {
+    /// The history of `span` from `(bucket start, snapshot)` pairs in time order: per
+    /// bucket, the latest snapshot of each (provider, account, quota_type, model). Both
+    /// backends bucket in SQL and group here, so their answers cannot drift.
+    pub fn from_snapshots(
+        span: &Span,
+        rows: impl IntoIterator<Item = (i64, QuotaSnapshot)>,
+    ) -> QuotaHistory {
+        let mut per_bucket: BTreeMap<i64, BTreeMap<Key, QuotaHistoryEntry>> = BTreeMap::new();
+        for (bucket, s) in rows {
+            let key = (
+                s.provider.clone(),
+                s.account.clone(),
+                s.quota_type.clone(),
+                s.model.clone(),
+            );
+            // Rows come oldest first, so the last insert per key is the latest snapshot.
+            per_bucket.entry(bucket).or_default().insert(
+                key,
+                QuotaHistoryEntry {
+                    provider: s.provider,
+                    account: s.account,
+                    quota_type: s.quota_type,
+                    model: s.model,
+                    used_pct: s.used_pct,
+                    remaining: s.remaining,
+                    resets_at: s.resets_at,
+                },
+            );
+        }
+        let slotted: Vec<(i64, QuotaHistoryEntry)> = per_bucket
+            .into_iter()
+            .flat_map(|(bucket, latest)| latest.into_values().map(move |e| (bucket, e)))
+            .collect();
+        QuotaHistory {
+            buckets: history_buckets(span, &slotted),
+        }
+    }
+}
+
 impl Store {
     /// `/admin/quotas`: for each (provider, account, quota_type, model) the latest row with
     /// `timestamp >= since`, ordered provider, account, quota_type (then model).
@@ -98,7 +138,6 @@ impl Store {
                AND (?4 IS NULL OR provider = ?4) AND (?5 IS NULL OR account = ?5)
              ORDER BY timestamp, id",
         )?;
-        let mut per_bucket: BTreeMap<i64, BTreeMap<Key, QuotaHistoryEntry>> = BTreeMap::new();
         let rows = stmt.query_map(
             params![
                 iso_bound(span.first_bucket_secs()),
@@ -109,39 +148,14 @@ impl Store {
             ],
             |r| Ok((snapshot(r)?, r.get::<_, Option<i64>>(11)?)),
         )?;
+        let mut slotted = Vec::new();
         for row in rows {
-            let (s, bucket) = row?;
             // A timestamp SQLite cannot read has no bucket and is left out.
-            let Some(bucket) = bucket else {
-                continue;
-            };
-            let key = (
-                s.provider.clone(),
-                s.account.clone(),
-                s.quota_type.clone(),
-                s.model.clone(),
-            );
-            // Rows come oldest first, so the last insert per key is the latest snapshot.
-            per_bucket.entry(bucket).or_default().insert(
-                key,
-                QuotaHistoryEntry {
-                    provider: s.provider,
-                    account: s.account,
-                    quota_type: s.quota_type,
-                    model: s.model,
-                    used_pct: s.used_pct,
-                    remaining: s.remaining,
-                    resets_at: s.resets_at,
-                },
-            );
+            if let (s, Some(bucket)) = row? {
+                slotted.push((bucket, s));
+            }
         }
-        let slotted: Vec<(i64, QuotaHistoryEntry)> = per_bucket
-            .into_iter()
-            .flat_map(|(bucket, latest)| latest.into_values().map(move |e| (bucket, e)))
-            .collect();
-        Ok(QuotaHistory {
-            buckets: history_buckets(&span, &slotted),
-        })
+        Ok(QuotaHistory::from_snapshots(&span, slotted))
     }
 }
 
