@@ -723,6 +723,16 @@ fn kill9_of_one_replica_leaves_the_other_alone_and_recovers_its_own_calls() {
     assert_eq!(aggregate_mismatches(&url), Vec::<String>::new());
 }
 
+/// Two replicas that require a proxy key and take `admin_key` for the admin API.
+fn keyed_pair(url: &str, upstream: &str, admin_key: &str) -> (Replica, Replica) {
+    let env = [
+        ("CLI_PROXY_API_URL", upstream),
+        ("ADMIN_API_KEY", admin_key),
+        ("PROXY_REQUIRE_API_KEY", "true"),
+    ];
+    (Replica::start(url, &env), Replica::start(url, &env))
+}
+
 /// Creates a managed key through `replica`'s admin API; its JSON (`id`, `key`, …).
 fn create_key(replica: &Replica, admin_key: &str, name: &str) -> Value {
     let body = serde_json::json!({ "name": name }).to_string();
@@ -752,13 +762,7 @@ fn a_managed_key_created_on_one_replica_works_and_dies_on_both() {
     let upstream = FakeUpstream::start();
     let up = upstream.url();
     let admin_key = "adm-replicas-3c9d2e";
-    let env = [
-        ("CLI_PROXY_API_URL", up.as_str()),
-        ("ADMIN_API_KEY", admin_key),
-        ("PROXY_REQUIRE_API_KEY", "true"),
-    ];
-    let a = Replica::start(&url, &env);
-    let b = Replica::start(&url, &env);
+    let (a, b) = keyed_pair(&url, &up, admin_key);
     let admin = [
         ("x-admin-token", admin_key),
         ("content-type", "application/json"),
@@ -1052,8 +1056,9 @@ fn the_correlator_polls_from_one_replica_and_moves_when_it_dies() {
 }
 
 /// e. PostgreSQL stopped for 30 s while a client with a managed key calls each replica every
-/// ~50 ms: no call fails (not even on the key's lookup), `/ready` reports the database problem on both, and once the server is back every
-/// successful call has exactly one final row and `daily_usage` equals the aggregate.
+/// ~50 ms: no call fails (not even on the key's lookup), `/ready` reports the database
+/// problem on both, and once the server is back every successful call has exactly one final
+/// row and `daily_usage` equals the aggregate.
 #[test]
 fn a_database_outage_under_load_fails_no_call_and_loses_no_row() {
     run_child_if_requested();
@@ -1062,13 +1067,7 @@ fn a_database_outage_under_load_fails_no_call_and_loses_no_row() {
     let upstream = FakeUpstream::start();
     let up = upstream.url();
     let admin_key = "adm-replicas-outage-5e1";
-    let env = [
-        ("CLI_PROXY_API_URL", up.as_str()),
-        ("ADMIN_API_KEY", admin_key),
-        ("PROXY_REQUIRE_API_KEY", "true"),
-    ];
-    let a = Replica::start(&url, &env);
-    let b = Replica::start(&url, &env);
+    let (a, b) = keyed_pair(&url, &up, admin_key);
     // The clients hold a managed key: its lookups go to PostgreSQL, which is about to go
     // away, and the calls must still be served.
     let created = create_key(&a, admin_key, "outage");
