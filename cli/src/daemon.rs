@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agent_cli_proxy_core::config::{Config, ExternalInputs, FileRead, LogFormat, LogLevel};
 use agent_cli_proxy_core::exchange::{ExchangeEvent, Level, MetricEvent};
+use agent_cli_proxy_core::head::RequestHead;
 use agent_cli_proxy_core::metrics::{self, MetricsRegistry, RequestLabels, Snapshot, TodayRow};
 use agent_cli_proxy_core::proxy::{Core, KeyLookup, ManagedKey};
 use agent_cli_proxy_core::time::{Instant, UnixMillis};
@@ -39,6 +40,14 @@ pub use self::backend::{Claim, OnceLoops, Reads};
 pub use self::log::Logger;
 pub use self::pricing::PricingState;
 pub use self::spooling::Flushed;
+
+/// What [`Daemon::key_step`] found.
+pub enum KeyStep {
+    /// The answer, without blocking.
+    Known(KeyLookup),
+    /// Not cached: call [`Daemon::lookup_key`] with this hash where blocking is allowed.
+    Lookup(String),
+}
 
 /// How long a managed-key lookup may be served from the cache (`datapath.md` §4.3).
 pub const KEY_CACHE_MS: u64 = 1_000;
@@ -248,6 +257,34 @@ impl Daemon {
         self.pricing.recoster(&self.config)
     }
 
+    /// The first step of learning a proxied request's managed key: answered at once when
+    /// the request has no credential or its key was looked up less than [`KEY_CACHE_MS`]
+    /// ago; otherwise the credential's hash, for [`Daemon::lookup_key`] on a thread where
+    /// blocking is allowed. Most calls of a busy client take the first branch, so they do
+    /// not hop to a blocking thread and back.
+    pub fn key_step(&self, head: &RequestHead) -> KeyStep {
+        let Some(hash) = Core::credential_hash(head) else {
+            return KeyStep::Known(KeyLookup::NoCredential);
+        };
+        match self.cached_key(&hash, self.now()) {
+            Ok(found) => KeyStep::Known(found),
+            Err(_) => KeyStep::Lookup(hash),
+        }
+    }
+
+    /// The fresh cached answer for `hash`, or the stale one (if any) as the error.
+    fn cached_key(&self, hash: &str, now: Instant) -> Result<KeyLookup, Option<KeyLookup>> {
+        let cache = self
+            .key_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match cache.get(hash) {
+            Some((at, found)) if now.millis_since(*at) < KEY_CACHE_MS => Ok(found.clone()),
+            Some((_, found)) => Err(Some(found.clone())),
+            None => Err(None),
+        }
+    }
+
     /// The managed key whose credential hashes to `hash` (a blocking read, cached for at
     /// most [`KEY_CACHE_MS`] so a revocation takes effect within a second). While the
     /// database does not answer, the last answer for that key stands.
@@ -256,16 +293,9 @@ impl Daemon {
             return KeyLookup::NoCredential;
         };
         let now = self.now();
-        let stale = {
-            let cache = self
-                .key_cache
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            match cache.get(hash) {
-                Some((at, found)) if now.millis_since(*at) < KEY_CACHE_MS => return found.clone(),
-                Some((_, found)) => Some(found.clone()),
-                None => None,
-            }
+        let stale = match self.cached_key(hash, now) {
+            Ok(found) => return found,
+            Err(stale) => stale,
         };
         let found = match self.readers.with(|s| s.verify_api_key_hash(hash)) {
             Ok(Some(grant)) => KeyLookup::Valid(ManagedKey {

@@ -78,6 +78,7 @@ mod log;
 mod pg;
 pub mod pool;
 mod providers;
+pub mod scratch;
 mod service;
 mod spool;
 pub mod tls;

@@ -17,8 +17,9 @@
 //! * Idle connections live at most 90 s, at most 64 per authority ([`crate::pool`]).
 //! * Addresses are tried in the resolver's order; the last connect error is reported.
 //! * Bodies up to [`COALESCE`] bytes are written together with the head in one write.
-//! * Responses are read [`READ_CHUNK`] bytes at a time through a stack buffer, so chunks
-//!   handed to the exchange stay small and an idle stream holds no read buffer of its own.
+//! * Responses are read [`READ_CHUNK`] bytes at a time through one buffer per thread, so
+//!   chunks handed to the exchange stay small and an idle stream holds no read buffer of its
+//!   own.
 //! * A TLS peer that closes without `close_notify` ends a close-delimited body like a TCP
 //!   EOF.
 //! * Redirects are never followed on the data path (the core turns a 3xx into E20); the
@@ -52,7 +53,7 @@ use crate::pool::IdlePool;
 /// Bodies up to this size are written together with the head in one write.
 pub const COALESCE: usize = 64 * 1024;
 /// Bytes asked of the socket per read.
-pub const READ_CHUNK: usize = 16 * 1024;
+pub use crate::scratch::READ_CHUNK;
 
 /// The socket work of an upstream connection, on the shell's runtime.
 pub trait UpstreamIo: Send + Sync + 'static {
@@ -271,11 +272,19 @@ impl<I: UpstreamIo> UpConn<I> {
             if let Some(ev) = self.reader.next_event()? {
                 return Poll::Ready(Ok(ev));
             }
-            let mut chunk = [0u8; READ_CHUNK];
-            match Pin::new(&mut self.conn).poll_read(cx, &mut chunk) {
+            let read = crate::scratch::with_read_buffer(|chunk| {
+                match Pin::new(&mut self.conn).poll_read(cx, chunk) {
+                    Poll::Ready(Ok(n)) if n > 0 => {
+                        self.reader.received(chunk.get(..n).unwrap_or_default());
+                        Poll::Ready(Ok(n))
+                    }
+                    other => other,
+                }
+            });
+            match read {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(0)) => self.reader.received_eof(),
-                Poll::Ready(Ok(n)) => self.reader.received(chunk.get(..n).unwrap_or_default()),
+                Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
                     self.reader.received_eof();
                 }

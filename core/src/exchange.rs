@@ -153,7 +153,7 @@ pub enum Block {
 
 /// Everything an exchange needs, decided by [`crate::proxy::Core::start`].
 pub struct ExchangeInit {
-    /// Fresh UUID v4 from the shell (never sent to the client or upstream).
+    /// Fresh UUID v7 from the shell (never sent to the client or upstream).
     pub request_id: String,
     /// Resolved provider id (row `provider`, breaker key).
     pub provider: String,

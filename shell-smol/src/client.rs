@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use agent_cli_proxy_cli::daemon::pipeline::{BodyFailure, Respond};
+use agent_cli_proxy_cli::scratch::with_read_buffer;
 use agent_cli_proxy_core::head::Reply;
 use agent_cli_proxy_core::http1::{
     self, BodyFraming, CONTINUE, FramingError, RequestDecoder, RequestEvent, Waiting, encode_reply,
@@ -22,8 +23,6 @@ use futures_lite::{AsyncRead, AsyncWriteExt, future};
 const LINGER: Duration = Duration::from_millis(500);
 /// How many bytes [`Client::linger_close`] drains, at most.
 const LINGER_BYTES: usize = 1_048_576;
-/// Bytes asked of the socket per read.
-const READ_CHUNK: usize = 16 * 1024;
 /// Bytes read ahead (pipelined requests) while a response is pending; past this the shell
 /// stops reading, and so stops noticing EOF, until the response is done.
 const READ_AHEAD: usize = 256 * 1024;
@@ -92,8 +91,8 @@ impl Client {
     pub fn new(stream: Async<TcpStream>, peer: SocketAddr, limits: http1::Limits) -> Client {
         Client {
             stream,
-            // Empty until the first read: reads land in a stack chunk and only what arrived
-            // is kept, so each of thousands of open streams holds its request's bytes, not
+            // Empty until the first read: reads land in the thread's scratch buffer and only
+            // what arrived is kept, so each of thousands of open streams holds its request's bytes, not
             // a preallocated 16 KiB (SK-1 measured the difference in RSS per stream).
             buf: BytesMut::new(),
             decoder: RequestDecoder::new(limits),
@@ -107,20 +106,17 @@ impl Client {
     /// Reads once into the buffer; `Ok(0)` is EOF (reported to the decoder).
     pub async fn fill(&mut self) -> io::Result<usize> {
         loop {
-            // The read buffer lives only between awaits, so an idle connection's task does
-            // not carry 16 KiB of stack in its state.
-            let read = {
-                let mut chunk = [0u8; READ_CHUNK];
-                match self.stream.get_ref().read(&mut chunk) {
-                    Ok(n) => {
-                        self.take_read(chunk.get(..n).unwrap_or_default());
-                        Some(Ok(n))
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
-                    Err(e) => Some(Err(e)),
+            // The thread's read buffer, so an idle connection's task does not carry 16 KiB
+            // in its state.
+            let read = with_read_buffer(|chunk| match self.stream.get_ref().read(chunk) {
+                Ok(n) => {
+                    self.take_read(chunk.get(..n).unwrap_or_default());
+                    Some(Ok(n))
                 }
-            };
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
+                Err(e) => Some(Err(e)),
+            });
             match read {
                 Some(result) => return result,
                 None => self.stream.readable().await?,
@@ -138,10 +134,16 @@ impl Client {
             if self.buf.len() >= READ_AHEAD {
                 return Poll::Pending;
             }
-            let mut chunk = [0u8; READ_CHUNK];
-            match Pin::new(&mut &self.stream).poll_read(cx, &mut chunk) {
+            let read = with_read_buffer(|chunk| {
+                let polled = Pin::new(&mut &self.stream).poll_read(cx, chunk);
+                if let Poll::Ready(Ok(n)) = polled {
+                    self.take_read(chunk.get(..n).unwrap_or_default());
+                }
+                polled
+            });
+            match read {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(n)) => self.take_read(&chunk[..n]),
+                Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(_)) => {
                     self.eof = true;
                     return Poll::Ready(());

@@ -6,10 +6,11 @@ use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use agent_cli_proxy_cli::daemon::KeyStep;
 use agent_cli_proxy_cli::daemon::pipeline::{BodyIntake, BudgetCharge, Respond};
 use agent_cli_proxy_core::head::{Reply, RequestHead};
 use agent_cli_proxy_core::http1::BodyFraming;
-use agent_cli_proxy_core::proxy::{Core, KeyLookup, StartAction};
+use agent_cli_proxy_core::proxy::StartAction;
 use bytes::Bytes;
 use futures_lite::FutureExt;
 
@@ -27,9 +28,9 @@ pub async fn handle(
 ) -> After {
     let d = &shared.daemon;
     let stall = shared.limits.write_stall;
-    let key = match Core::credential_hash(&head) {
-        None => KeyLookup::NoCredential,
-        Some(hash) => {
+    let key = match d.key_step(&head) {
+        KeyStep::Known(key) => key,
+        KeyStep::Lookup(hash) => {
             let s = Arc::clone(shared);
             blocking::unblock(move || s.daemon.lookup_key(Some(&hash))).await
         }

@@ -4,10 +4,11 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use agent_cli_proxy_cli::daemon::KeyStep;
 use agent_cli_proxy_cli::daemon::pipeline::{BodyFailure, BodyIntake, BudgetCharge, Respond};
 use agent_cli_proxy_core::errors;
 use agent_cli_proxy_core::head::{Reply, RequestHead, header_str};
-use agent_cli_proxy_core::proxy::{Core, KeyLookup, StartAction};
+use agent_cli_proxy_core::proxy::{KeyLookup, StartAction};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use http_body_util::BodyExt;
@@ -27,9 +28,9 @@ pub async fn handle(
     respond: Respond,
 ) -> Outgoing {
     let d = &shared.daemon;
-    let key = match Core::credential_hash(&head) {
-        None => KeyLookup::NoCredential,
-        Some(hash) => {
+    let key = match d.key_step(&head) {
+        KeyStep::Known(key) => key,
+        KeyStep::Lookup(hash) => {
             let s = Arc::clone(shared);
             tokio::task::spawn_blocking(move || s.daemon.lookup_key(Some(&hash)))
                 .await

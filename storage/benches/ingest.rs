@@ -75,8 +75,8 @@ fn spool_rate(dir: &std::path::Path, rows: usize) -> (f64, f64, Option<f64>) {
     )
     .expect("spool");
     let started = Instant::now();
-    for i in 0..rows {
-        let id = format!("req-{i:08}");
+    for _ in 0..rows {
+        let id = request_id();
         opened
             .spool
             .append(&Record::Begin(Box::new(prelog(&id))))
@@ -122,8 +122,8 @@ fn writer_rate(file: &std::path::Path, rows: usize) -> f64 {
     for chunk in (0..rows).collect::<Vec<_>>().chunks(64) {
         let pending: Vec<_> = chunk
             .iter()
-            .map(|i| {
-                block_on(writer.submit(Op::PreLog(Box::new(prelog(&format!("req-{i:08}"))))))
+            .map(|_| {
+                block_on(writer.submit(Op::PreLog(Box::new(prelog(&request_id())))))
                     .expect("submit")
             })
             .collect();
@@ -150,6 +150,18 @@ fn writer_rate(file: &std::path::Path, rows: usize) -> f64 {
     block_on(writer.shutdown()).expect("shutdown");
     join.join().expect("join");
     rate
+}
+
+/// A request id as the daemon makes them (UUID v7, time-ordered), or with
+/// `ACP_BENCH_IDS=v4` as the original did (random: each insert lands on a random page of
+/// the `request_id` index).
+fn request_id() -> String {
+    static RANDOM: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *RANDOM.get_or_init(|| std::env::var("ACP_BENCH_IDS").is_ok_and(|v| v == "v4")) {
+        uuid::Uuid::new_v4().to_string()
+    } else {
+        uuid::Uuid::now_v7().to_string()
+    }
 }
 
 fn prelog(id: &str) -> PreLogRow {

@@ -21,7 +21,7 @@ pub(crate) fn apply(conn: &Connection, op: &Op) -> Result<Reply, StorageError> {
         Op::CheckpointUsage { id, tokens } => {
             lifecycle::checkpoint(conn, *id, tokens).map(|()| Reply::Done)
         }
-        Op::Finalize(row) => lifecycle::finalize(conn, row).map(Reply::Finalized),
+        Op::Finalize(row) => lifecycle::finalize(conn, row, None).map(Reply::Finalized),
         Op::FinalizeFallback { id, message, now } => {
             lifecycle::fallback(conn, *id, message, now).map(Reply::Finalized)
         }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension};
 
-use crate::apply::lifecycle;
+use crate::apply::lifecycle::{self, DailyTotals};
 use crate::error::StorageError;
 use crate::spool::codec;
 use crate::spool::{Cursor, Record, Spool};
@@ -327,24 +327,29 @@ impl Ingester {
         conn: &Connection,
         isolate: bool,
     ) -> Result<Vec<(String, Option<i64>)>, StorageError> {
-        let mut batch_ids: HashMap<&str, i64> = HashMap::new();
+        let mut batch = Batch {
+            ids: HashMap::new(),
+            ends: HashMap::new(),
+            merged: vec![false; self.buf.len()],
+            // Summed over the batch, unless each record is isolated (a rejected record's
+            // additions must roll back with it).
+            daily: (!isolate).then(DailyTotals::default),
+        };
         let mut done = Vec::new();
         // Index of the `End` of each call in this batch, for the single-insert path.
-        let mut ends: HashMap<&str, usize> = HashMap::new();
         for (i, (_, rec)) in self.buf.iter().enumerate() {
             if let Record::End { request_id, .. } = rec {
-                ends.entry(request_id.as_str()).or_insert(i);
+                batch.ends.entry(request_id.as_str()).or_insert(i);
             }
         }
-        let mut merged: Vec<bool> = vec![false; self.buf.len()];
         for (i, (seq, rec)) in self.buf.iter().enumerate() {
-            if merged[i] {
+            if batch.merged[i] {
                 continue;
             }
             if isolate {
                 conn.prepare_cached("SAVEPOINT acp_rec")?.execute([])?;
             }
-            let result = self.apply_one(conn, rec, i, &ends, &mut batch_ids, &mut merged);
+            let result = self.apply_one(conn, rec, i, &mut batch);
             match result {
                 Ok(change) => {
                     if isolate {
@@ -361,6 +366,9 @@ impl Ingester {
                 }
             }
         }
+        if let Some(daily) = batch.daily {
+            daily.write(conn)?;
+        }
         Ok(done)
     }
 
@@ -369,36 +377,34 @@ impl Ingester {
         conn: &Connection,
         rec: &'b Record,
         index: usize,
-        ends: &HashMap<&str, usize>,
-        batch_ids: &mut HashMap<&'b str, i64>,
-        merged: &mut [bool],
+        batch: &mut Batch<'b>,
     ) -> Result<Option<(String, Option<i64>)>, StorageError> {
         match rec {
             Record::Begin(row) => {
                 // No usage checkpoint between them matters: the End carries the final counts.
-                if let Some(&j) = ends.get(row.request_id.as_str())
+                if let Some(&j) = batch.ends.get(row.request_id.as_str())
                     && j > index
                     && let Record::End { row: end, .. } = &self.buf[j].1
                 {
-                    let id = lifecycle::insert_final(conn, row, end)?;
-                    batch_ids.insert(row.request_id.as_str(), id);
-                    merged[j] = true;
+                    let id = lifecycle::insert_final(conn, row, end, batch.daily.as_mut())?;
+                    batch.ids.insert(row.request_id.as_str(), id);
+                    batch.merged[j] = true;
                     return Ok(None);
                 }
                 let id = lifecycle::prelog(conn, row)?;
-                batch_ids.insert(row.request_id.as_str(), id);
+                batch.ids.insert(row.request_id.as_str(), id);
                 Ok(Some((row.request_id.clone(), Some(id))))
             }
             Record::Usage { request_id, tokens } => {
-                let id = self.resolve(conn, request_id, batch_ids)?;
+                let id = self.resolve(conn, request_id, &batch.ids)?;
                 lifecycle::checkpoint(conn, id, tokens)?;
                 Ok(None)
             }
             Record::End { request_id, row } => {
-                let id = self.resolve(conn, request_id, batch_ids)?;
+                let id = self.resolve(conn, request_id, &batch.ids)?;
                 let mut row = (**row).clone();
                 row.id = id;
-                lifecycle::finalize(conn, &row)?;
+                lifecycle::finalize(conn, &row, batch.daily.as_mut())?;
                 Ok(Some((request_id.clone(), None)))
             }
             Record::Fallback {
@@ -406,7 +412,7 @@ impl Ingester {
                 message,
                 now,
             } => {
-                let id = self.resolve(conn, request_id, batch_ids)?;
+                let id = self.resolve(conn, request_id, &batch.ids)?;
                 lifecycle::fallback(conn, id, message, now)?;
                 Ok(Some((request_id.clone(), None)))
             }
@@ -459,6 +465,17 @@ impl Ingester {
             "spool record rejected by the database"
         );
     }
+}
+
+/// What one batch's records share while they are applied.
+struct Batch<'b> {
+    /// Row ids of the calls begun in this batch.
+    ids: HashMap<&'b str, i64>,
+    /// Index of the first `End` of each call in this batch.
+    ends: HashMap<&'b str, usize>,
+    /// `End`s already written with their `Begin`.
+    merged: Vec<bool>,
+    daily: Option<DailyTotals>,
 }
 
 fn is_batch_failure(e: &StorageError) -> bool {

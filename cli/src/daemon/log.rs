@@ -370,6 +370,13 @@ fn push_digits(out: &mut Vec<u8>, v: u32, width: u32) {
 
 /// The redaction rule of `control.md` §10.3.
 pub fn is_secret_name(name: &str) -> bool {
+    // Nearly every field name is already lower snake case: check it as it is.
+    if name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return is_secret_lowered(name);
+    }
     // Field names are short: a stack copy keeps this check off the allocator.
     let mut buf = [0u8; 64];
     let lowered;

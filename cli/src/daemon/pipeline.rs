@@ -233,7 +233,10 @@ impl Daemon {
         peer: IpAddr,
         key: KeyLookup,
     ) -> StartAction {
-        let request_id = uuid::Uuid::new_v4().to_string();
+        // Time-ordered (UUID v7, ordered within the process): each row's `request_id` lands
+        // at the right edge of its index instead of a random page, which made that one index
+        // a third of the cost of ingesting a row (`docs/datapath.md` §6.1).
+        let request_id = uuid::Uuid::now_v7().to_string();
         let start = self.core().start(
             InboundRequest {
                 head,

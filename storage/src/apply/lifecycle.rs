@@ -7,6 +7,8 @@
 //! `cost_status = 'unresolved'` into `pending`: that keeps the aggregate invariant and row
 //! invariant 4 ("`unresolved` only while pending"), and lets the backfill cost the row later.
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use agent_cli_proxy_core::usage::{Convention, TokenColumns};
@@ -74,6 +76,7 @@ pub(crate) fn insert_final(
     conn: &Connection,
     p: &PreLogRow,
     r: &FinalizeRow,
+    daily: Option<&mut DailyTotals>,
 ) -> Result<i64, StorageError> {
     let t = &r.tokens;
     let cost = sql_int(r.cost_nanousd);
@@ -127,13 +130,20 @@ pub(crate) fn insert_final(
     ])?;
     let id = conn.last_insert_rowid();
     write_audit(conn, id, "unresolved", r.cost_status, cost, &r.audit)?;
-    add_daily(conn, &p.started_at, &p.provider, &p.model, t, cost)?;
+    match daily {
+        Some(totals) => totals.add(&p.started_at, &p.provider, &p.model, t, cost),
+        None => add_daily(conn, &p.started_at, &p.provider, &p.model, t, cost)?,
+    }
     Ok(id)
 }
 
 /// The first finalize wins: the update requires `lifecycle_status = 'pending'`; a later one
 /// changes nothing and answers `false`.
-pub(crate) fn finalize(conn: &Connection, r: &FinalizeRow) -> Result<bool, StorageError> {
+pub(crate) fn finalize(
+    conn: &Connection,
+    r: &FinalizeRow,
+    daily: Option<&mut DailyTotals>,
+) -> Result<bool, StorageError> {
     let Some(key) = pending_key(conn, r.id)? else {
         return Ok(false);
     };
@@ -180,7 +190,10 @@ pub(crate) fn finalize(conn: &Connection, r: &FinalizeRow) -> Result<bool, Stora
         return Ok(false);
     }
     write_audit(conn, r.id, &key.cost_status, r.cost_status, cost, &r.audit)?;
-    add_daily(conn, &key.started_at, &key.provider, &key.model, t, cost)?;
+    match daily {
+        Some(totals) => totals.add(&key.started_at, &key.provider, &key.model, t, cost),
+        None => add_daily(conn, &key.started_at, &key.provider, &key.model, t, cost)?,
+    }
     Ok(true)
 }
 
@@ -432,13 +445,77 @@ pub(super) fn add_daily(
     t: &TokenColumns,
     cost_nanousd: i64,
 ) -> Result<(), StorageError> {
+    let mut bucket = Bucket::default();
+    bucket.add(t, cost_nanousd);
+    write_bucket(conn, started_at, provider, model, &bucket)
+}
+
+/// `daily_usage` additions summed per bucket, each bucket written once: the ingester's
+/// batch under load holds many calls of one day, provider and model, and one upsert per
+/// call was an eighth of its work. The sums equal what one upsert per call would add.
+#[derive(Default)]
+pub(crate) struct DailyTotals {
+    buckets: HashMap<(String, String, String), Bucket>,
+}
+
+#[derive(Default)]
+struct Bucket {
+    requests: i64,
+    prompt: i64,
+    completion: i64,
+    cache_creation: i64,
+    cache_read: i64,
+    total: i64,
+    cost_nanousd: i64,
+}
+
+impl Bucket {
+    fn add(&mut self, t: &TokenColumns, cost_nanousd: i64) {
+        self.requests += 1;
+        self.prompt = self.prompt.saturating_add(sql_int(t.prompt_tokens));
+        self.completion = self.completion.saturating_add(sql_int(t.completion_tokens));
+        self.cache_creation = self
+            .cache_creation
+            .saturating_add(sql_int(t.cache_creation_tokens));
+        self.cache_read = self.cache_read.saturating_add(sql_int(t.cache_read_tokens));
+        self.total = self.total.saturating_add(sql_int(t.total_tokens));
+        self.cost_nanousd = self.cost_nanousd.saturating_add(cost_nanousd);
+    }
+}
+
+impl DailyTotals {
+    fn add(&mut self, started_at: &str, provider: &str, model: &str, t: &TokenColumns, cost: i64) {
+        // The day as the upsert's `substr(started_at, 1, 10)` takes it: ten characters.
+        let day: String = started_at.chars().take(10).collect();
+        self.buckets
+            .entry((day, provider.to_owned(), model.to_owned()))
+            .or_default()
+            .add(t, cost);
+    }
+
+    /// Writes every bucket; in the batch's transaction, before its commit.
+    pub(crate) fn write(self, conn: &Connection) -> Result<(), StorageError> {
+        for ((day, provider, model), bucket) in &self.buckets {
+            write_bucket(conn, day, provider, model, bucket)?;
+        }
+        Ok(())
+    }
+}
+
+fn write_bucket(
+    conn: &Connection,
+    started_at: &str,
+    provider: &str,
+    model: &str,
+    b: &Bucket,
+) -> Result<(), StorageError> {
     conn.prepare_cached(
         "INSERT INTO daily_usage (day, provider, model, request_count, prompt_tokens,
            completion_tokens, cache_creation_tokens, cache_read_tokens, total_tokens,
            cost_usd, cost_nanousd)
-         VALUES (substr(?1, 1, 10), ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9 / 1e9, ?9)
+         VALUES (substr(?1, 1, 10), ?2, ?3, ?10, ?4, ?5, ?6, ?7, ?8, ?9 / 1e9, ?9)
          ON CONFLICT (day, provider, model) DO UPDATE SET
-           request_count = COALESCE(request_count, 0) + 1,
+           request_count = COALESCE(request_count, 0) + excluded.request_count,
            prompt_tokens = COALESCE(prompt_tokens, 0) + excluded.prompt_tokens,
            completion_tokens = COALESCE(completion_tokens, 0) + excluded.completion_tokens,
            cache_creation_tokens = COALESCE(cache_creation_tokens, 0)
@@ -452,12 +529,13 @@ pub(super) fn add_daily(
         started_at,
         provider,
         model,
-        sql_int(t.prompt_tokens),
-        sql_int(t.completion_tokens),
-        sql_int(t.cache_creation_tokens),
-        sql_int(t.cache_read_tokens),
-        sql_int(t.total_tokens),
-        cost_nanousd,
+        b.prompt,
+        b.completion,
+        b.cache_creation,
+        b.cache_read,
+        b.total,
+        b.cost_nanousd,
+        b.requests,
     ])?;
     Ok(())
 }
