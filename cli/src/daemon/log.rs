@@ -21,6 +21,13 @@ use serde_json::{Map, Value};
 
 /// Capacity of the stdout queue (`control.md` §10.2).
 pub const QUEUE_LINES: usize = 1000;
+/// How long the logging thread lets lines gather after the first one wakes it, so a busy
+/// proxy wakes it (a futex call on the request's thread, a context switch on the other)
+/// about once per this period instead of once per line. Lines reach stdout at most this
+/// much later; an idle proxy does not wake at all.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(10);
+/// Lines queued that end the linger at once, well before the queue would drop any.
+const HIGH_WATER: usize = QUEUE_LINES / 2;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +42,9 @@ struct Queue {
     lines: VecDeque<String>,
     dropped_since_report: u64,
     closed: bool,
+    /// The logging thread waits for a line: the next one must wake it. While it is
+    /// writing or lingering, lines are only queued (no notify, no syscall).
+    idle: bool,
 }
 
 struct Inner {
@@ -64,6 +74,7 @@ impl Logger {
                 lines: VecDeque::with_capacity(QUEUE_LINES),
                 dropped_since_report: 0,
                 closed: false,
+                idle: false,
             }),
             ready: Condvar::new(),
             dropped_total: AtomicU64::new(0),
@@ -150,8 +161,11 @@ impl Logger {
             self.inner.dropped_total.fetch_add(1, Ordering::Relaxed);
         }
         q.lines.push_back(line);
+        let wake = std::mem::take(&mut q.idle) || q.lines.len() == HIGH_WATER;
         drop(q);
-        self.inner.ready.notify_one();
+        if wake {
+            self.inner.ready.notify_one();
+        }
     }
 
     /// Flushes the queue and stops the thread (at shutdown).
@@ -189,13 +203,23 @@ fn writer_loop(inner: &Inner) {
                 return;
             };
             while q.lines.is_empty() && !q.closed {
+                q.idle = true;
                 q = match inner.ready.wait(q) {
                     Ok(q) => q,
                     Err(_) => return,
                 };
             }
+            q.idle = false;
             if q.closed && q.lines.is_empty() {
                 return;
+            }
+            // Let the lines of the next moments join this write. A notify (high water,
+            // `flush`, shutdown) ends the linger early.
+            if !q.closed && q.lines.len() < HIGH_WATER {
+                q = match inner.ready.wait_timeout(q, LINGER) {
+                    Ok((q, _)) => q,
+                    Err(_) => return,
+                };
             }
             let batch: Vec<String> = q.lines.drain(..).collect();
             let dropped = std::mem::take(&mut q.dropped_since_report);
