@@ -62,7 +62,7 @@ pub struct InboundRequest {
     pub body: Bytes,
     /// The TCP peer.
     pub peer: IpAddr,
-    /// A fresh UUID v4.
+    /// A fresh request id (UUID v7).
     pub request_id: String,
     /// The managed-key lookup result (as given to [`Core::check_proxy_head`]).
     pub key: KeyLookup,
@@ -84,6 +84,31 @@ pub struct Start {
     pub touch_key: Option<(i64, String)>,
     /// Logs and metrics of the admission.
     pub events: Vec<ExchangeEvent>,
+}
+
+/// A request after [`Core::prepare`], waiting for [`Core::admit`].
+pub struct Prepared {
+    touch_key: Option<(i64, String)>,
+    secure: bool,
+    tool: &'static str,
+    client_id: String,
+    /// The routed call, or the refusal to answer once the rate limit has passed.
+    routed: Result<Box<Routed>, Box<Reply>>,
+}
+
+struct Routed {
+    method: http::Method,
+    path: String,
+    request_id: String,
+    provider_id: String,
+    is_llm: bool,
+    not_allowed: bool,
+    stream: bool,
+    /// `(usage_injected, request)`, or `None` when no upstream request could be built.
+    request: Option<(bool, UpstreamRequest)>,
+    upstream_events: Vec<ExchangeEvent>,
+    row: Option<PreLogRow>,
+    wall: UnixMillis,
 }
 
 /// Long-lived state of the data path.
@@ -163,52 +188,68 @@ impl Core {
         auth::extract_credential(&head.headers).map(|c| auth::sha256_hex(c.token))
     }
 
-    /// Rows 6–9: cross-origin, proxy authentication, request content-encoding and the
-    /// declared body size. `Ok` carries the body limit for reading; a refusal carries the
-    /// security headers already.
+    /// Rows 6–9; see [`check_proxy_head`].
     #[allow(clippy::result_large_err)]
     pub fn check_proxy_head(&self, head: &RequestHead, key: &KeyLookup) -> Result<u64, Reply> {
-        let secure = gate::is_secure_request(&head.headers, false, self.config.trust_proxy_headers);
-        self.refuse_proxy_head(head, key).map_err(|mut reply| {
-            gate::apply_security_headers(&mut reply.headers, secure);
-            reply
-        })
-    }
-
-    #[allow(clippy::result_large_err)]
-    fn refuse_proxy_head(&self, head: &RequestHead, key: &KeyLookup) -> Result<u64, Reply> {
-        let required = self.config.proxy_require_api_key;
-        gate::check_cross_origin(&head.headers, required)?;
-        if required && !matches!(key, KeyLookup::Valid(_)) {
-            return Err(errors::proxy_key_required());
-        }
-        if let Some(enc) = header_str(&head.headers, "content-encoding")
-            && !enc.eq_ignore_ascii_case("identity")
-        {
-            return Err(errors::unsupported_content_encoding());
-        }
-        let limit = self.config.max_request_body_bytes;
-        if let Some(len) = header_str(&head.headers, "content-length")
-            && let Ok(len) = len.parse::<u64>()
-            && len > limit
-        {
-            return Err(errors::body_too_large(limit));
-        }
-        Ok(limit)
+        check_proxy_head(&self.config, head, key)
     }
 
     /// Rows 11–16 for a request whose body has been read: identification, rate limit,
     /// provider resolution, classification, key restriction, breaker admission and the
     /// upstream request. LLM calls always get an exchange (their refusals after the pre-log
     /// are finalized rows); other refusals are replies.
+    ///
+    /// The same as [`Core::prepare`] then [`Core::admit`]; a shell that shares the core
+    /// between threads calls those two, the first outside its lock.
     pub fn start(&mut self, req: InboundRequest, now: Instant, wall: UnixMillis) -> Start {
-        let mut events = Vec::new();
+        let prepared = Core::prepare(&self.config, req, wall);
+        self.admit(prepared, now)
+    }
+
+    /// The part of [`Core::start`] that depends only on the request and the configuration:
+    /// inspection, identification, provider resolution, the key's restriction, the upstream
+    /// request and the pre-log row. No shared state is read, so it runs outside the lock that
+    /// guards the core; its refusals wait in the result until [`Core::admit`] has applied the
+    /// rate limit, which comes first.
+    pub fn prepare(config: &Config, req: InboundRequest, wall: UnixMillis) -> Prepared {
         let head = &req.head;
         let touch_key = match &req.key {
             KeyLookup::Valid(k) => Some((k.id, wall.to_sqlite_datetime())),
             _ => None,
         };
-        let secure = gate::is_secure_request(&head.headers, false, self.config.trust_proxy_headers);
+        let secure = gate::is_secure_request(&head.headers, false, config.trust_proxy_headers);
+        let mut inspection =
+            identify::inspect(head, &req.body, req.peer, config.trust_proxy_headers);
+        // Gemini names the model in the path and streams by method (`gemini.md` §2).
+        if let Some(model) = gemini::path_model(&head.path) {
+            inspection.model = Some(model);
+        }
+        if gemini::is_stream(&head.path) {
+            inspection.stream = true;
+        }
+        let identity = identify::identify(&head.headers, &config.client_name_mapping);
+        let routed = route_call(config, req, inspection, &identity, wall);
+        Prepared {
+            touch_key,
+            secure,
+            tool: identity.tool,
+            client_id: identity.client_id,
+            routed,
+        }
+    }
+
+    /// The part of [`Core::start`] that reads and changes the core's state: the rate limit,
+    /// then the refusals [`Core::prepare`] found, the breaker's admission and the exchange.
+    /// The decisions and their order are those of `datapath.md` §2.
+    pub fn admit(&mut self, prepared: Prepared, now: Instant) -> Start {
+        let mut events = Vec::new();
+        let Prepared {
+            touch_key,
+            secure,
+            tool,
+            client_id,
+            routed,
+        } = prepared;
         let reply = |mut reply: Reply, events: Vec<ExchangeEvent>| Start {
             action: StartAction::Reply({
                 gate::apply_security_headers(&mut reply.headers, secure);
@@ -218,58 +259,32 @@ impl Core {
             events,
         };
 
-        let mut inspection =
-            identify::inspect(head, &req.body, req.peer, self.config.trust_proxy_headers);
-        // Gemini names the model in the path and streams by method (`gemini.md` §2).
-        if let Some(model) = gemini::path_model(&head.path) {
-            inspection.model = Some(model);
-        }
-        if gemini::is_stream(&head.path) {
-            inspection.stream = true;
-        }
-        let identity = identify::identify(&head.headers, &self.config.client_name_mapping);
-
         if let RateDecision::Limited { retry_after_secs } =
-            self.limiter.check(identity.tool, &identity.client_id, now)
+            self.limiter.check(tool, &client_id, now)
         {
             events.push(ExchangeEvent::Metric(MetricEvent::RateLimited));
             return reply(errors::rate_limited(retry_after_secs), events);
         }
-
-        let resolved = match self.config.providers.resolve(
-            &head.path,
-            inspection.model.as_deref(),
-            inspection.selector.as_deref(),
-        ) {
+        let r = match routed {
             Ok(r) => r,
-            Err(unknown) => return reply(unknown.reply(), events),
+            Err(refusal) => return reply(*refusal, events),
         };
-        // Direct mode: without a router, a request only the router could serve is refused
-        // before anything is logged or sent (`provider::direct`).
-        if resolved.provider.upstream_base_url.is_empty() {
-            let refusal = match resolved.provider.origin {
-                ProviderOrigin::Synthesized => errors::no_route(&head.path),
-                _ => errors::no_upstream(&resolved.provider.id),
-            };
-            return reply(refusal, events);
-        }
-        let provider = Arc::clone(&resolved.provider);
-        let provider_id = provider.id.clone();
-        let is_llm = route::is_llm_call(&head.method, &head.path, inspection.model.as_deref());
-
-        let (key_id, allowed, key_header) = match &req.key {
-            KeyLookup::Valid(k) => {
-                let header = auth::extract_credential(&head.headers).map(|c| match c.header {
-                    CredentialHeader::Authorization => ManagedKeyHeader::Authorization,
-                    CredentialHeader::XApiKey => ManagedKeyHeader::XApiKey,
-                });
-                (Some(k.id), k.allowed_providers.as_slice(), header)
-            }
-            _ => (None, &[][..], None),
-        };
+        let Routed {
+            method,
+            path,
+            request_id,
+            provider_id,
+            is_llm,
+            not_allowed,
+            stream,
+            request,
+            upstream_events,
+            row,
+            wall,
+        } = *r;
 
         let mut block = None;
-        if auth::check_provider_allowed(&head.path, allowed, &provider_id).is_err() {
+        if not_allowed {
             if !is_llm {
                 return reply(errors::provider_not_allowed(), events);
             }
@@ -298,41 +313,11 @@ impl Core {
             }
         }
 
-        let prepared = transform::prepare_upstream(&TransformInput {
-            head,
-            body: &req.body,
-            provider: &provider,
-            managed_key_header: key_header,
-            settings: UpstreamSettings::from_config(&self.config),
-        });
-        let request = match prepared {
-            Ok(p) => {
-                if p.skipped.is_some() {
-                    events.push(ExchangeEvent::Log(LogRecord {
-                        level: Level::Warn,
-                        event: "transform.body_skipped",
-                        msg: transform::BodyTransformSkipped::MESSAGE,
-                        fields: vec![
-                            ("path", json!(head.path)),
-                            ("request_id", json!(req.request_id)),
-                            ("provider", json!(provider_id)),
-                        ],
-                    }));
-                }
-                Some((
-                    p.usage_injected,
-                    UpstreamRequest {
-                        method: head.method.clone(),
-                        url: p.url,
-                        headers: p.headers,
-                        body: p.body,
-                    },
-                ))
-            }
-            Err(_) => None,
-        };
         let (usage_injected, request) = match request {
-            Some(r) => r,
+            Some(r) => {
+                events.extend(upstream_events);
+                r
+            }
             None => {
                 if let Some(p) = permit.take() {
                     self.breakers.handle_outcome(p, OutcomeClass::Neutral, now);
@@ -344,7 +329,7 @@ impl Core {
                 (
                     false,
                     UpstreamRequest {
-                        method: head.method.clone(),
+                        method,
                         url: String::new(),
                         headers: http::HeaderMap::new(),
                         body: Bytes::new(),
@@ -352,53 +337,13 @@ impl Core {
                 )
             }
         };
-        if usage_injected {
-            events.push(ExchangeEvent::Log(LogRecord {
-                level: Level::Debug,
-                event: "usage.injected",
-                msg: "stream usage requested upstream",
-                fields: vec![
-                    ("request_id", json!(req.request_id)),
-                    ("provider", json!(provider_id)),
-                ],
-            }));
-        }
-
-        let row = is_llm.then(|| {
-            let rule = detect_tool(&head.headers);
-            let session_id = identify::session_id(&head.headers, rule);
-            PreLogRow {
-                request_id: req.request_id.clone(),
-                provider: provider_id.clone(),
-                model: inspection
-                    .model
-                    .clone()
-                    .filter(|m| !m.trim().is_empty())
-                    .unwrap_or_else(|| "unknown".to_owned()),
-                tool: identity.tool.to_owned(),
-                client_id: identity.client_id.clone(),
-                agent: inspection.agent.clone(),
-                user_agent: inspection.user_agent.clone(),
-                source_ip: Some(inspection.source_ip.to_string()),
-                msg_id: inspection.msg_id.clone(),
-                path: head.path.clone(),
-                streamed: inspection.stream,
-                proxy_api_key_id: key_id,
-                started_at: wall.to_iso(),
-                meta_json: PreLogRow::meta(
-                    head.method.as_str(),
-                    inspection.originator.as_deref(),
-                    session_id.as_deref(),
-                ),
-            }
-        });
 
         let exchange = Exchange::new(
             ExchangeInit {
-                request_id: req.request_id,
+                request_id,
                 provider: provider_id,
-                path: head.path.clone(),
-                stream_requested: inspection.stream,
+                path,
+                stream_requested: stream,
                 request,
                 usage_injected,
                 row,
@@ -424,6 +369,175 @@ impl Core {
     pub fn handle_outcome(&mut self, permit: Permit, class: OutcomeClass, now: Instant) {
         self.breakers.handle_outcome(permit, class, now);
     }
+}
+
+/// Rows 6–9: cross-origin, proxy authentication, request content-encoding and the declared
+/// body size. `Ok` carries the body limit for reading; a refusal carries the security
+/// headers already. Reads only the configuration: no lock needed.
+#[allow(clippy::result_large_err)]
+pub fn check_proxy_head(
+    config: &Config,
+    head: &RequestHead,
+    key: &KeyLookup,
+) -> Result<u64, Reply> {
+    let secure = gate::is_secure_request(&head.headers, false, config.trust_proxy_headers);
+    refuse_proxy_head(config, head, key).map_err(|mut reply| {
+        gate::apply_security_headers(&mut reply.headers, secure);
+        reply
+    })
+}
+
+#[allow(clippy::result_large_err)]
+fn refuse_proxy_head(config: &Config, head: &RequestHead, key: &KeyLookup) -> Result<u64, Reply> {
+    let required = config.proxy_require_api_key;
+    gate::check_cross_origin(&head.headers, required)?;
+    if required && !matches!(key, KeyLookup::Valid(_)) {
+        return Err(errors::proxy_key_required());
+    }
+    if let Some(enc) = header_str(&head.headers, "content-encoding")
+        && !enc.eq_ignore_ascii_case("identity")
+    {
+        return Err(errors::unsupported_content_encoding());
+    }
+    let limit = config.max_request_body_bytes;
+    if let Some(len) = header_str(&head.headers, "content-length")
+        && let Ok(len) = len.parse::<u64>()
+        && len > limit
+    {
+        return Err(errors::body_too_large(limit));
+    }
+    Ok(limit)
+}
+
+/// The routing half of [`Core::prepare`]: the call as it will be made, or the refusal.
+fn route_call(
+    config: &Config,
+    req: InboundRequest,
+    inspection: identify::Inspection,
+    identity: &identify::Identity,
+    wall: UnixMillis,
+) -> Result<Box<Routed>, Box<Reply>> {
+    let head = &req.head;
+    let resolved = config
+        .providers
+        .resolve(
+            &head.path,
+            inspection.model.as_deref(),
+            inspection.selector.as_deref(),
+        )
+        .map_err(|unknown| Box::new(unknown.reply()))?;
+    // Direct mode: without a router, a request only the router could serve is refused
+    // before anything is logged or sent (`provider::direct`).
+    if resolved.provider.upstream_base_url.is_empty() {
+        return Err(Box::new(match resolved.provider.origin {
+            ProviderOrigin::Synthesized => errors::no_route(&head.path),
+            _ => errors::no_upstream(&resolved.provider.id),
+        }));
+    }
+    let provider = Arc::clone(&resolved.provider);
+    let provider_id = provider.id.clone();
+    let is_llm = route::is_llm_call(&head.method, &head.path, inspection.model.as_deref());
+
+    let (key_id, allowed, key_header) = match &req.key {
+        KeyLookup::Valid(k) => {
+            let header = auth::extract_credential(&head.headers).map(|c| match c.header {
+                CredentialHeader::Authorization => ManagedKeyHeader::Authorization,
+                CredentialHeader::XApiKey => ManagedKeyHeader::XApiKey,
+            });
+            (Some(k.id), k.allowed_providers.as_slice(), header)
+        }
+        _ => (None, &[][..], None),
+    };
+    let not_allowed = auth::check_provider_allowed(&head.path, allowed, &provider_id).is_err();
+
+    let prepared_upstream = transform::prepare_upstream(&TransformInput {
+        head,
+        body: &req.body,
+        provider: &provider,
+        managed_key_header: key_header,
+        settings: UpstreamSettings::from_config(config),
+    });
+    // The events of a built request, logged only if the call gets that far.
+    let mut upstream_events = Vec::new();
+    let request = match prepared_upstream {
+        Ok(p) => {
+            if p.skipped.is_some() {
+                upstream_events.push(ExchangeEvent::Log(LogRecord {
+                    level: Level::Warn,
+                    event: "transform.body_skipped",
+                    msg: transform::BodyTransformSkipped::MESSAGE,
+                    fields: vec![
+                        ("path", json!(head.path)),
+                        ("request_id", json!(req.request_id)),
+                        ("provider", json!(provider_id)),
+                    ],
+                }));
+            }
+            if p.usage_injected {
+                upstream_events.push(ExchangeEvent::Log(LogRecord {
+                    level: Level::Debug,
+                    event: "usage.injected",
+                    msg: "stream usage requested upstream",
+                    fields: vec![
+                        ("request_id", json!(req.request_id)),
+                        ("provider", json!(provider_id)),
+                    ],
+                }));
+            }
+            Some((
+                p.usage_injected,
+                UpstreamRequest {
+                    method: head.method.clone(),
+                    url: p.url,
+                    headers: p.headers,
+                    body: p.body,
+                },
+            ))
+        }
+        Err(_) => None,
+    };
+
+    let row = is_llm.then(|| {
+        let rule = detect_tool(&head.headers);
+        let session_id = identify::session_id(&head.headers, rule);
+        PreLogRow {
+            request_id: req.request_id.clone(),
+            provider: provider_id.clone(),
+            model: inspection
+                .model
+                .clone()
+                .filter(|m| !m.trim().is_empty())
+                .unwrap_or_else(|| "unknown".to_owned()),
+            tool: identity.tool.to_owned(),
+            client_id: identity.client_id.clone(),
+            agent: inspection.agent.clone(),
+            user_agent: inspection.user_agent.clone(),
+            source_ip: Some(inspection.source_ip.to_string()),
+            msg_id: inspection.msg_id.clone(),
+            path: head.path.clone(),
+            streamed: inspection.stream,
+            proxy_api_key_id: key_id,
+            started_at: wall.to_iso(),
+            meta_json: PreLogRow::meta(
+                head.method.as_str(),
+                inspection.originator.as_deref(),
+                session_id.as_deref(),
+            ),
+        }
+    });
+    Ok(Box::new(Routed {
+        method: head.method.clone(),
+        path: head.path.clone(),
+        request_id: req.request_id,
+        provider_id,
+        is_llm,
+        not_allowed,
+        stream: inspection.stream,
+        request,
+        upstream_events,
+        row,
+        wall,
+    }))
 }
 
 fn breaker_reject_log(provider: &str, retry_after: u64) -> ExchangeEvent {

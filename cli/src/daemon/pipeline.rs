@@ -23,7 +23,7 @@ use agent_cli_proxy_core::exchange::Level;
 use agent_cli_proxy_core::gate;
 use agent_cli_proxy_core::head::{Reply, RequestHead};
 use agent_cli_proxy_core::limits::MAX_ADMIN_BODY;
-use agent_cli_proxy_core::proxy::{InboundRequest, KeyLookup, StartAction};
+use agent_cli_proxy_core::proxy::{Core, InboundRequest, KeyLookup, StartAction};
 use agent_cli_proxy_core::route::Route;
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
@@ -167,7 +167,7 @@ impl Daemon {
     pub fn plan(&self, head: RequestHead, peer: IpAddr) -> (Plan, Respond) {
         let secure = gate::is_secure_request(&head.headers, false, self.config.trust_proxy_headers);
         let respond = Respond { secure };
-        let route = self.core().route(&head);
+        let route = agent_cli_proxy_core::route::route(&head.method, &head.path);
         let plan = match route {
             Route::Health => Plan::Reply(Reply::json(StatusCode::OK, r#"{"status":"ok"}"#)),
             Route::Ready => Plan::Ready(Ready(respond)),
@@ -209,7 +209,7 @@ impl Daemon {
     /// with `Core::credential_hash` and [`Daemon::lookup_key`]: the body limit, or the
     /// reply that refuses the request (a 401 is logged as `proxy.auth.rejected`).
     pub fn check_proxy_head(&self, head: &RequestHead, key: &KeyLookup) -> Result<u64, Reply> {
-        let checked = self.core().check_proxy_head(head, key);
+        let checked = agent_cli_proxy_core::proxy::check_proxy_head(&self.config, head, key);
         if let Err(reply) = &checked
             && reply.status == StatusCode::UNAUTHORIZED
         {
@@ -237,17 +237,18 @@ impl Daemon {
         // at the right edge of its index instead of a random page, which made that one index
         // a third of the cost of ingesting a row (`docs/datapath.md` §6.1).
         let request_id = uuid::Uuid::now_v7().to_string();
-        let start = self.core().start(
-            InboundRequest {
-                head,
-                body,
-                peer,
-                request_id,
-                key,
-            },
-            self.now(),
-            self.wall(),
-        );
+        let inbound = InboundRequest {
+            head,
+            body,
+            peer,
+            request_id,
+            key,
+        };
+        // Parsing, identification and the upstream request need only the configuration:
+        // they run before the core's lock is taken, which then covers only the shared
+        // decisions (rate limit, breaker, the exchange's seed).
+        let prepared = Core::prepare(&self.config, inbound, self.wall());
+        let start = self.core().admit(prepared, self.now());
         for ev in start.events {
             self.handle_event(ev);
         }
