@@ -20,10 +20,8 @@ mod env_file;
 mod load;
 mod parse;
 mod paths;
-pub(crate) mod url;
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde_json::{Value, json};
 use thiserror::Error;
@@ -31,60 +29,9 @@ use thiserror::Error;
 use crate::provider::Providers;
 use crate::secret::Secret;
 
+pub use crate::config_issue::{ConfigIssue, ConfigWarning};
 pub use env_file::{merge_env, parse_env_file};
 pub use paths::Paths;
-
-/// One validation issue: a variable or document path and what is wrong with it. Messages
-/// never contain a secret value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigIssue {
-    /// `PROXY_PORT`, `CLIENT_NAME_MAPPING[2]`, `providers[0].upstreamBaseUrl`, …
-    pub path: String,
-    /// `must be an integer from 1 to 65535`, …
-    pub message: String,
-}
-
-impl ConfigIssue {
-    /// An issue at `path`.
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigIssue {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigIssue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.path, self.message)
-    }
-}
-
-/// A configuration warning (`config.warning` with `path` and `message`), logged only when
-/// there are no issues.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigWarning {
-    /// The variable or document path.
-    pub path: String,
-    /// What the operator should know.
-    pub message: String,
-}
-
-impl ConfigWarning {
-    /// A warning at `path`.
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigWarning {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigWarning {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.path, self.message)
-    }
-}
 
 /// Validation failed (code `CONFIG_INVALID`); every issue found is listed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -339,7 +286,7 @@ impl Config {
 
     /// True when `PROXY_HOST` is a loopback name.
     pub fn proxy_host_is_loopback(&self) -> bool {
-        url::is_loopback_host(&self.proxy_host)
+        crate::base_url::is_loopback_host(&self.proxy_host)
     }
 }
 

@@ -35,7 +35,9 @@ pub mod limiter;
 pub mod retry;
 pub mod route;
 
+pub(crate) mod base_url;
 pub mod config;
+pub mod config_issue;
 pub mod headers;
 pub mod http1;
 pub mod json_edit;

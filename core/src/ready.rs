@@ -18,7 +18,7 @@ use http::StatusCode;
 use serde::Serialize;
 
 use crate::head::Reply;
-use crate::supervisor::{LoopHealth, LoopState};
+use crate::supervisor::{LoopHealth, LoopState, LoopStatus};
 use crate::time::{Instant, UnixMillis};
 
 /// Deadline of a whole readiness run.
@@ -41,6 +41,16 @@ pub enum Status {
 }
 
 impl Status {
+    /// What a supervised loop contributes to the supervisor check: a standby loop (another
+    /// replica runs it) is healthy.
+    pub fn of_loop(status: LoopStatus) -> Status {
+        match status {
+            LoopStatus::Pass | LoopStatus::Standby => Status::Pass,
+            LoopStatus::Warn => Status::Warn,
+            LoopStatus::Fail => Status::Fail,
+        }
+    }
+
     /// `pass`, `warn` or `fail` (also the metric label).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -309,7 +319,7 @@ impl CheckResult {
             .collect();
         let status = health
             .iter()
-            .map(|h| h.status.check_status())
+            .map(|h| Status::of_loop(h.status))
             .max()
             .unwrap_or(Status::Pass);
         let mut result = CheckResult::new(status, None, None);

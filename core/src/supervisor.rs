@@ -12,7 +12,6 @@
 
 use serde::Serialize;
 
-use crate::ready::Status;
 use crate::time::Instant;
 
 /// Cap of the failure backoff before jitter.
@@ -256,17 +255,6 @@ pub enum LoopStatus {
     Standby,
 }
 
-impl LoopStatus {
-    /// What the entry contributes to the supervisor check: a standby loop is healthy.
-    pub fn check_status(self) -> Status {
-        match self {
-            LoopStatus::Pass | LoopStatus::Standby => Status::Pass,
-            LoopStatus::Warn => Status::Warn,
-            LoopStatus::Fail => Status::Fail,
-        }
-    }
-}
-
 /// `round(d + u·d·0.1)` with `u` uniform in [−1, 1], floored at 0.
 pub fn jitter(d_ms: u64, rng: &mut fastrand::Rng) -> u64 {
     let u = rng.f64() * 2.0 - 1.0;
@@ -408,7 +396,11 @@ mod tests {
         let mut b = LoopState::new("quota-refresh", 1_000);
         b.handle_success(now, &mut rng);
         let check = crate::ready::CheckResult::supervisor(&[a.clone(), b], now);
-        assert_eq!(check.status, Status::Pass, "standby is not a failure");
+        assert_eq!(
+            check.status,
+            crate::ready::Status::Pass,
+            "standby is not a failure"
+        );
         assert_eq!(
             serde_json::to_value(a.health(now)).unwrap()["status"],
             "standby"

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::parse::Reader;
-use super::url::{UrlProblem, is_file_url, is_loopback_host, parse_base_url};
 use super::{
     Config, ConfigError, ConfigWarning, ExternalInputs, FileRead, LogFormat, LogLevel, Paths,
 };
+use crate::base_url::{UrlProblem, is_file_url, is_loopback_host, parse_base_url};
 use crate::provider::{ProviderSource, Providers, validate_document};
 use crate::secret::Secret;
 

@@ -24,8 +24,8 @@ use http::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
 use super::{AuthMode, Provider, ProviderAuth, ProviderOrigin, ProviderType};
-use crate::config::url::{UrlProblem, parse_base_url};
-use crate::config::{ConfigIssue, ConfigWarning};
+use crate::base_url::{UrlProblem, parse_base_url};
+use crate::config_issue::{ConfigIssue, ConfigWarning};
 use crate::secret::Secret;
 
 /// The outcome of validating a provider document.
