@@ -1,6 +1,7 @@
 //! The command line of agent-cli-proxy (`control.md` §11): every command but the server loop
-//! itself. Both binaries call [`main_with`] with their [`Shell`], which supplies `serve` and
-//! the HTTP probe of `doctor`; nothing here depends on an async runtime.
+//! itself. Both binaries call [`main_with`] with their [`Shell`] (a [`RuntimeShell`]), which
+//! supplies `serve` and the runtime for the HTTP probe of `doctor`; nothing here depends on
+//! an async runtime.
 //!
 //! Exit codes (§11.1): 0 success, 1 runtime failure (one line on stderr naming the variable or
 //! file at fault), 2 usage error (one line naming the offending word and a `--help` hint).
@@ -134,6 +135,44 @@ impl Shell for NoShell {
 
     fn binary_name(&self) -> &'static str {
         "agent-cli-proxy"
+    }
+}
+
+/// A runtime shell as the CLI sees it: its daemon and names, and the shared upstream client
+/// over its runtime (`net`) for `doctor`'s probe and `backfill-costs`' fetch, so both builds
+/// make those calls alike.
+pub struct RuntimeShell<I> {
+    /// Runs the daemon with the loaded environment map and the listener limits.
+    pub serve: fn(BTreeMap<String, String>, agent_cli_proxy_core::limits::Limits) -> ExitCode,
+    /// Listener limits for `serve` (the defaults of `datapath.md` §1 in production).
+    pub limits: agent_cli_proxy_core::limits::Limits,
+    /// [`Shell::binary_name`].
+    pub binary_name: &'static str,
+    /// [`Shell::build_name`].
+    pub build_name: &'static str,
+    /// The runtime's sockets, timer and blocking pool.
+    pub net: I,
+}
+
+impl<I: upstream::control::ControlRuntime + Clone> Shell for RuntimeShell<I> {
+    fn serve(&self, env: BTreeMap<String, String>) -> ExitCode {
+        (self.serve)(env, self.limits.clone())
+    }
+
+    fn probe(&self, method: &str, url: &str, timeout: Duration) -> Result<u16, String> {
+        upstream::control::probe_once(self.net.clone(), method, url, timeout)
+    }
+
+    fn binary_name(&self) -> &'static str {
+        self.binary_name
+    }
+
+    fn build_name(&self) -> &'static str {
+        self.build_name
+    }
+
+    fn fetch(&self, url: &str, timeout: Duration) -> Result<Vec<u8>, String> {
+        upstream::control::fetch_once(self.net.clone(), url, timeout)
     }
 }
 

@@ -1,4 +1,4 @@
-//! The data-path upstream client, shared by both shells: request framing by the core's codec
+//! The upstream client, shared by both shells: request framing by the core's codec
 //! (`Target::request_head`), the idle pool, address fallback, failure classes, the retry of
 //! a write that failed on a reused connection, and reading each response with the core's
 //! `ResponseReader`. A shell supplies only its runtime's socket work through [`UpstreamIo`]:
@@ -24,6 +24,9 @@
 //!   EOF.
 //! * Redirects are never followed on the data path (the core turns a 3xx into E20); the
 //!   document fetch follows them hop by hop ([`UpstreamClient::get_hop`]).
+//!
+//! The control plane's calls (probes, management and quota `GET`s, the document fetch) run
+//! on the same client ([`control`]).
 
 use std::future::Future;
 use std::io;
@@ -49,6 +52,9 @@ use rustls::pki_types::ServerName;
 use crate::daemon::correlator::Hop;
 use crate::daemon::pipeline::BudgetCharge;
 use crate::pool::IdlePool;
+
+pub mod checks;
+pub mod control;
 
 /// Bodies up to this size are written together with the head in one write.
 pub const COALESCE: usize = 64 * 1024;

@@ -27,8 +27,8 @@ use bytes::Bytes;
 use futures_lite::future;
 
 use crate::client::{After, BodyError, Client};
+use crate::proxy;
 use crate::shared::Shared;
-use crate::{proxy, ready};
 
 /// Serves one connection until it closes.
 pub async fn serve(shared: Arc<Shared>, stream: Async<TcpStream>, peer: SocketAddr) {
@@ -132,7 +132,9 @@ async fn handle(shared: &Arc<Shared>, client: &mut Client, head: RequestHead) ->
         Plan::Proxy(head) => return proxy::handle(shared, client, head, peer, respond).await,
         Plan::Reply(r) => ignore_body(client, limits, respond).await.map(|()| r),
         Plan::Ready(ready) => match ignore_body(client, limits, respond).await {
-            Ok(()) => Ok(ready::handle(shared, ready).await),
+            Ok(()) => Ok(ready
+                .answer(&shared.ready, &shared.daemon, &shared.upstream)
+                .await),
             Err(r) => Err(r),
         },
         Plan::Handler(h) => answer(shared, client, h, respond).await,

@@ -76,7 +76,7 @@ pub async fn drive(
         let mut client_gone = false;
         let mut stalled = false;
         // Storage is spooled and answered at once (`docs/spool.md` §2).
-        up.command(d.drain_to_upstream(&mut ex), &shared.upstream.0);
+        up.command(d.drain_to_upstream(&mut ex), &shared.upstream);
         while let Some(output) = ex.poll_downstream() {
             queue(client, &mut resp, &mut out, output);
             if out.len() >= FLUSH_AT && !(client_dead || client_gone || stalled) {

@@ -18,7 +18,6 @@ mod drive;
 mod latch;
 mod loops;
 mod proxy;
-mod ready;
 mod server;
 mod shared;
 mod timer;
@@ -28,47 +27,12 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
-use agent_cli_proxy_cli::Shell;
+use agent_cli_proxy_cli::RuntimeShell;
 use agent_cli_proxy_cli::daemon::{Daemon, seed};
-use agent_cli_proxy_core::exchange::Level;
 use async_executor::Executor;
 
 pub use shared::Limits;
-
-/// The smol shell for the shared CLI.
-#[derive(Default)]
-pub struct SmolShell {
-    /// Listener limits for `serve` (the defaults of `datapath.md` §1 in production).
-    pub limits: Limits,
-}
-
-impl Shell for SmolShell {
-    fn serve(&self, env: BTreeMap<String, String>) -> ExitCode {
-        serve_with(env, self.limits.clone())
-    }
-
-    fn probe(&self, method: &str, url: &str, timeout: Duration) -> Result<u16, String> {
-        let method = http::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
-        let up = upstream::Upstream::new();
-        async_io::block_on(upstream::bounded(timeout, up.0.probe(method, url)))
-    }
-
-    fn binary_name(&self) -> &'static str {
-        "agent-cli-proxy-smol"
-    }
-
-    fn build_name(&self) -> &'static str {
-        "smol"
-    }
-
-    fn fetch(&self, url: &str, timeout: Duration) -> Result<Vec<u8>, String> {
-        let up = upstream::Upstream::new();
-        let fetch = agent_cli_proxy_cli::daemon::correlator::HttpGet::fetch_document(&up, url);
-        async_io::block_on(upstream::bounded(timeout, fetch))
-    }
-}
 
 /// Runs the daemon with the given environment and limits until a signal (SIGTERM, SIGINT,
 /// SIGHUP), then the shutdown sequence; returns the exit code.
@@ -80,17 +44,7 @@ pub fn serve_with(env: BTreeMap<String, String>, limits: Limits) -> ExitCode {
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let threads = match spawn_workers(&ex, &stop_rx) {
         Ok(t) => t,
-        Err(e) => {
-            daemon.logger.event(
-                Level::Error,
-                "startup.error",
-                &format!("cannot start the runtime: {e}"),
-                vec![],
-            );
-            daemon.shutdown_storage();
-            daemon.logger.flush();
-            return ExitCode::from(1);
-        }
+        Err(e) => return daemon.runtime_failed(&e),
     };
     let code = async_io::block_on(ex.run(server::run(daemon, limits, Arc::clone(&ex))));
     drop(stop_tx);
@@ -102,12 +56,19 @@ pub fn serve_with(env: BTreeMap<String, String>, limits: Limits) -> ExitCode {
 
 /// The binary's `main`: the shared CLI with this shell.
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    agent_cli_proxy_cli::main_with(args, &SmolShell::default())
+    main_with_limits(args, Limits::default())
 }
 
 /// The CLI with shortened listener limits: the black-box tests' entry point.
 pub fn main_with_limits(args: impl IntoIterator<Item = OsString>, limits: Limits) -> ExitCode {
-    agent_cli_proxy_cli::main_with(args, &SmolShell { limits })
+    let shell = RuntimeShell {
+        serve: serve_with,
+        limits,
+        binary_name: "agent-cli-proxy-smol",
+        build_name: "smol",
+        net: upstream::SmolNet,
+    };
+    agent_cli_proxy_cli::main_with(args, &shell)
 }
 
 /// `available_parallelism − 1` threads that run the executor (the caller's thread is the

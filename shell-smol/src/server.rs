@@ -19,7 +19,6 @@ use futures_lite::{FutureExt, StreamExt, future};
 use crate::latch::Latch;
 use crate::loops::Loops;
 use crate::shared::{Limits, Shared};
-use crate::upstream::Upstream;
 use agent_cli_proxy_cli::daemon::ready::ReadyState;
 
 /// Binds, serves until a signal, then runs the shutdown sequence. Returns the exit code.
@@ -33,7 +32,7 @@ pub async fn run(daemon: Daemon, limits: Limits, ex: Arc<Executor<'static>>) -> 
     let origin = daemon.clock_origin();
     let shared = Arc::new(Shared {
         daemon,
-        upstream: Upstream::new(),
+        upstream: crate::upstream::client(),
         limits,
         in_flight: AtomicUsize::new(0),
         conns: AtomicUsize::new(0),

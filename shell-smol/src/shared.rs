@@ -10,7 +10,7 @@ use agent_cli_proxy_cli::daemon::ready::ReadyState;
 use async_executor::Executor;
 
 use crate::latch::Latch;
-use crate::upstream::Upstream;
+use crate::upstream::UpClient;
 
 pub use agent_cli_proxy_core::limits::Limits;
 
@@ -18,8 +18,9 @@ pub use agent_cli_proxy_core::limits::Limits;
 pub struct Shared {
     /// The runtime-agnostic daemon state.
     pub daemon: Daemon,
-    /// The upstream client.
-    pub upstream: Upstream,
+    /// The upstream client, for proxied calls and, as `HttpGet` and `ReadyIo`, the control
+    /// plane.
+    pub upstream: UpClient,
     /// Limits.
     pub limits: Limits,
     /// Requests being handled.

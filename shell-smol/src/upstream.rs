@@ -1,33 +1,34 @@
 //! The upstream client on smol: the shared client (`agent_cli_proxy_cli::upstream`: framing,
-//! pool, failure classes, retry, response reading) over `Async<TcpStream>` with TCP_NODELAY
-//! and rustls (ring) through futures-rustls with the platform's root certificates for
-//! `https`. It serves the data path and the control plane (probes, document fetch, the
-//! correlator's and quota probes' calls) alike.
+//! pool, failure classes, retry, response reading, the control-plane calls) over
+//! `Async<TcpStream>` with TCP_NODELAY and rustls (ring) through futures-rustls with the
+//! platform's root certificates for `https`, with async-io's timer and the `blocking` pool
+//! for the control plane. It serves the data path and the control plane (probes, document
+//! fetch, the correlator's and quota probes' calls) alike.
 
+use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_cli_proxy_cli::daemon::correlator::{BoxFuture, Hop, HttpGet};
-use agent_cli_proxy_cli::upstream::{Stream, UpstreamClient, UpstreamIo, header_map};
+use agent_cli_proxy_cli::daemon::correlator::BoxFuture;
+use agent_cli_proxy_cli::upstream::control::ControlRuntime;
+use agent_cli_proxy_cli::upstream::{Stream, UpstreamClient, UpstreamIo};
 use async_io::Async;
 use futures_rustls::TlsConnector;
 use futures_rustls::client::TlsStream;
 use rustls::pki_types::ServerName;
 
-/// The shared client, for the data path and, as [`HttpGet`], the control plane.
-#[derive(Clone)]
-pub struct Upstream(pub Arc<UpstreamClient<SmolNet>>);
+/// The shared upstream client.
+pub type UpClient = Arc<UpstreamClient<SmolNet>>;
 
-impl Upstream {
-    /// A client with an empty pool; TLS is set up on first use.
-    pub fn new() -> Upstream {
-        Upstream(UpstreamClient::new(SmolNet))
-    }
+/// A client with an empty pool; TLS is set up on first use.
+pub fn client() -> UpClient {
+    UpstreamClient::new(SmolNet)
 }
 
 /// async-io's sockets and futures-rustls for the shared client.
+#[derive(Clone, Copy)]
 pub struct SmolNet;
 
 impl UpstreamIo for SmolNet {
@@ -65,76 +66,32 @@ impl UpstreamIo for SmolNet {
     }
 }
 
-/// Largest management or quota answer read (the legacy usage snapshot can be large).
-const MAX_LOOP_BODY: usize = 33_554_432;
-
-/// The control plane's calls, bounded by async-io's timer.
-impl HttpGet for Upstream {
-    fn get(
-        &self,
-        url: &str,
-        headers: &[(&str, &str)],
-        timeout: Duration,
-    ) -> BoxFuture<'_, Result<(u16, Vec<u8>), String>> {
-        let headers = header_map(headers);
-        let url = url.to_owned();
-        Box::pin(async move {
-            let call = async { self.0.get_all(&url, headers?, MAX_LOOP_BODY).await };
-            bounded(timeout, call).await
-        })
+impl ControlRuntime for SmolNet {
+    fn timeout<F>(limit: Duration, f: F) -> impl Future<Output = Option<F::Output>> + Send
+    where
+        F: Future + Send,
+        F::Output: Send,
+    {
+        crate::timer::timeout(limit, f)
     }
 
-    fn get_hop(
-        &self,
-        url: &str,
-        max: usize,
-        timeout: Duration,
-    ) -> BoxFuture<'_, Result<Hop, String>> {
-        let url = url.to_owned();
-        Box::pin(async move { bounded(timeout, self.0.get_hop(&url, max)).await })
-    }
-
-    fn run_blocking(&self, job: Box<dyn FnOnce() + Send + 'static>) -> BoxFuture<'static, ()> {
+    fn unblock(job: Box<dyn FnOnce() + Send + 'static>) -> BoxFuture<'static, ()> {
         Box::pin(blocking::unblock(job))
     }
-}
 
-/// `call`, or the timeout's error after `limit`.
-pub async fn bounded<T>(
-    limit: Duration,
-    call: impl Future<Output = Result<T, String>>,
-) -> Result<T, String> {
-    crate::timer::timeout(limit, call)
-        .await
-        .ok_or_else(|| format!("timed out after {}ms", limit.as_millis()))?
+    fn block_on<F: Future>(f: F) -> io::Result<F::Output> {
+        Ok(async_io::block_on(f))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agent_cli_proxy_core::errors::NetworkErrorName;
-    use agent_cli_proxy_core::exchange::{UpstreamFailure, UpstreamRequest};
-    use bytes::Bytes;
-    use http::{HeaderMap, Method};
+    use agent_cli_proxy_cli::upstream::checks;
 
     #[test]
     fn connect_failures_are_not_written_and_named() {
-        // Port 9 on loopback is closed on any sane test machine.
-        let req = UpstreamRequest {
-            method: Method::POST,
-            url: "http://127.0.0.1:9/v1/messages".to_owned(),
-            headers: HeaderMap::new(),
-            body: Bytes::from_static(b"{}"),
-        };
-        let Err(err) = async_io::block_on(Upstream::new().0.send(req)) else {
-            panic!("connected to a closed port");
-        };
-        match err {
-            UpstreamFailure::Connect { name, written, .. } => {
-                assert_eq!(name, NetworkErrorName::Connect);
-                assert!(!written);
-            }
-            other => panic!("unexpected {other:?}"),
-        }
+        let checked = async_io::block_on(checks::refused_connect(client()));
+        assert_eq!(checked, Ok(()));
     }
 }

@@ -44,7 +44,7 @@ pub async fn drive(
         let mut client_gone = false;
         let mut stalled = false;
         // Storage is spooled and answered at once (`docs/spool.md` §2).
-        up.command(d.drain_to_upstream(&mut ex), &shared.upclient);
+        up.command(d.drain_to_upstream(&mut ex), &shared.upstream);
         while let Some(out) = ex.poll_downstream() {
             match out {
                 Downstream::Reply(reply) => {

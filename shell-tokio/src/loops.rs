@@ -1,15 +1,12 @@
-//! Background loops (`control.md` §8.1) on tokio: the schedule only. Which loops run and
-//! what each tick does is shared (`agent_cli_proxy_cli::daemon::ticks`); the timing (jitter,
-//! backoff, disable after 100 failures) is the core supervisor's; this module sleeps, runs
-//! ticks, records each loop's health for `/ready` and stops on shutdown.
+//! Background loops (`control.md` §8.1) on tokio: tasks, sleeps and the stop signal only.
+//! Which loops run, what each tick does and each loop's health for `/ready` are shared
+//! (`agent_cli_proxy_cli::daemon::ticks`); the timing (jitter, backoff, disable after 100
+//! failures) is the core supervisor's.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_cli_proxy_cli::daemon::ticks::{self, LoopRun, Tick};
-use agent_cli_proxy_core::exchange::Level;
-use agent_cli_proxy_core::supervisor::LoopKind;
-use serde_json::json;
+use agent_cli_proxy_cli::daemon::ticks;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -29,60 +26,40 @@ impl Loops {
         let s = Arc::clone(shared);
         tasks.spawn(async move { ticks::startup_refresh(&s.daemon, &s.upstream).await });
         let specs = ticks::enabled_loops(&shared.daemon, Arc::new(shared.upstream.clone()));
-        for (kind, interval, tick) in specs {
+        for spec in specs {
             let s = Arc::clone(shared);
             let stop_rx = stop.subscribe();
-            tasks.spawn(run_loop(s, kind, interval, tick, stop_rx));
+            tasks.spawn(async move {
+                let sleep = |delay| sleep_or_stop(stop_rx.clone(), delay);
+                ticks::run_loop(&s.daemon, &s.ready.loops, spec, &s.upstream, sleep).await;
+            });
         }
         Loops { stop, tasks }
     }
 
     /// Stops the loops: sleeps are interrupted at once, a running tick may finish within
-    /// `max(1, 15 000 − elapsed)` ms.
+    /// `max(1, 15 000 − elapsed)` ms; tasks still running then are aborted.
     pub async fn stop(mut self, shared: &Arc<Shared>, started: std::time::Instant) {
         let _ = self.stop.send(true);
-        let left = shared
-            .limits
-            .hard_stop
-            .saturating_sub(started.elapsed())
-            .max(Duration::from_millis(1));
-        let done = tokio::time::timeout(left, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if done.is_err() {
-            shared.daemon.logger.event(
-                Level::Warn,
-                "loop.stop_timeout",
-                "loops did not stop in time",
-                vec![("timeout_ms", json!(left.as_millis() as u64))],
-            );
+        let tasks = &mut self.tasks;
+        let hard_stop = shared.limits.hard_stop;
+        let ended =
+            ticks::wait_stopped(&shared.daemon, hard_stop, started, move |left| async move {
+                let all = async { while tasks.join_next().await.is_some() {} };
+                tokio::time::timeout(left, all).await.is_ok()
+            })
+            .await;
+        if !ended {
             self.tasks.abort_all();
         }
     }
 }
 
-async fn run_loop(
-    shared: Arc<Shared>,
-    kind: LoopKind,
-    interval: u64,
-    tick: Tick,
-    mut stop: watch::Receiver<bool>,
-) {
-    let d = &shared.daemon;
-    let health = &shared.ready.loops;
-    let (mut run, mut delay) = LoopRun::start(d, health, kind, interval);
-    loop {
-        tokio::select! {
-            _ = stop.changed() => break,
-            _ = tokio::time::sleep(Duration::from_millis(delay)) => {}
-        }
-        let started = std::time::Instant::now();
-        let result = ticks::run_tick(&tick, d, &shared.upstream).await;
-        match run.record(d, health, result, started.elapsed()) {
-            Some(next) => delay = next,
-            None => break,
-        }
+/// Sleeps `delay`; `true` when the loops were stopped first. A clone of the receiver still
+/// sees a stop sent before it was made.
+async fn sleep_or_stop(mut stop: watch::Receiver<bool>, delay: Duration) -> bool {
+    tokio::select! {
+        _ = stop.changed() => true,
+        _ = tokio::time::sleep(delay) => false,
     }
-    run.stopped(d);
 }

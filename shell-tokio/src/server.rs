@@ -22,7 +22,6 @@ use crate::body::Cut;
 use crate::conntimer::{ConnClock, Tracked, Watched};
 use crate::loops::Loops;
 use crate::shared::{Limits, Shared};
-use crate::upstream::Upstream;
 
 /// Binds, serves until a signal, then runs the shutdown sequence. Returns the exit code.
 pub async fn run(daemon: Daemon, limits: Limits) -> ExitCode {
@@ -35,8 +34,7 @@ pub async fn run(daemon: Daemon, limits: Limits) -> ExitCode {
     let (abort_tx, _) = watch::channel(false);
     let shared = Arc::new(Shared {
         daemon,
-        upstream: Upstream::new(),
-        upclient: crate::upconn::client(),
+        upstream: crate::upconn::client(),
         limits,
         in_flight: AtomicUsize::new(0),
         drained: Notify::new(),

@@ -12,9 +12,9 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::body::{Cut, RespBody};
+use crate::proxy;
 use crate::respond::{Outgoing, response_of_reply};
 use crate::shared::Shared;
-use crate::{proxy, ready};
 
 /// Handles one request. `Err` makes hyper close the connection without a response.
 pub async fn handle(
@@ -35,7 +35,10 @@ pub async fn handle(
     let outgoing = match plan {
         // hyper reads and drops a body nobody took.
         Plan::Reply(r) => reply(r),
-        Plan::Ready(r) => reply(ready::handle(&shared, r).await),
+        Plan::Ready(r) => reply(
+            r.answer(&shared.ready, &shared.daemon, &shared.upstream)
+                .await,
+        ),
         Plan::Handler(h) => reply(answer(&shared, h, body).await),
         Plan::Proxy(head) => proxy::handle(&shared, head, body, peer.ip(), respond).await,
     };

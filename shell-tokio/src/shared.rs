@@ -1,5 +1,5 @@
 //! The state every task of the tokio daemon shares. A leaf module: everything else imports
-//! it, it imports none of them but the clients.
+//! it, it imports none of them but the client.
 
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
@@ -9,7 +9,6 @@ use agent_cli_proxy_cli::daemon::ready::ReadyState;
 use tokio::sync::{Notify, watch};
 
 use crate::upconn::UpClient;
-use crate::upstream::Upstream;
 
 pub use agent_cli_proxy_core::limits::Limits;
 
@@ -17,10 +16,9 @@ pub use agent_cli_proxy_core::limits::Limits;
 pub struct Shared {
     /// The runtime-agnostic daemon state.
     pub daemon: Daemon,
-    /// The control-plane client (probes, pricing fetch, loops), on hyper.
-    pub upstream: Upstream,
-    /// The data-path client (proxied calls), on the core's codec.
-    pub upclient: UpClient,
+    /// The upstream client, for proxied calls and, as `HttpGet` and `ReadyIo`, the control
+    /// plane.
+    pub upstream: UpClient,
     /// Limits.
     pub limits: Limits,
     /// Requests being handled.

@@ -47,6 +47,19 @@ impl Daemon {
         ExitCode::from(1)
     }
 
+    /// The runtime could not start: logs `startup.error`, closes storage, exit 1.
+    pub fn runtime_failed(&self, err: &std::io::Error) -> ExitCode {
+        self.logger.event(
+            Level::Error,
+            "startup.error",
+            &format!("cannot start the runtime: {err}"),
+            vec![],
+        );
+        self.shutdown_storage();
+        self.logger.flush();
+        ExitCode::from(1)
+    }
+
     /// Logs `server.running` once the listener is bound and the loops started.
     pub fn log_running(&self) {
         let host = &self.config.proxy_host;

@@ -265,6 +265,51 @@ pub async fn startup_refresh(d: &Daemon, io: &dyn HttpGet) {
     }
 }
 
+/// One loop from its start to its stop, for both shells' schedulers: `sleep(delay)` waits
+/// out the supervisor's delay and says `true` when the loop must stop instead.
+pub async fn run_loop<S: std::future::Future<Output = bool>>(
+    d: &Daemon,
+    health: &std::sync::Mutex<Vec<agent_cli_proxy_core::supervisor::LoopState>>,
+    (kind, interval, tick): (agent_cli_proxy_core::supervisor::LoopKind, u64, Tick),
+    io: &dyn HttpGet,
+    mut sleep: impl FnMut(std::time::Duration) -> S,
+) {
+    let (mut run, mut delay) = LoopRun::start(d, health, kind, interval);
+    while !sleep(std::time::Duration::from_millis(delay)).await {
+        let started = std::time::Instant::now();
+        let result = run_tick(&tick, d, io).await;
+        match run.record(d, health, result, started.elapsed()) {
+            Some(next) => delay = next,
+            None => break,
+        }
+    }
+    run.stopped(d);
+}
+
+/// Waits for the stopped loops' tasks within what is left of `hard_stop` since `started` (at
+/// least 1 ms): `wait(left)` is the shell's timed wait, `true` when every task ended. Logs
+/// `loop.stop_timeout` and returns `false` when some did not.
+pub async fn wait_stopped<W: std::future::Future<Output = bool>>(
+    d: &Daemon,
+    hard_stop: std::time::Duration,
+    started: std::time::Instant,
+    wait: impl FnOnce(std::time::Duration) -> W,
+) -> bool {
+    let left = hard_stop
+        .saturating_sub(started.elapsed())
+        .max(std::time::Duration::from_millis(1));
+    let ended = wait(left).await;
+    if !ended {
+        d.logger.event(
+            Level::Warn,
+            "loop.stop_timeout",
+            "loops did not stop in time",
+            vec![("timeout_ms", json!(left.as_millis() as u64))],
+        );
+    }
+    ended
+}
+
 /// One loop's bookkeeping, shared by both shells' schedulers: its health entry for `/ready`,
 /// the supervisor's delays (jitter, backoff, disable) and the `loop.*` events.
 pub struct LoopRun {
