@@ -437,6 +437,9 @@ type Sending<I> = Pin<Box<dyn Future<Output = Result<UpConn<I>, UpstreamFailure>
 /// charge is released once a head arrives (the exchange keeps the body only until then).
 pub struct Attempt<I: UpstreamIo> {
     state: State<I>,
+    /// The number of the attempt in `state` (its `UpstreamOp::Send`), carried by every
+    /// input it yields so the exchange can tell a stale one.
+    number: u32,
     charge: Option<BudgetCharge>,
 }
 
@@ -451,7 +454,7 @@ enum State<I: UpstreamIo> {
 }
 
 /// One input from the upstream side, for [`Attempt::feed`].
-pub struct AttemptInput<I: UpstreamIo>(Input<I>);
+pub struct AttemptInput<I: UpstreamIo>(u32, Input<I>);
 
 enum Input<I: UpstreamIo> {
     Written(Result<UpConn<I>, UpstreamFailure>),
@@ -463,6 +466,7 @@ impl<I: UpstreamIo> Attempt<I> {
     pub fn new(charge: BudgetCharge) -> Self {
         Attempt {
             state: State::Idle,
+            number: 0,
             charge: Some(charge),
         }
     }
@@ -471,7 +475,8 @@ impl<I: UpstreamIo> Attempt<I> {
     /// a cancel drops it.
     pub fn command(&mut self, op: Option<UpstreamOp>, client: &Arc<UpstreamClient<I>>) {
         match op {
-            Some(UpstreamOp::Send { request, .. }) => {
+            Some(UpstreamOp::Send { attempt, request }) => {
+                self.number = attempt;
                 self.state = State::Sending(Box::pin(Arc::clone(client).send(request)));
             }
             Some(UpstreamOp::Cancel) => self.state = State::Idle,
@@ -499,39 +504,40 @@ impl<I: UpstreamIo> Attempt<I> {
             State::Sending(fut) => fut
                 .as_mut()
                 .poll(cx)
-                .map(|r| AttemptInput(Input::Written(r))),
-            State::Reading { conn, .. } => {
-                conn.poll_event(cx).map(|r| AttemptInput(Input::Event(r)))
-            }
+                .map(|r| AttemptInput(self.number, Input::Written(r))),
+            State::Reading { conn, .. } => conn
+                .poll_event(cx)
+                .map(|r| AttemptInput(self.number, Input::Event(r))),
             State::Idle => Poll::Pending,
         }
     }
 
     /// Feeds `input` to `ex`.
     pub fn feed(&mut self, ex: &mut Exchange, input: AttemptInput<I>, now: CoreInstant) {
-        match input.0 {
+        let AttemptInput(n, input) = input;
+        match input {
             Input::Written(Ok(conn)) => {
                 self.state = State::Reading { conn, head: false };
-                ex.handle_upstream_written(now);
+                ex.handle_upstream_written(n, now);
             }
             Input::Written(Err(f)) | Input::Event(Err(f)) => {
                 self.state = State::Idle;
-                ex.handle_upstream_error(f, now);
+                ex.handle_upstream_error(n, f, now);
             }
             Input::Event(Ok(ResponseEvent::Head(head, _))) => {
                 if let State::Reading { head: seen, .. } = &mut self.state {
                     *seen = true;
                 }
                 self.charge.take();
-                ex.handle_upstream_head(head, now);
+                ex.handle_upstream_head(n, head, now);
             }
-            Input::Event(Ok(ResponseEvent::Body(data))) => ex.handle_upstream_body(data, now),
+            Input::Event(Ok(ResponseEvent::Body(data))) => ex.handle_upstream_body(n, data, now),
             Input::Event(Ok(ResponseEvent::End)) => {
                 if let State::Reading { conn, .. } = std::mem::replace(&mut self.state, State::Idle)
                 {
                     conn.finish();
                 }
-                ex.handle_upstream_end(now);
+                ex.handle_upstream_end(n, now);
             }
         }
     }

@@ -385,6 +385,8 @@ pub struct Exchange {
     row: RowState,
     upstream: Upstream,
     attempts: u32,
+    /// The attempt whose upstream inputs are taken (`Exchange::handle_upstream_head`, …).
+    live_attempt: Option<u32>,
     attempt_started: Instant,
     head_at: Option<Instant>,
     timers: Timers,
@@ -455,6 +457,7 @@ impl Exchange {
             },
             upstream: Upstream::Idle,
             attempts: 0,
+            live_attempt: None,
             attempt_started: now,
             head_at: None,
             timers: Timers::default(),

@@ -74,6 +74,7 @@ impl Exchange {
         self.timers
             .arm_attempt(self.now, &self.limits, self.first_byte_applies());
         self.upstream = Upstream::AwaitHead { attempt };
+        self.live_attempt = Some(attempt);
         self.upstream_out
             .push_back(UpstreamOp::Send { attempt, request });
     }
@@ -138,7 +139,7 @@ impl Exchange {
         if retry && !short_circuit {
             let delay = self.backoff_after(Some(&head.headers), attempt);
             if !ended {
-                self.upstream_out.push_back(UpstreamOp::Cancel);
+                self.cancel_attempt();
             }
             self.timers.clear_attempt();
             self.log_attempt_error("5xx", Some(503), attempt, true, None);

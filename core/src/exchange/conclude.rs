@@ -94,13 +94,19 @@ impl Exchange {
         self.down_out.push_back(d);
     }
 
+    /// Asks the shell to drop the attempt in flight; its later inputs are ignored.
+    pub(super) fn cancel_attempt(&mut self) {
+        self.live_attempt = None;
+        self.upstream_out.push_back(UpstreamOp::Cancel);
+    }
+
     pub(super) fn cancel_upstream(&mut self) {
         match self.upstream {
             Upstream::AwaitHead { .. }
             | Upstream::Probe503 { .. }
             | Upstream::Stream
             | Upstream::Buffer { .. }
-            | Upstream::Pass => self.upstream_out.push_back(UpstreamOp::Cancel),
+            | Upstream::Pass => self.cancel_attempt(),
             Upstream::Idle | Upstream::Backoff { .. } | Upstream::Done => {}
         }
         self.upstream = Upstream::Done;

@@ -70,8 +70,8 @@ impl Exchange {
 
     /// Every request byte has been written upstream: a `POST`/`PATCH` body can no longer be
     /// re-sent, so it is dropped here (`datapath.md` §5, RQ-L5).
-    pub fn handle_upstream_written(&mut self, now: Instant) {
-        if !self.enter(now) {
+    pub fn handle_upstream_written(&mut self, attempt: u32, now: Instant) {
+        if !self.is_live(attempt) || !self.enter(now) {
             return;
         }
         if !retry::is_idempotent(&self.method) {
@@ -80,8 +80,8 @@ impl Exchange {
     }
 
     /// The upstream response head arrived.
-    pub fn handle_upstream_head(&mut self, head: ResponseHead, now: Instant) {
-        if !self.enter(now) {
+    pub fn handle_upstream_head(&mut self, attempt: u32, head: ResponseHead, now: Instant) {
+        if !self.is_live(attempt) || !self.enter(now) {
             return;
         }
         let Upstream::AwaitHead { attempt } = self.upstream else {
@@ -139,8 +139,8 @@ impl Exchange {
     }
 
     /// A chunk of the upstream response body.
-    pub fn handle_upstream_body(&mut self, chunk: Bytes, now: Instant) {
-        if !self.enter(now) {
+    pub fn handle_upstream_body(&mut self, attempt: u32, chunk: Bytes, now: Instant) {
+        if !self.is_live(attempt) || !self.enter(now) {
             return;
         }
         self.on_body(chunk);
@@ -148,19 +148,21 @@ impl Exchange {
     }
 
     /// The upstream response body ended cleanly.
-    pub fn handle_upstream_end(&mut self, now: Instant) {
-        if !self.enter(now) {
+    pub fn handle_upstream_end(&mut self, attempt: u32, now: Instant) {
+        if !self.is_live(attempt) || !self.enter(now) {
             return;
         }
+        self.live_attempt = None;
         self.on_end();
         self.maybe_finish();
     }
 
     /// The upstream attempt failed.
-    pub fn handle_upstream_error(&mut self, failure: UpstreamFailure, now: Instant) {
-        if !self.enter(now) {
+    pub fn handle_upstream_error(&mut self, attempt: u32, failure: UpstreamFailure, now: Instant) {
+        if !self.is_live(attempt) || !self.enter(now) {
             return;
         }
+        self.live_attempt = None;
         match (&self.upstream, failure) {
             (
                 Upstream::AwaitHead { attempt },
@@ -331,6 +333,14 @@ impl Exchange {
     // ----- helpers of the inputs -----
 
     /// Clamps `now`; false once the exchange has finished (the input is ignored).
+    /// Whether an upstream input of `attempt` (the number of the `UpstreamOp::Send` that
+    /// started it) is for the attempt in flight. An input of an attempt that was cancelled,
+    /// superseded or has ended is ignored: a shell that let one through would otherwise feed
+    /// the old response's bytes into the new attempt's relay.
+    fn is_live(&self, attempt: u32) -> bool {
+        self.live_attempt == Some(attempt)
+    }
+
     fn enter(&mut self, now: Instant) -> bool {
         if now > self.now {
             self.now = now;

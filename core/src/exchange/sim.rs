@@ -91,8 +91,8 @@ pub(crate) fn body(text: &str) -> Up {
 /// Any input the simulation feeds.
 #[derive(Debug, Clone)]
 pub(crate) enum Feed {
-    /// An upstream input of the current attempt.
-    Up(Up),
+    /// An upstream input of the attempt with this number.
+    Up(u32, Up),
     /// The reply to the pre-log.
     Prelog,
     /// The reply to a finalize or its fallback.
@@ -407,24 +407,24 @@ impl Sim {
             return;
         };
         let name = match feed {
-            Feed::Up(Up::Written) => {
-                ex.handle_upstream_written(now);
+            Feed::Up(n, Up::Written) => {
+                ex.handle_upstream_written(n, now);
                 "written"
             }
-            Feed::Up(Up::Head(h)) => {
-                ex.handle_upstream_head(h, now);
+            Feed::Up(n, Up::Head(h)) => {
+                ex.handle_upstream_head(n, h, now);
                 "head"
             }
-            Feed::Up(Up::Body(b)) => {
-                ex.handle_upstream_body(b, now);
+            Feed::Up(n, Up::Body(b)) => {
+                ex.handle_upstream_body(n, b, now);
                 "body"
             }
-            Feed::Up(Up::End) => {
-                ex.handle_upstream_end(now);
+            Feed::Up(n, Up::End) => {
+                ex.handle_upstream_end(n, now);
                 "end"
             }
-            Feed::Up(Up::Error(f)) => {
-                ex.handle_upstream_error(f, now);
+            Feed::Up(n, Up::Error(f)) => {
+                ex.handle_upstream_error(n, f, now);
                 "error"
             }
             Feed::Prelog => {
@@ -479,13 +479,15 @@ impl Sim {
         }
         while let Some(op) = ex.poll_upstream() {
             match &op {
-                UpstreamOp::Send { .. } => {
+                UpstreamOp::Send { attempt, .. } => {
                     let steps = self.attempts.pop_front().unwrap_or_default();
                     for (ms, up) in steps {
-                        self.schedule(self.now.plus_millis(ms), Feed::Up(up));
+                        self.schedule(self.now.plus_millis(ms), Feed::Up(*attempt, up));
                     }
                 }
-                UpstreamOp::Cancel => self.upcoming.retain(|(_, _, f)| !matches!(f, Feed::Up(_))),
+                UpstreamOp::Cancel => {
+                    self.upcoming.retain(|(_, _, f)| !matches!(f, Feed::Up(..)));
+                }
             }
             self.record(Rec::Upstream(op));
         }

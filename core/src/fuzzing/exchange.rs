@@ -159,6 +159,8 @@ struct Model {
     committed: bool,
     outcomes: usize,
     finished: bool,
+    /// The number of the attempt sent last.
+    attempt: u32,
     /// The finalize was queued by an earlier input than the one being drained.
     finalized_earlier: bool,
 }
@@ -220,6 +222,7 @@ impl Model {
             committed: false,
             outcomes: 0,
             finished: false,
+            attempt: 0,
             finalized_earlier: false,
         };
         model.drain();
@@ -259,15 +262,19 @@ impl Model {
                 }
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
                 self.ex
-                    .handle_upstream_head(ResponseHead { status, headers }, now);
+                    .handle_upstream_head(self.attempt, ResponseHead { status, headers }, now);
             }
             Op::Body => {
                 let chunk = CHUNKS[usize::from(arg) % CHUNKS.len()];
-                self.ex
-                    .handle_upstream_body(Bytes::from_static(chunk.as_bytes()), now);
+                self.ex.handle_upstream_body(
+                    self.attempt,
+                    Bytes::from_static(chunk.as_bytes()),
+                    now,
+                );
             }
-            Op::End => self.ex.handle_upstream_end(now),
+            Op::End => self.ex.handle_upstream_end(self.attempt, now),
             Op::ConnectErr => self.ex.handle_upstream_error(
+                self.attempt,
                 UpstreamFailure::Connect {
                     name: NetworkErrorName::Connect,
                     written: arg & 1 != 0,
@@ -276,6 +283,7 @@ impl Model {
                 now,
             ),
             Op::ReadErr => self.ex.handle_upstream_error(
+                self.attempt,
                 UpstreamFailure::Read {
                     message: "reset".to_owned(),
                 },
@@ -293,7 +301,7 @@ impl Model {
                 }
                 self.ex.handle_timeout(self.now);
             }
-            Op::Written => self.ex.handle_upstream_written(now),
+            Op::Written => self.ex.handle_upstream_written(self.attempt, now),
             Op::Stale => self.ex.handle_timeout(Instant::from_micros(
                 now.as_micros().saturating_sub(step * 1000),
             )),
@@ -365,7 +373,9 @@ impl Model {
         }
         while let Some(op) = self.ex.poll_upstream() {
             assert!(!self.finished, "upstream op after Finished");
-            if let UpstreamOp::Send { .. } = op {
+            if let UpstreamOp::Send { attempt, .. } = op {
+                // The fuzzer's upstream inputs go to the attempt sent last.
+                self.attempt = attempt;
                 assert!(
                     !self.is_llm || self.prelog_result == Some(true),
                     "an LLM call is sent only after its pre-log committed"

@@ -131,6 +131,37 @@ fn get_503_is_retried_and_the_second_answer_relayed() {
     assert_eq!(s.outcomes(), vec![OutcomeClass::Success]);
 }
 
+/// A shell that still delivers a failed attempt's inputs after the retry was sent: they
+/// carry the old attempt's number and are ignored, so the client gets the new answer and
+/// none of the old one's bytes.
+#[test]
+fn a_stale_attempts_late_response_is_not_taken_for_the_retry() {
+    let req = sim::request("GET", "/v1/models", &[], "");
+    let mut s = Sim::start(sim::core(&[]), req);
+    s.attempt(vec![
+        (5, refused()),
+        (350, json_head(200)),
+        (360, body("stale")),
+        (370, Up::End),
+    ]);
+    s.attempt(vec![
+        (0, Up::Written),
+        (400, json_head(200)),
+        (410, body("fresh")),
+        (420, Up::End),
+    ]);
+    s.run();
+    s.check_invariants();
+    let sends = s.sends();
+    assert_eq!(sends.len(), 2);
+    assert!(
+        sends[1] < 350,
+        "the retry is in flight when the stale head comes: {sends:?}"
+    );
+    assert_eq!(s.client_bytes(), "fresh");
+    assert_eq!(s.outcomes(), vec![OutcomeClass::Success]);
+}
+
 #[test]
 fn get_503_with_retry_after_waits_at_least_that_long() {
     let req = sim::request("GET", "/v1/models", &[], "");
