@@ -154,6 +154,30 @@ pub struct RuntimeShell<I> {
     pub net: I,
 }
 
+impl<I: upstream::control::ControlRuntime + Clone> RuntimeShell<I> {
+    /// A shell from its daemon, limits, `(binary, build)` names and runtime IO.
+    pub fn new(
+        serve: fn(BTreeMap<String, String>, agent_cli_proxy_core::limits::Limits) -> ExitCode,
+        limits: agent_cli_proxy_core::limits::Limits,
+        (binary_name, build_name): (&'static str, &'static str),
+        net: I,
+    ) -> Self {
+        RuntimeShell {
+            serve,
+            limits,
+            binary_name,
+            build_name,
+            net,
+        }
+    }
+
+    /// The shared CLI with this shell: parses `args`, runs the command, returns the exit
+    /// code.
+    pub fn run(&self, args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+        main_with(args, self)
+    }
+}
+
 impl<I: upstream::control::ControlRuntime + Clone> Shell for RuntimeShell<I> {
     fn serve(&self, env: BTreeMap<String, String>) -> ExitCode {
         (self.serve)(env, self.limits.clone())

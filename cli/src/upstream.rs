@@ -49,6 +49,7 @@ use http::header::{HeaderName, HeaderValue, LOCATION};
 use http::{HeaderMap, Method};
 use rustls::pki_types::ServerName;
 
+use crate::daemon::Daemon;
 use crate::daemon::correlator::Hop;
 use crate::daemon::pipeline::BudgetCharge;
 use crate::pool::IdlePool;
@@ -469,6 +470,13 @@ impl<I: UpstreamIo> Attempt<I> {
             number: 0,
             charge: Some(charge),
         }
+    }
+
+    /// Steps 1 and 2 of a drive loop's turn (`docs/style.md` §3): the exchange's storage
+    /// operations (spooled and answered at once, `docs/spool.md` §2), then its upstream
+    /// command.
+    pub fn turn(&mut self, daemon: &Daemon, ex: &mut Exchange, client: &Arc<UpstreamClient<I>>) {
+        self.command(daemon.drain_to_upstream(ex), client);
     }
 
     /// Carries out the exchange's upstream command: a new attempt replaces the current one,

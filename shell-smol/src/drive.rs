@@ -66,17 +66,14 @@ pub async fn drive(
     let mut out = BytesMut::new();
     let mut up = Attempt::new(charge);
     let mut shutdown = Box::pin(shared.abort_exchanges.wait());
-    let mut shutdown_seen = shared.abort_exchanges.is_fired();
     let mut timer = Timer::never();
-    if shutdown_seen {
-        ex.handle_shutdown(d.now());
-    }
+    let fired = shared.abort_exchanges.is_fired();
+    let mut shutdown_seen = d.begin_drive(&mut ex, fired);
     loop {
-        // Drain in the documented order; inputs discovered while draining are fed after.
+        // The documented drain order; what it discovers is fed after.
+        up.turn(d, &mut ex, &shared.upstream);
         let mut client_gone = false;
         let mut stalled = false;
-        // Storage is spooled and answered at once (`docs/spool.md` §2).
-        up.command(d.drain_to_upstream(&mut ex), &shared.upstream);
         while let Some(output) = ex.poll_downstream() {
             queue(client, &mut resp, &mut out, output);
             if out.len() >= FLUSH_AT && !(client_dead || client_gone || stalled) {

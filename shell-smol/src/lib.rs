@@ -54,21 +54,13 @@ pub fn serve_with(env: BTreeMap<String, String>, limits: Limits) -> ExitCode {
     code
 }
 
-/// The binary's `main`: the shared CLI with this shell.
-pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    main_with_limits(args, Limits::default())
-}
+/// This build's binary and build names.
+const NAMES: (&str, &str) = ("agent-cli-proxy-smol", "smol");
 
-/// The CLI with shortened listener limits: the black-box tests' entry point.
+/// The shared CLI on this runtime with these listener limits: the binary's `main` passes
+/// the defaults; the black-box tests shorten them so time-dependent cases run in seconds.
 pub fn main_with_limits(args: impl IntoIterator<Item = OsString>, limits: Limits) -> ExitCode {
-    let shell = RuntimeShell {
-        serve: serve_with,
-        limits,
-        binary_name: "agent-cli-proxy-smol",
-        build_name: "smol",
-        net: upstream::SmolNet,
-    };
-    agent_cli_proxy_cli::main_with(args, &shell)
+    RuntimeShell::new(serve_with, limits, NAMES, upstream::SmolNet).run(args)
 }
 
 /// `available_parallelism − 1` threads that run the executor (the caller's thread is the

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use agent_cli_proxy_cli::daemon::Daemon;
+use agent_cli_proxy_cli::upstream::UpstreamClient;
 use agent_cli_proxy_core::shutdown::{Drain, DrainStep, Signal};
 use agent_cli_proxy_core::time::Instant as CoreInstant;
 use async_executor::Executor;
@@ -19,6 +20,7 @@ use futures_lite::{FutureExt, StreamExt, future};
 use crate::latch::Latch;
 use crate::loops::Loops;
 use crate::shared::{Limits, Shared};
+use crate::upstream::SmolNet;
 use agent_cli_proxy_cli::daemon::ready::ReadyState;
 
 /// Binds, serves until a signal, then runs the shutdown sequence. Returns the exit code.
@@ -32,7 +34,7 @@ pub async fn run(daemon: Daemon, limits: Limits, ex: Arc<Executor<'static>>) -> 
     let origin = daemon.clock_origin();
     let shared = Arc::new(Shared {
         daemon,
-        upstream: crate::upstream::client(),
+        upstream: UpstreamClient::new(SmolNet),
         limits,
         in_flight: AtomicUsize::new(0),
         conns: AtomicUsize::new(0),

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use agent_cli_proxy_cli::daemon::Daemon;
 use agent_cli_proxy_cli::daemon::ready::ReadyState;
+use agent_cli_proxy_cli::upstream::UpstreamClient;
 use async_executor::Executor;
 
 use crate::latch::Latch;
-use crate::upstream::UpClient;
+use crate::upstream::SmolNet;
 
 pub use agent_cli_proxy_core::limits::Limits;
 
@@ -20,7 +21,7 @@ pub struct Shared {
     pub daemon: Daemon,
     /// The upstream client, for proxied calls and, as `HttpGet` and `ReadyIo`, the control
     /// plane.
-    pub upstream: UpClient,
+    pub upstream: Arc<UpstreamClient<SmolNet>>,
     /// Limits.
     pub limits: Limits,
     /// Requests being handled.

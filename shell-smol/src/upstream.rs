@@ -8,24 +8,15 @@
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::Arc;
 use std::time::Duration;
 
 use agent_cli_proxy_cli::daemon::correlator::BoxFuture;
 use agent_cli_proxy_cli::upstream::control::ControlRuntime;
-use agent_cli_proxy_cli::upstream::{Stream, UpstreamClient, UpstreamIo};
+use agent_cli_proxy_cli::upstream::{Stream, UpstreamIo};
 use async_io::Async;
 use futures_rustls::TlsConnector;
 use futures_rustls::client::TlsStream;
 use rustls::pki_types::ServerName;
-
-/// The shared upstream client.
-pub type UpClient = Arc<UpstreamClient<SmolNet>>;
-
-/// A client with an empty pool; TLS is set up on first use.
-pub fn client() -> UpClient {
-    UpstreamClient::new(SmolNet)
-}
 
 /// async-io's sockets and futures-rustls for the shared client.
 #[derive(Clone, Copy)]
@@ -87,11 +78,11 @@ impl ControlRuntime for SmolNet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agent_cli_proxy_cli::upstream::checks;
+    use agent_cli_proxy_cli::upstream::{UpstreamClient, checks};
 
     #[test]
     fn connect_failures_are_not_written_and_named() {
-        let checked = async_io::block_on(checks::refused_connect(client()));
+        let checked = async_io::block_on(checks::refused_connect(UpstreamClient::new(SmolNet)));
         assert_eq!(checked, Ok(()));
     }
 }

@@ -35,16 +35,11 @@ pub async fn drive(
     let mut body_tx: Option<mpsc::Sender<Item>> = None;
     let mut up = Attempt::new(charge);
     let mut shutdown = shared.abort_exchanges.subscribe();
-    let mut shutdown_seen = *shutdown.borrow();
-    if shutdown_seen {
-        ex.handle_shutdown(d.now());
-    }
+    let mut shutdown_seen = d.begin_drive(&mut ex, *shutdown.borrow());
     loop {
-        // Drain in the documented order; inputs discovered while draining are fed after.
-        let mut client_gone = false;
-        let mut stalled = false;
-        // Storage is spooled and answered at once (`docs/spool.md` §2).
-        up.command(d.drain_to_upstream(&mut ex), &shared.upstream);
+        up.turn(d, &mut ex, &shared.upstream);
+        // Inputs discovered while draining are fed after the drain.
+        let (mut client_gone, mut stalled) = (false, false);
         while let Some(out) = ex.poll_downstream() {
             match out {
                 Downstream::Reply(reply) => {

@@ -6,5 +6,5 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    agent_cli_proxy::main_with_args(std::env::args_os())
+    agent_cli_proxy::main_with_limits(std::env::args_os(), Default::default())
 }

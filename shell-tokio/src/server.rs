@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use agent_cli_proxy_cli::daemon::Daemon;
 use agent_cli_proxy_cli::daemon::ready::ReadyState;
+use agent_cli_proxy_cli::upstream::UpstreamClient;
 use agent_cli_proxy_core::shutdown::{Drain, DrainStep, Signal};
 use agent_cli_proxy_core::time::Instant as CoreInstant;
 use hyper::server::conn::http1;
@@ -22,6 +23,7 @@ use crate::body::Cut;
 use crate::conntimer::{ConnClock, Tracked, Watched};
 use crate::loops::Loops;
 use crate::shared::{Limits, Shared};
+use crate::upconn::TokioNet;
 
 /// Binds, serves until a signal, then runs the shutdown sequence. Returns the exit code.
 pub async fn run(daemon: Daemon, limits: Limits) -> ExitCode {
@@ -34,7 +36,7 @@ pub async fn run(daemon: Daemon, limits: Limits) -> ExitCode {
     let (abort_tx, _) = watch::channel(false);
     let shared = Arc::new(Shared {
         daemon,
-        upstream: crate::upconn::client(),
+        upstream: UpstreamClient::new(TokioNet),
         limits,
         in_flight: AtomicUsize::new(0),
         drained: Notify::new(),

@@ -1,14 +1,16 @@
 //! The state every task of the tokio daemon shares. A leaf module: everything else imports
 //! it, it imports none of them but the client.
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use agent_cli_proxy_cli::daemon::Daemon;
 use agent_cli_proxy_cli::daemon::ready::ReadyState;
+use agent_cli_proxy_cli::upstream::UpstreamClient;
 use tokio::sync::{Notify, watch};
 
-use crate::upconn::UpClient;
+use crate::upconn::TokioNet;
 
 pub use agent_cli_proxy_core::limits::Limits;
 
@@ -18,7 +20,7 @@ pub struct Shared {
     pub daemon: Daemon,
     /// The upstream client, for proxied calls and, as `HttpGet` and `ReadyIo`, the control
     /// plane.
-    pub upstream: UpClient,
+    pub upstream: Arc<UpstreamClient<TokioNet>>,
     /// Limits.
     pub limits: Limits,
     /// Requests being handled.

@@ -18,26 +18,17 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use agent_cli_proxy_cli::daemon::correlator::BoxFuture;
 use agent_cli_proxy_cli::upstream::control::ControlRuntime;
-use agent_cli_proxy_cli::upstream::{Stream, UpstreamClient, UpstreamIo};
+use agent_cli_proxy_cli::upstream::{Stream, UpstreamIo};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-
-/// The shared upstream client.
-pub type UpClient = Arc<UpstreamClient<TokioNet>>;
-
-/// A client with an empty pool; TLS is set up on first use.
-pub fn client() -> UpClient {
-    UpstreamClient::new(TokioNet)
-}
 
 /// Tokio's sockets and TLS for the shared client.
 #[derive(Clone, Copy)]
@@ -138,7 +129,7 @@ impl<T: AsyncWrite + Unpin> futures_lite::AsyncWrite for Compat<T> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
-    use agent_cli_proxy_cli::upstream::checks;
+    use agent_cli_proxy_cli::upstream::{UpstreamClient, checks};
     use agent_cli_proxy_core::exchange::{UpstreamFailure, UpstreamRequest};
     use agent_cli_proxy_core::http1::ResponseEvent;
     use bytes::Bytes;
@@ -156,7 +147,10 @@ mod tests {
 
     #[tokio::test]
     async fn connect_failures_are_not_written_and_named() {
-        assert_eq!(checks::refused_connect(client()).await, Ok(()));
+        assert_eq!(
+            checks::refused_connect(UpstreamClient::new(TokioNet)).await,
+            Ok(())
+        );
     }
 
     #[tokio::test]
@@ -176,7 +170,7 @@ mod tests {
             }
             seen
         });
-        let client = client();
+        let client = UpstreamClient::new(TokioNet);
         for _ in 0..2 {
             let mut conn = client.clone().send(request(url.clone())).await.unwrap();
             let ResponseEvent::Head(head, _) = conn.next_event().await.unwrap() else {
@@ -214,7 +208,10 @@ mod tests {
                 .await
                 .unwrap();
         });
-        let mut conn = client().send(request(url)).await.unwrap();
+        let mut conn = UpstreamClient::new(TokioNet)
+            .send(request(url))
+            .await
+            .unwrap();
         assert!(matches!(
             conn.next_event().await,
             Ok(ResponseEvent::Head(..))

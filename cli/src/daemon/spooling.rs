@@ -35,6 +35,15 @@ impl Daemon {
         last
     }
 
+    /// A drive loop's start: an exchange begun after the shutdown signal hears of it at
+    /// once. Returns whether the signal has been seen.
+    pub fn begin_drive(&self, ex: &mut Exchange, shutdown_fired: bool) -> bool {
+        if shutdown_fired {
+            ex.handle_shutdown(self.now());
+        }
+        shutdown_fired
+    }
+
     /// Hands every event `ex` has queued to the core, logger and metrics (step 4 of the
     /// drain order, `docs/style.md` §3); true once the exchange reported `Finished`.
     pub fn drain_events(&self, ex: &mut Exchange) -> bool {
