@@ -26,7 +26,7 @@ use async_io::{Async, Timer};
 use bytes::Bytes;
 use futures_lite::future;
 
-use crate::client::{After, BodyError, Client};
+use crate::downstream::{After, BodyError, Client};
 use crate::proxy;
 use crate::shared::Shared;
 
@@ -181,7 +181,7 @@ async fn ignore_body(
         .await
     {
         Ok(_) => Ok(()),
-        Err(crate::client::BodyError::TooLarge) => Ok(()),
+        Err(crate::downstream::BodyError::TooLarge) => Ok(()),
         Err(e) => Err(e.reply(respond, MAX_IGNORED_BODY)),
     }
 }

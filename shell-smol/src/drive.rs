@@ -26,7 +26,7 @@ use async_io::Timer;
 use bytes::BytesMut;
 use futures_lite::future;
 
-use crate::client::{After, Client, WriteError};
+use crate::downstream::{After, Client, WriteError};
 use crate::shared::Shared;
 use crate::upstream::SmolNet;
 

@@ -12,8 +12,8 @@
 //! `available_parallelism − 1` worker threads (each drives the async-io reactor when it is
 //! idle); blocking reads (SQLite readers, files, DNS) run on the `blocking` pool.
 
-mod client;
 mod conn;
+mod downstream;
 mod drive;
 mod latch;
 mod loops;

@@ -14,7 +14,7 @@ use agent_cli_proxy_core::proxy::StartAction;
 use bytes::Bytes;
 use futures_lite::FutureExt;
 
-use crate::client::{After, BodyError, Client};
+use crate::downstream::{After, BodyError, Client};
 use crate::drive::drive;
 use crate::shared::Shared;
 

@@ -13,7 +13,7 @@ mod respond;
 mod server;
 mod service;
 mod shared;
-mod upconn;
+mod upstream;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -42,7 +42,7 @@ const NAMES: (&str, &str) = ("agent-cli-proxy", "tokio");
 /// The shared CLI on this runtime with these listener limits: the binary's `main` passes
 /// the defaults; the black-box tests shorten them so time-dependent cases run in seconds.
 pub fn main_with_limits(args: impl IntoIterator<Item = OsString>, limits: Limits) -> ExitCode {
-    RuntimeShell::new(serve_with, limits, NAMES, upconn::TokioNet).run(args)
+    RuntimeShell::new(serve_with, limits, NAMES, upstream::TokioNet).run(args)
 }
 
 fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {

@@ -23,7 +23,7 @@ use crate::body::Cut;
 use crate::conntimer::{ConnClock, Tracked, Watched};
 use crate::loops::Loops;
 use crate::shared::{Limits, Shared};
-use crate::upconn::TokioNet;
+use crate::upstream::TokioNet;
 
 /// Binds, serves until a signal, then runs the shutdown sequence. Returns the exit code.
 pub async fn run(daemon: Daemon, limits: Limits) -> ExitCode {

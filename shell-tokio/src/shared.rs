@@ -10,7 +10,7 @@ use agent_cli_proxy_cli::daemon::ready::ReadyState;
 use agent_cli_proxy_cli::upstream::UpstreamClient;
 use tokio::sync::{Notify, watch};
 
-use crate::upconn::TokioNet;
+use crate::upstream::TokioNet;
 
 pub use agent_cli_proxy_core::limits::Limits;
 
