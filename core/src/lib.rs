@@ -20,6 +20,7 @@ pub mod ndjson;
 pub mod sse;
 pub mod usage;
 
+pub mod event;
 pub mod exchange;
 pub mod proxy;
 

@@ -88,6 +88,12 @@ pub enum Lifecycle {
 }
 
 impl Lifecycle {
+    /// The row's `incomplete` column: 0 exactly for completed rows. The one place this rule
+    /// lives; both storage backends write it from here.
+    pub fn incomplete(self) -> bool {
+        self != Lifecycle::Completed
+    }
+
     /// The `lifecycle_status` column value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -114,7 +120,7 @@ pub struct RowEnding {
 impl RowEnding {
     /// `incomplete` is 0 exactly for completed rows.
     pub fn incomplete(&self) -> bool {
-        self.lifecycle != Lifecycle::Completed
+        self.lifecycle.incomplete()
     }
 }
 

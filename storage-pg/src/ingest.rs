@@ -21,7 +21,7 @@ use postgres::types::ToSql;
 use postgres::{Client, Transaction};
 
 use agent_cli_proxy_core::usage::TokenColumns;
-use agent_cli_proxy_storage::op::{AuditInfo, CostStatus, FinalizeRow, PreLogRow, Terminal};
+use agent_cli_proxy_storage::op::{AuditInfo, CostStatus, FinalizeRow, PreLogRow};
 use agent_cli_proxy_storage::spool::{Cursor, Record};
 
 use crate::daily::{DailyDeltas, DayKey};
@@ -323,7 +323,7 @@ impl<'a> FinalValues<'a> {
             cost_usd: usd(cost),
             cost_nanousd: cost,
             cost_status: row.cost_status.as_str(),
-            incomplete: i64::from(row.lifecycle_status != Terminal::Completed),
+            incomplete: i64::from(row.lifecycle_status.incomplete()),
             lifecycle_status: row.lifecycle_status.as_str(),
         }
     }

@@ -31,6 +31,7 @@ pub mod ingest;
 pub mod lock;
 pub mod op;
 pub mod queries;
+pub mod readers;
 pub mod recost;
 pub mod schema;
 pub mod spool;
@@ -41,7 +42,7 @@ pub use apply::lifecycle::usage_convention;
 pub use apply::{hash_key, normalize_list, parse_list};
 pub use backfill::{BackfillFlight, BackfillOptions, BackfillWalk, run_backfill};
 pub use backup::{BackupError, BackupReport, backup};
-pub use conn::{ConnOptions, DbPath, PragmaReport, Readers};
+pub use conn::{ConnOptions, DbPath, PragmaReport};
 pub use error::{StorageError, StorageFailure};
 pub use lock::{DbLock, LockError};
 pub use op::{
@@ -50,6 +51,7 @@ pub use op::{
     Recoster, Reply, SharedRecoster, Terminal,
 };
 pub use queries::Queries;
+pub use readers::Readers;
 pub use recost::{CoreRecoster, SharedPricer};
 pub use schema::{Layout, MigrationReport};
 pub use store::Store;

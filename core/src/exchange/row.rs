@@ -92,8 +92,6 @@ pub struct FinalizeRow {
     pub audit_model: String,
     /// Audit `source`.
     pub audit_source: &'static str,
-    /// `incomplete`.
-    pub incomplete: bool,
     /// `error_code`.
     pub error_code: Option<&'static str>,
     /// `error_message`.
@@ -162,7 +160,6 @@ pub(crate) fn build_finalize(i: FinalizeInputs<'_>) -> FinalizeRow {
         cost_status: costed.status,
         audit_model: costed.priced_model,
         audit_source: costed.source.as_str(),
-        incomplete: i.ending.incomplete(),
         error_code: i.ending.error_code,
         error_message: i.ending.error_message.clone(),
         latency_ms: i.latency_ms,

@@ -15,7 +15,7 @@ use agent_cli_proxy_core::usage::{Convention, TokenColumns};
 
 use super::{sql_int, usd};
 use crate::error::StorageError;
-use crate::op::{AuditInfo, CostStatus, FinalizeRow, PreLogRow, RecostRow, Recoster, Terminal};
+use crate::op::{AuditInfo, CostStatus, FinalizeRow, PreLogRow, RecostRow, Recoster};
 
 /// Rows handled per step of a bulk abort.
 const CHUNK: i64 = 500;
@@ -119,7 +119,7 @@ pub(crate) fn insert_final(
         usd(cost),
         cost,
         r.cost_status.as_str(),
-        r.lifecycle_status != Terminal::Completed,
+        r.lifecycle_status.incomplete(),
         r.error_code,
         r.error_message,
         r.latency_ms,
@@ -178,7 +178,7 @@ pub(crate) fn finalize(
             usd(cost),
             cost,
             r.cost_status.as_str(),
-            r.lifecycle_status != Terminal::Completed,
+            r.lifecycle_status.incomplete(),
             r.error_code,
             r.error_message,
             r.latency_ms,

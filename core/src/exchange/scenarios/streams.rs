@@ -49,7 +49,7 @@ fn happy_sse_stream_holds_the_terminal_until_the_commit_and_costs_w2() {
     assert_eq!(row.columns.cache_creation_tokens, 10_000);
     assert_eq!(row.columns.completion_tokens, 812);
     assert_eq!(row.columns.total_tokens, 62_812);
-    assert!(row.streamed && !row.usage_incomplete && !row.incomplete);
+    assert!(row.streamed && !row.usage_incomplete && !row.lifecycle_status.incomplete());
     let checkpoints = s
         .storage()
         .iter()
