@@ -232,8 +232,15 @@ pub(crate) fn apply(
             pairs.push((i, row, end));
         }
     }
+    // A usage checkpoint of a call whose `End` comes later in the batch changes nothing the
+    // `End` does not overwrite (it sets every token column): skipped, as a round trip each
+    // was most of a streamed call's ingestion.
+    let superseded = |k: usize| match &todo[k].1 {
+        Record::Usage { request_id, .. } => ends.get(request_id.as_str()).is_some_and(|&j| j > k),
+        _ => false,
+    };
     let rest: Vec<usize> = (0..todo.len())
-        .filter(|&k| !merged[k] && !matches!(todo[k].1, Record::Begin(_)))
+        .filter(|&k| !merged[k] && !matches!(todo[k].1, Record::Begin(_)) && !superseded(k))
         .collect();
     // A record before its call's `Begin` would see the row too early if moved after it.
     if rest

@@ -331,6 +331,7 @@ impl Ingester {
             ids: HashMap::new(),
             ends: HashMap::new(),
             merged: vec![false; self.buf.len()],
+            isolated: isolate,
             // Summed over the batch, unless each record is isolated (a rejected record's
             // additions must roll back with it).
             daily: (!isolate).then(DailyTotals::default),
@@ -396,6 +397,16 @@ impl Ingester {
                 Ok(Some((row.request_id.clone(), Some(id))))
             }
             Record::Usage { request_id, tokens } => {
+                // Outside isolation, a checkpoint whose call ends later in this batch is
+                // skipped: the `End` sets every token column it would.
+                if !batch.isolated
+                    && batch
+                        .ends
+                        .get(request_id.as_str())
+                        .is_some_and(|&j| j > index)
+                {
+                    return Ok(None);
+                }
                 let id = self.resolve(conn, request_id, &batch.ids)?;
                 lifecycle::checkpoint(conn, id, tokens)?;
                 Ok(None)
@@ -475,6 +486,9 @@ struct Batch<'b> {
     ends: HashMap<&'b str, usize>,
     /// `End`s already written with their `Begin`.
     merged: Vec<bool>,
+    /// Each record under its own savepoint (after the batch as a whole was refused): every
+    /// record is applied as it is, none skipped or summed.
+    isolated: bool,
     daily: Option<DailyTotals>,
 }
 

@@ -246,7 +246,8 @@ fn a_record_the_database_rejects_is_set_aside_and_the_rest_applied() {
 }
 
 /// The single `INSERT` of a `Begin`+`End` in one batch writes the same row, audit and bucket
-/// as the pre-log and finalize it replaces (batches of one record take that path).
+/// as the pre-log, checkpoint and finalize it replaces (batches of one record take that
+/// path).
 #[test]
 fn a_pair_in_one_batch_writes_what_insert_then_finalize_writes() {
     let dump = |batch: usize| {
@@ -255,6 +256,14 @@ fn a_pair_in_one_batch_writes_what_insert_then_finalize_writes() {
         for i in 0..3 {
             let (b, e) = call(i);
             s.spool.append(&b).unwrap();
+            // A streamed call's checkpoint: applied when the batch splits the call, skipped
+            // when its `End` is in the same batch (the `End` sets every token column).
+            s.spool
+                .append(&Record::Usage {
+                    request_id: format!("req-{i}"),
+                    tokens: tokens(7, 1),
+                })
+                .unwrap();
             s.spool.append(&e).unwrap();
         }
         assert_eq!(flush(&s).0, 0);
