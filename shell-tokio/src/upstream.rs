@@ -154,6 +154,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn chunks_read_together_are_handed_over_as_one_and_the_end_follows() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/x", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await.unwrap();
+            // Three SSE events, each its own HTTP chunk, in one write.
+            s.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+                  transfer-encoding: chunked\r\n\r\n\
+                  7\r\ndata:a\n\r\n7\r\ndata:b\n\r\n7\r\ndata:c\n\r\n0\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        });
+        let mut conn = UpstreamClient::new(TokioNet)
+            .send(request(url))
+            .await
+            .unwrap();
+        assert!(matches!(
+            conn.next_event().await,
+            Ok(ResponseEvent::Head(..))
+        ));
+        let mut bodies = Vec::new();
+        loop {
+            match conn.next_event().await.unwrap() {
+                ResponseEvent::Body(b) => bodies.push(b),
+                ResponseEvent::End => break,
+                ResponseEvent::Head(..) => panic!("a second head"),
+            }
+        }
+        assert_eq!(bodies.len(), 1, "{bodies:?}");
+        assert_eq!(&bodies[0][..], b"data:a\ndata:b\ndata:c\n");
+    }
+
+    #[tokio::test]
     async fn a_finished_response_leaves_its_connection_for_the_next_request() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/v1/x", listener.local_addr().unwrap());
