@@ -355,40 +355,11 @@ fn format_json<'a>(
     String::from_utf8(out).ok()
 }
 
-/// Appends `ts.to_iso()` without `format!` (whose padding machinery made the timestamp the
-/// most expensive part of a log line).
+/// Appends `ts.to_iso()` without allocating.
 fn push_iso(out: &mut Vec<u8>, ts: UnixMillis) {
-    let (y, mo, d, h, mi, s, ms) = ts.civil();
-    let Ok(year) = u32::try_from(y) else {
-        out.extend_from_slice(ts.to_iso().as_bytes());
-        return;
-    };
-    if year > 9999 {
-        out.extend_from_slice(ts.to_iso().as_bytes());
-        return;
-    }
-    push_digits(out, year, 4);
-    out.push(b'-');
-    push_digits(out, mo, 2);
-    out.push(b'-');
-    push_digits(out, d, 2);
-    out.push(b'T');
-    push_digits(out, h, 2);
-    out.push(b':');
-    push_digits(out, mi, 2);
-    out.push(b':');
-    push_digits(out, s, 2);
-    out.push(b'.');
-    push_digits(out, ms, 3);
-    out.push(b'Z');
-}
-
-/// The last `width` decimal digits of `v`, zero-padded.
-fn push_digits(out: &mut Vec<u8>, v: u32, width: u32) {
-    let mut div = 10u32.pow(width - 1);
-    while div > 0 {
-        out.push(b'0' + ((v / div) % 10) as u8);
-        div /= 10;
+    match ts.iso_bytes() {
+        Some(bytes) => out.extend_from_slice(&bytes),
+        None => out.extend_from_slice(ts.to_iso().as_bytes()),
     }
 }
 
