@@ -501,7 +501,9 @@ enum State<I: UpstreamIo> {
 pub struct AttemptInput<I: UpstreamIo>(u32, Input<I>);
 
 enum Input<I: UpstreamIo> {
-    Written(Result<UpConn<I>, UpstreamFailure>),
+    /// Boxed: the connection is several times the size of any other input, and inputs travel
+    /// through the shells' select enums.
+    Written(Result<Box<UpConn<I>>, UpstreamFailure>),
     Event(Result<ResponseEvent, UpstreamFailure>),
 }
 
@@ -555,7 +557,7 @@ impl<I: UpstreamIo> Attempt<I> {
             State::Sending(fut) => fut
                 .as_mut()
                 .poll(cx)
-                .map(|r| AttemptInput(self.number, Input::Written(r))),
+                .map(|r| AttemptInput(self.number, Input::Written(r.map(Box::new)))),
             State::Reading { conn, .. } => conn
                 .poll_event(cx)
                 .map(|r| AttemptInput(self.number, Input::Event(r))),
@@ -568,7 +570,10 @@ impl<I: UpstreamIo> Attempt<I> {
         let AttemptInput(n, input) = input;
         match input {
             Input::Written(Ok(conn)) => {
-                self.state = State::Reading { conn, head: false };
+                self.state = State::Reading {
+                    conn: *conn,
+                    head: false,
+                };
                 ex.handle_upstream_written(n, now);
             }
             Input::Written(Err(f)) | Input::Event(Err(f)) => {

@@ -5,14 +5,13 @@
 //! five token sums per call, the exact cost summed, `cost_usd` recomputed from the integer
 //! sum with the same IEEE division.
 
-use std::collections::BTreeMap;
-
 use postgres::Transaction;
 
 use agent_cli_proxy_core::usage::TokenColumns;
+use agent_cli_proxy_storage::daily::DailyTotals;
 
 use crate::error::PgError;
-use crate::{sql_int, usd};
+use crate::usd;
 
 /// The bucket of a row: day (first 10 characters of `started_at`), provider, model.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -22,53 +21,20 @@ pub(crate) struct DayKey {
     pub(crate) model: String,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-struct Sums {
-    requests: i64,
-    prompt: i64,
-    completion: i64,
-    cache_creation: i64,
-    cache_read: i64,
-    total: i64,
-    nano: i64,
-}
-
-/// Pending `daily_usage` changes.
+/// Pending `daily_usage` changes (the storage crate's sums, keyed by [`DayKey`]).
 #[derive(Debug, Default)]
-pub(crate) struct DailyDeltas(BTreeMap<(String, String, String), Sums>);
+pub(crate) struct DailyDeltas(DailyTotals);
 
 impl DailyDeltas {
     /// One more call in `key`'s bucket.
     pub(crate) fn add(&mut self, key: &DayKey, t: &TokenColumns, cost_nanousd: i64) {
-        // SQL `substr(x, 1, 10)` counts characters, as this does.
-        let day: String = key.started_at.chars().take(10).collect();
-        let s = self
-            .0
-            .entry((day, key.provider.clone(), key.model.clone()))
-            .or_default();
-        s.requests += 1;
-        s.prompt = s.prompt.saturating_add(sql_int(t.prompt_tokens));
-        s.completion = s.completion.saturating_add(sql_int(t.completion_tokens));
-        s.cache_creation = s
-            .cache_creation
-            .saturating_add(sql_int(t.cache_creation_tokens));
-        s.cache_read = s.cache_read.saturating_add(sql_int(t.cache_read_tokens));
-        s.total = s.total.saturating_add(sql_int(t.total_tokens));
-        s.nano = s.nano.saturating_add(cost_nanousd);
+        self.0
+            .add(&key.started_at, &key.provider, &key.model, t, cost_nanousd);
     }
 
     /// Takes over `other`'s changes (a record applied under its own savepoint).
     pub(crate) fn merge(&mut self, other: DailyDeltas) {
-        for (key, o) in other.0 {
-            let s = self.0.entry(key).or_default();
-            s.requests += o.requests;
-            s.prompt = s.prompt.saturating_add(o.prompt);
-            s.completion = s.completion.saturating_add(o.completion);
-            s.cache_creation = s.cache_creation.saturating_add(o.cache_creation);
-            s.cache_read = s.cache_read.saturating_add(o.cache_read);
-            s.total = s.total.saturating_add(o.total);
-            s.nano = s.nano.saturating_add(o.nano);
-        }
+        self.0.merge(other.0);
     }
 
     /// Writes every bucket, in key order.
@@ -95,7 +61,7 @@ impl DailyDeltas {
                cost_usd = (daily_usage.cost_nanousd + EXCLUDED.cost_nanousd)::float8
                  / 1000000000::float8",
         )?;
-        for ((day, provider, model), s) in self.0 {
+        for ((day, provider, model), s) in self.0.buckets() {
             tx.execute(
                 &stmt,
                 &[
@@ -108,8 +74,8 @@ impl DailyDeltas {
                     &s.cache_creation,
                     &s.cache_read,
                     &s.total,
-                    &usd(s.nano),
-                    &s.nano,
+                    &usd(s.cost_nanousd),
+                    &s.cost_nanousd,
                 ],
             )?;
         }

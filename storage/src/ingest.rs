@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension};
 
-use crate::apply::lifecycle::{self, DailyTotals};
+use crate::apply::lifecycle;
+use crate::daily::DailyTotals;
 use crate::error::StorageError;
 use crate::spool::codec;
 use crate::spool::{Cursor, Record, Spool};
@@ -367,8 +368,8 @@ impl Ingester {
                 }
             }
         }
-        if let Some(daily) = batch.daily {
-            daily.write(conn)?;
+        if let Some(daily) = &batch.daily {
+            lifecycle::write_daily(conn, daily)?;
         }
         Ok(done)
     }

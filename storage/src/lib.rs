@@ -25,6 +25,7 @@ mod apply;
 pub mod backfill;
 pub mod backup;
 pub mod conn;
+pub mod daily;
 pub mod error;
 pub mod from_core;
 pub mod ingest;

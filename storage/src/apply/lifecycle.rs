@@ -7,13 +7,12 @@
 //! `cost_status = 'unresolved'` into `pending`: that keeps the aggregate invariant and row
 //! invariant 4 ("`unresolved` only while pending"), and lets the backfill cost the row later.
 
-use std::collections::HashMap;
-
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use agent_cli_proxy_core::usage::{Convention, TokenColumns};
 
 use super::{sql_int, usd};
+use crate::daily::{DailySums, DailyTotals};
 use crate::error::StorageError;
 use crate::op::{AuditInfo, CostStatus, FinalizeRow, PreLogRow, RecostRow, Recoster};
 
@@ -445,61 +444,19 @@ pub(super) fn add_daily(
     t: &TokenColumns,
     cost_nanousd: i64,
 ) -> Result<(), StorageError> {
-    let mut bucket = Bucket::default();
-    bucket.add(t, cost_nanousd);
-    write_bucket(conn, started_at, provider, model, &bucket)
+    let mut one = DailyTotals::default();
+    one.add(started_at, provider, model, t, cost_nanousd);
+    write_daily(conn, &one)
 }
 
-/// `daily_usage` additions summed per bucket, each bucket written once: the ingester's
-/// batch under load holds many calls of one day, provider and model, and one upsert per
-/// call was an eighth of its work. The sums equal what one upsert per call would add.
-#[derive(Default)]
-pub(crate) struct DailyTotals {
-    buckets: HashMap<(String, String, String), Bucket>,
-}
-
-#[derive(Default)]
-struct Bucket {
-    requests: i64,
-    prompt: i64,
-    completion: i64,
-    cache_creation: i64,
-    cache_read: i64,
-    total: i64,
-    cost_nanousd: i64,
-}
-
-impl Bucket {
-    fn add(&mut self, t: &TokenColumns, cost_nanousd: i64) {
-        self.requests += 1;
-        self.prompt = self.prompt.saturating_add(sql_int(t.prompt_tokens));
-        self.completion = self.completion.saturating_add(sql_int(t.completion_tokens));
-        self.cache_creation = self
-            .cache_creation
-            .saturating_add(sql_int(t.cache_creation_tokens));
-        self.cache_read = self.cache_read.saturating_add(sql_int(t.cache_read_tokens));
-        self.total = self.total.saturating_add(sql_int(t.total_tokens));
-        self.cost_nanousd = self.cost_nanousd.saturating_add(cost_nanousd);
+/// Writes every bucket of `totals`; in the batch's transaction, before its commit. The
+/// ingester sums a batch's calls (`crate::daily`): under load most of a batch falls in one
+/// bucket, and one upsert per call was an eighth of its work.
+pub(crate) fn write_daily(conn: &Connection, totals: &DailyTotals) -> Result<(), StorageError> {
+    for ((day, provider, model), sums) in totals.buckets() {
+        write_bucket(conn, day, provider, model, sums)?;
     }
-}
-
-impl DailyTotals {
-    fn add(&mut self, started_at: &str, provider: &str, model: &str, t: &TokenColumns, cost: i64) {
-        // The day as the upsert's `substr(started_at, 1, 10)` takes it: ten characters.
-        let day: String = started_at.chars().take(10).collect();
-        self.buckets
-            .entry((day, provider.to_owned(), model.to_owned()))
-            .or_default()
-            .add(t, cost);
-    }
-
-    /// Writes every bucket; in the batch's transaction, before its commit.
-    pub(crate) fn write(self, conn: &Connection) -> Result<(), StorageError> {
-        for ((day, provider, model), bucket) in &self.buckets {
-            write_bucket(conn, day, provider, model, bucket)?;
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 fn write_bucket(
@@ -507,7 +464,7 @@ fn write_bucket(
     started_at: &str,
     provider: &str,
     model: &str,
-    b: &Bucket,
+    b: &DailySums,
 ) -> Result<(), StorageError> {
     conn.prepare_cached(
         "INSERT INTO daily_usage (day, provider, model, request_count, prompt_tokens,
