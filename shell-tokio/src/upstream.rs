@@ -191,6 +191,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_framing_error_after_joined_chunks_comes_after_their_bytes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/x", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await.unwrap();
+            // Two good chunks, then a chunk size that is not hex.
+            s.write_all(
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+                  2\r\nab\r\n2\r\ncd\r\nzz\r\n",
+            )
+            .await
+            .unwrap();
+        });
+        let mut conn = UpstreamClient::new(TokioNet)
+            .send(request(url))
+            .await
+            .unwrap();
+        assert!(matches!(
+            conn.next_event().await,
+            Ok(ResponseEvent::Head(..))
+        ));
+        let Ok(ResponseEvent::Body(body)) = conn.next_event().await else {
+            panic!("the good bytes first");
+        };
+        assert_eq!(&body[..], b"abcd");
+        assert!(matches!(
+            conn.next_event().await,
+            Err(UpstreamFailure::Read { .. })
+        ));
+    }
+
+    #[tokio::test]
     async fn a_finished_response_leaves_its_connection_for_the_next_request() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/v1/x", listener.local_addr().unwrap());
