@@ -2,10 +2,11 @@
 //! state they need — breakers, the rate limiter, prices — creating one [`Exchange`] per
 //! admitted request.
 //!
-//! The shell asks, in order: [`Core::route`]; for admin routes the admin gate (`gate`, with
+//! The shell asks, in order: `route::route`; for admin routes the admin gate (`gate`, with
 //! dashboard sessions added in cli); for proxied routes [`Core::credential_hash`] (it looks
-//! the hash up in storage), then [`Core::check_proxy_head`] before reading the body, then
-//! [`Core::start`] with the body.
+//! the hash up in storage), then [`check_proxy_head`] before reading the body, then
+//! [`Core::prepare`] with the body and [`Core::admit`] (together, [`Core::start`]). Only
+//! `admit` needs the core itself; the rest read the configuration.
 //! Every exchange hands its breaker permit back through [`Core::handle_outcome`].
 
 use std::net::IpAddr;
@@ -30,7 +31,7 @@ use crate::identify::{self, detect_tool};
 use crate::limiter::{RateDecision, RateLimiter};
 use crate::pricing::{PriceTable, Pricer};
 use crate::provider::ProviderOrigin;
-use crate::route::{self, Route};
+use crate::route;
 use crate::time::{Instant, UnixMillis};
 use crate::transform::{self, TransformInput, UpstreamSettings};
 
@@ -175,11 +176,6 @@ impl Core {
     /// Overrides the per-exchange limits (tests use a small line cap).
     pub fn set_exchange_limits(&mut self, limits: ExchangeLimits) {
         self.limits = limits;
-    }
-
-    /// Rows 1–5 of the routing table.
-    pub fn route(&self, head: &RequestHead) -> Route {
-        route::route(&head.method, &head.path)
     }
 
     /// SHA-256 hex of the request's credential, for the managed-key lookup; `None` when the

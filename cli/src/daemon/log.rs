@@ -45,6 +45,8 @@ struct Queue {
     /// The logging thread waits for a line: the next one must wake it. While it is
     /// writing or lingering, lines are only queued (no notify, no syscall).
     idle: bool,
+    /// A batch taken from `lines` is being written: [`Logger::flush`] waits for it too.
+    writing: bool,
 }
 
 struct Inner {
@@ -75,6 +77,7 @@ impl Logger {
                 dropped_since_report: 0,
                 closed: false,
                 idle: false,
+                writing: false,
             }),
             ready: Condvar::new(),
             dropped_total: AtomicU64::new(0),
@@ -168,14 +171,15 @@ impl Logger {
         }
     }
 
-    /// Flushes the queue and stops the thread (at shutdown).
+    /// Waits (at most a second) until every queued line is written, including a batch the
+    /// thread has taken but not finished writing, then flushes stdout (at shutdown).
     pub fn flush(&self) {
         for _ in 0..200 {
             let empty = self
                 .inner
                 .queue
                 .lock()
-                .map(|q| q.lines.is_empty())
+                .map(|q| q.lines.is_empty() && !q.writing)
                 .unwrap_or(true);
             if empty {
                 break;
@@ -223,6 +227,7 @@ fn writer_loop(inner: &Inner) {
             }
             let batch: Vec<String> = q.lines.drain(..).collect();
             let dropped = std::mem::take(&mut q.dropped_since_report);
+            q.writing = true;
             (batch, dropped)
         };
         // Stdout is line-buffered: without this buffer every line is its own `write`.
@@ -233,6 +238,9 @@ fn writer_loop(inner: &Inner) {
         }
         let _ = out.flush();
         drop(out);
+        if let Ok(mut q) = inner.queue.lock() {
+            q.writing = false;
+        }
         if dropped > 0 {
             let line = format_line(
                 inner.format,
