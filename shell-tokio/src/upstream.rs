@@ -129,7 +129,7 @@ impl<T: AsyncWrite + Unpin> futures_lite::AsyncWrite for Compat<T> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
-    use agent_cli_proxy_cli::upstream::{UpstreamClient, checks};
+    use agent_cli_proxy_cli::upstream::{UpConn, UpstreamClient, checks};
     use agent_cli_proxy_core::exchange::{UpstreamFailure, UpstreamRequest};
     use agent_cli_proxy_core::http1::ResponseEvent;
     use bytes::Bytes;
@@ -153,27 +153,31 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn chunks_read_together_are_handed_over_as_one_and_the_end_follows() {
+    /// A request sent to a one-shot server that answers `response` in one write.
+    async fn answered_once(response: &'static [u8]) -> UpConn<TokioNet> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/v1/x", listener.local_addr().unwrap());
         tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.unwrap();
             let mut buf = vec![0u8; 4096];
             let _ = s.read(&mut buf).await.unwrap();
-            // Three SSE events, each its own HTTP chunk, in one write.
-            s.write_all(
-                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
-                  transfer-encoding: chunked\r\n\r\n\
-                  7\r\ndata:a\n\r\n7\r\ndata:b\n\r\n7\r\ndata:c\n\r\n0\r\n\r\n",
-            )
-            .await
-            .unwrap();
+            s.write_all(response).await.unwrap();
         });
-        let mut conn = UpstreamClient::new(TokioNet)
+        UpstreamClient::new(TokioNet)
             .send(request(url))
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn chunks_read_together_are_handed_over_as_one_and_the_end_follows() {
+        // Three SSE events, each its own HTTP chunk, in one write.
+        let mut conn = answered_once(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+              transfer-encoding: chunked\r\n\r\n\
+              7\r\ndata:a\n\r\n7\r\ndata:b\n\r\n7\r\ndata:c\n\r\n0\r\n\r\n",
+        )
+        .await;
         assert!(matches!(
             conn.next_event().await,
             Ok(ResponseEvent::Head(..))
@@ -192,24 +196,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_framing_error_after_joined_chunks_comes_after_their_bytes() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/v1/x", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let mut buf = vec![0u8; 4096];
-            let _ = s.read(&mut buf).await.unwrap();
-            // Two good chunks, then a chunk size that is not hex.
-            s.write_all(
-                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
-                  2\r\nab\r\n2\r\ncd\r\nzz\r\n",
-            )
-            .await
-            .unwrap();
-        });
-        let mut conn = UpstreamClient::new(TokioNet)
-            .send(request(url))
-            .await
-            .unwrap();
+        // Two good chunks, then a chunk size that is not hex.
+        let mut conn = answered_once(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+              2\r\nab\r\n2\r\ncd\r\nzz\r\n",
+        )
+        .await;
         assert!(matches!(
             conn.next_event().await,
             Ok(ResponseEvent::Head(..))
