@@ -315,9 +315,24 @@ impl ProxyProcess {
         format!("{}{}", self.stdout(), self.stderr())
     }
 
-    /// The child's stdout so far (all starts appended).
+    /// The child's stdout so far (all starts appended), once it has settled: the logging
+    /// thread writes in batches (it lets lines gather for up to 10 ms after the first one,
+    /// `docs/control.md` §10.2), so a line logged just before an HTTP answer can reach the
+    /// file shortly after the answer. Read again every 25 ms until two reads agree (at most
+    /// 2 s).
     pub fn stdout(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
+        let path = self.dir.path().join("stdout.log");
+        let read = || std::fs::read_to_string(&path).unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut last = read();
+        loop {
+            std::thread::sleep(Duration::from_millis(25));
+            let now = read();
+            if now == last || Instant::now() >= deadline {
+                return now;
+            }
+            last = now;
+        }
     }
 
     /// The child's stderr so far (all starts appended).
