@@ -34,6 +34,13 @@ pub struct DailySums {
 }
 
 impl DailySums {
+    /// What one call adds.
+    pub fn of_one(t: &TokenColumns, cost_nanousd: i64) -> DailySums {
+        let mut sums = DailySums::default();
+        sums.add(t, cost_nanousd);
+        sums
+    }
+
     fn add(&mut self, t: &TokenColumns, cost_nanousd: i64) {
         self.requests += 1;
         self.prompt = self.prompt.saturating_add(sql_int(t.prompt_tokens));

@@ -444,9 +444,14 @@ pub(super) fn add_daily(
     t: &TokenColumns,
     cost_nanousd: i64,
 ) -> Result<(), StorageError> {
-    let mut one = DailyTotals::default();
-    one.add(started_at, provider, model, t, cost_nanousd);
-    write_daily(conn, &one)
+    // `write_bucket`'s upsert takes the day with `substr(?1, 1, 10)` itself.
+    write_bucket(
+        conn,
+        started_at,
+        provider,
+        model,
+        &DailySums::of_one(t, cost_nanousd),
+    )
 }
 
 /// Writes every bucket of `totals`; in the batch's transaction, before its commit. The
