@@ -16,7 +16,8 @@
 //!   `Shutdown` closes the channel, drains what is already queued, and the thread exits;
 //!   its reply comes after the drain. Later sends get `WriterGone`, as do all commands if the
 //!   thread dies.
-//! * The writer's connection sets `PRAGMA ignore_check_constraints = ON`. The schema's
+//! * The writer's connection sets `PRAGMA ignore_check_constraints = ON`
+//!   ([`Store::into_writer_connection`], before the boot drain too). The schema's
 //!   `CHECK (cost_status IN (…))` and `CHECK (lifecycle_status IN (…))` stay as the spec
 //!   writes them, and every other connection (CLI commands, the `sqlite3` shell) still
 //!   enforces them; but SQLite evaluates a four-value `IN` list through a temporary B-tree
@@ -152,7 +153,7 @@ impl Writer {
         config: WriterConfig,
     ) -> Result<(WriterHandle, JoinHandle<()>), StorageError> {
         Writer::start(
-            store.into_connection(),
+            store.into_writer_connection()?,
             config,
             Arc::new(Doorbell::default()),
             None,
@@ -169,7 +170,8 @@ impl Writer {
     ) -> Result<Spooled, StorageError> {
         let mut store = Store::open_with(path, config.conn)?;
         store.migrate()?;
-        let conn = store.into_connection();
+        // Set before the boot drain, which applies records as the thread later does.
+        let conn = store.into_writer_connection()?;
         let applied = crate::ingest::applied_seq(&conn)?;
         let bell = Arc::new(Doorbell::default());
         let opened =
@@ -201,7 +203,6 @@ impl Writer {
         let (tx, rx) = async_channel::bounded(config.capacity.max(1));
         let stats = Arc::new(WriterStats::default());
         let thread_stats = Arc::clone(&stats);
-        conn.execute_batch("PRAGMA ignore_check_constraints = ON;")?;
         let thread_bell = Arc::clone(&bell);
         let join = std::thread::Builder::new()
             .name(THREAD_NAME.to_owned())
