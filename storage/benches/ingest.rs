@@ -6,9 +6,15 @@
 //! `cargo bench -p agent-cli-proxy-storage --bench ingest` (`ACP_BENCH_ROWS` pairs, default
 //! 50 000; `ACP_BENCH_REPS`, default 3, best kept). Also reports the append cost per record
 //! on the data path's side and the ingesting thread's CPU time per row (from
-//! `/proc/thread-self`), which other load on the machine does not inflate.
+//! `/proc/thread-self`), which other load on the machine does not inflate. The connection is
+//! set up as the daemon's ingester has it, on the tokio build's allocator.
 
 #![allow(clippy::expect_used)] // a benchmark binary: aborting on a setup failure is the point
+
+// The production daemon's allocator (`shell-tokio/src/main.rs`), which its ingesting thread
+// runs on; the smol build keeps the system's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension};
 
-use crate::apply::lifecycle;
+use crate::apply::lifecycle::{self, FinalInsert};
 use crate::daily::DailyTotals;
 use crate::error::StorageError;
 use crate::spool::codec;
@@ -338,6 +338,7 @@ impl Ingester {
             daily: (!isolate).then(DailyTotals::default),
         };
         let mut done = Vec::new();
+        let mut finals = None;
         // Index of the `End` of each call in this batch, for the single-insert path.
         for (i, (_, rec)) in self.buf.iter().enumerate() {
             if let Record::End { request_id, .. } = rec {
@@ -351,7 +352,7 @@ impl Ingester {
             if isolate {
                 conn.prepare_cached("SAVEPOINT acp_rec")?.execute([])?;
             }
-            let result = self.apply_one(conn, rec, i, &mut batch);
+            let result = self.apply_one(conn, rec, i, &mut batch, &mut finals);
             match result {
                 Ok(change) => {
                     if isolate {
@@ -374,12 +375,13 @@ impl Ingester {
         Ok(done)
     }
 
-    fn apply_one<'b>(
+    fn apply_one<'b, 'c>(
         &'b self,
-        conn: &Connection,
+        conn: &'c Connection,
         rec: &'b Record,
         index: usize,
         batch: &mut Batch<'b>,
+        finals: &mut Option<FinalInsert<'c>>,
     ) -> Result<Option<(String, Option<i64>)>, StorageError> {
         match rec {
             Record::Begin(row) => {
@@ -388,7 +390,11 @@ impl Ingester {
                     && j > index
                     && let Record::End { row: end, .. } = &self.buf[j].1
                 {
-                    let id = lifecycle::insert_final(conn, row, end, batch.daily.as_mut())?;
+                    let finals = match finals {
+                        Some(f) => f,
+                        None => finals.insert(FinalInsert::prepare(conn)?),
+                    };
+                    let id = finals.insert(conn, row, end, batch.daily.as_mut())?;
                     batch.ids.insert(row.request_id.as_str(), id);
                     batch.merged[j] = true;
                     return Ok(None);

@@ -7,7 +7,7 @@
 //! `cost_status = 'unresolved'` into `pending`: that keeps the aggregate invariant and row
 //! invariant 4 ("`unresolved` only while pending"), and lets the backfill cost the row later.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, params};
 
 use agent_cli_proxy_core::usage::{Convention, TokenColumns};
 
@@ -68,72 +68,103 @@ pub(crate) fn checkpoint(conn: &Connection, id: i64, t: &TokenColumns) -> Result
     Ok(())
 }
 
-/// A call whose `Begin` and `End` are ingested in the same batch (`docs/spool.md` §4): its
-/// final row in one `INSERT`, then the audit and the `daily_usage` bucket exactly as
-/// [`finalize`] writes them for a pending row (whose status would be `unresolved`).
-pub(crate) fn insert_final(
-    conn: &Connection,
-    p: &PreLogRow,
-    r: &FinalizeRow,
-    daily: Option<&mut DailyTotals>,
-) -> Result<i64, StorageError> {
-    let t = &r.tokens;
-    let cost = sql_int(r.cost_nanousd);
-    conn.prepare_cached(
-        "INSERT INTO request_logs (request_id, provider, model, tool, client_id, agent,
-           user_agent, source_ip, msg_id, path, streamed, proxy_api_key_id, source,
-           actual_model, actual_provider, status, prompt_tokens, completion_tokens,
-           cache_creation_tokens, cache_read_tokens, reasoning_tokens, total_tokens,
-           cache_write_1h_tokens, usage_incomplete, cost_usd, cost_nanousd, cost_status,
-           incomplete, error_code, error_message, latency_ms, finished_at, finalized_at,
-           lifecycle_status, started_at, meta_json)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'proxy', ?13, ?14, ?15,
-           ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?31,
-           ?32, ?33, ?34)",
-    )?
-    .execute(params![
-        p.request_id,
-        p.provider,
-        p.model,
-        p.tool,
-        p.client_id,
-        p.agent,
-        p.user_agent,
-        p.source_ip,
-        p.msg_id,
-        p.path,
-        r.streamed,
-        r.proxy_api_key_id,
-        r.actual_model,
-        r.actual_provider,
-        r.status,
-        sql_int(t.prompt_tokens),
-        sql_int(t.completion_tokens),
-        sql_int(t.cache_creation_tokens),
-        sql_int(t.cache_read_tokens),
-        sql_int(t.reasoning_tokens),
-        sql_int(t.total_tokens),
-        sql_int(t.cache_write_1h_tokens),
-        r.usage_incomplete,
-        usd(cost),
-        cost,
-        r.cost_status.as_str(),
-        r.lifecycle_status.incomplete(),
-        r.error_code,
-        r.error_message,
-        r.latency_ms,
-        r.now,
-        r.lifecycle_status.as_str(),
-        p.started_at,
-        r.meta_json,
-    ])?;
-    let id = conn.last_insert_rowid();
-    write_audit(conn, id, "unresolved", r.cost_status, cost, &r.audit)?;
-    match daily {
-        Some(totals) => totals.add(&p.started_at, &p.provider, &p.model, t, cost),
-        None => add_daily(conn, &p.started_at, &p.provider, &p.model, t, cost)?,
+/// The single-insert path's two statements, taken from the statement cache once per batch
+/// instead of once per call: each lookup hashes the statement's text, and the `INSERT`'s is
+/// over 600 bytes.
+pub(crate) struct FinalInsert<'c> {
+    row: CachedStatement<'c>,
+    audit: CachedStatement<'c>,
+}
+
+const INSERT_FINAL: &str =
+    "INSERT INTO request_logs (request_id, provider, model, tool, client_id, agent,
+       user_agent, source_ip, msg_id, path, streamed, proxy_api_key_id, source,
+       actual_model, actual_provider, status, prompt_tokens, completion_tokens,
+       cache_creation_tokens, cache_read_tokens, reasoning_tokens, total_tokens,
+       cache_write_1h_tokens, usage_incomplete, cost_usd, cost_nanousd, cost_status,
+       incomplete, error_code, error_message, latency_ms, finished_at, finalized_at,
+       lifecycle_status, started_at, meta_json)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'proxy', ?13, ?14, ?15,
+       ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?31,
+       ?32, ?33, ?34)";
+
+const INSERT_AUDIT: &str =
+    "INSERT INTO cost_audit (request_log_id, model, provider, source, base_cost_usd,
+       cost_nanousd) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+impl<'c> FinalInsert<'c> {
+    pub(crate) fn prepare(conn: &'c Connection) -> Result<FinalInsert<'c>, StorageError> {
+        Ok(FinalInsert {
+            row: conn.prepare_cached(INSERT_FINAL)?,
+            audit: conn.prepare_cached(INSERT_AUDIT)?,
+        })
     }
-    Ok(id)
+
+    /// A call whose `Begin` and `End` are ingested in the same batch (`docs/spool.md` §4):
+    /// its final row in one `INSERT`, then the audit and the `daily_usage` bucket exactly as
+    /// [`finalize`] writes them for a pending row (whose status would be `unresolved`).
+    pub(crate) fn insert(
+        &mut self,
+        conn: &Connection,
+        p: &PreLogRow,
+        r: &FinalizeRow,
+        daily: Option<&mut DailyTotals>,
+    ) -> Result<i64, StorageError> {
+        let t = &r.tokens;
+        let cost = sql_int(r.cost_nanousd);
+        self.row.execute(params![
+            p.request_id,
+            p.provider,
+            p.model,
+            p.tool,
+            p.client_id,
+            p.agent,
+            p.user_agent,
+            p.source_ip,
+            p.msg_id,
+            p.path,
+            r.streamed,
+            r.proxy_api_key_id,
+            r.actual_model,
+            r.actual_provider,
+            r.status,
+            sql_int(t.prompt_tokens),
+            sql_int(t.completion_tokens),
+            sql_int(t.cache_creation_tokens),
+            sql_int(t.cache_read_tokens),
+            sql_int(t.reasoning_tokens),
+            sql_int(t.total_tokens),
+            sql_int(t.cache_write_1h_tokens),
+            r.usage_incomplete,
+            usd(cost),
+            cost,
+            r.cost_status.as_str(),
+            r.lifecycle_status.incomplete(),
+            r.error_code,
+            r.error_message,
+            r.latency_ms,
+            r.now,
+            r.lifecycle_status.as_str(),
+            p.started_at,
+            r.meta_json,
+        ])?;
+        let id = conn.last_insert_rowid();
+        // The audit rule of `write_audit` for a new row, whose previous status is
+        // `unresolved` and which has no audit yet: always an audit row.
+        self.audit.execute(params![
+            id,
+            r.audit.model,
+            r.audit.provider,
+            r.audit.source,
+            usd(cost),
+            cost
+        ])?;
+        match daily {
+            Some(totals) => totals.add(&p.started_at, &p.provider, &p.model, t, cost),
+            None => add_daily(conn, &p.started_at, &p.provider, &p.model, t, cost)?,
+        }
+        Ok(id)
+    }
 }
 
 /// The first finalize wins: the update requires `lifecycle_status = 'pending'`; a later one
@@ -418,11 +449,7 @@ pub(super) fn write_audit(
         latest.is_none_or(|latest_cost| latest_cost != Some(cost_nanousd))
     };
     if needed {
-        conn.prepare_cached(
-            "INSERT INTO cost_audit (request_log_id, model, provider, source, base_cost_usd,
-               cost_nanousd) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
+        conn.prepare_cached(INSERT_AUDIT)?.execute(params![
             id,
             audit.model,
             audit.provider,
