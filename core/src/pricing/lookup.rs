@@ -138,31 +138,41 @@ impl Pricer {
         Some(hit(found, MatchSource::Fuzzy))
     }
 
-    /// Steps 0–2.
+    /// Steps 0–2. The exact keys are tried before the normalized ones are built: nearly
+    /// every call is an exact hit on a table without overrides, which then costs no
+    /// normalization and no allocation but the one key buffer.
     fn direct(&self, model: &str, providers: &[&str]) -> Option<((&str, &Price), MatchSource)> {
         let providers = providers.iter().filter(|p| !p.is_empty());
-        let norm = normalize(model);
-        let normalized_keys: Vec<String> = providers
-            .clone()
-            .map(|p| format!("{}/{norm}", normalize(p)))
-            .chain([norm.clone()])
-            .collect();
-        if let Some(found) = normalized_keys
-            .iter()
-            .find_map(|k| self.overrides.get_normalized(k))
-        {
-            return Some((found, MatchSource::Override));
+        let normalized_keys = || -> Vec<String> {
+            let norm = normalize(model);
+            providers
+                .clone()
+                .map(|p| format!("{}/{norm}", normalize(p)))
+                .chain([norm.clone()])
+                .collect()
+        };
+        let mut normalized: Option<Vec<String>> = None;
+        if !self.overrides.is_empty() {
+            let keys = normalized.insert(normalized_keys());
+            if let Some(found) = keys.iter().find_map(|k| self.overrides.get_normalized(k)) {
+                return Some((found, MatchSource::Override));
+            }
         }
-        let exact = providers
-            .map(|p| format!("{p}/{model}"))
-            .chain([model.to_string()])
-            .find_map(|k| self.table.get_entry(&k));
-        if let Some(found) = exact {
+        let mut key = String::with_capacity(model.len() + 32);
+        for p in providers.clone() {
+            key.clear();
+            key.push_str(p);
+            key.push('/');
+            key.push_str(model);
+            if let Some(found) = self.table.get_entry(&key) {
+                return Some((found, MatchSource::Exact));
+            }
+        }
+        if let Some(found) = self.table.get_entry(model) {
             return Some((found, MatchSource::Exact));
         }
-        let found = normalized_keys
-            .iter()
-            .find_map(|k| self.table.get_normalized(k))?;
+        let keys = normalized.get_or_insert_with(normalized_keys);
+        let found = keys.iter().find_map(|k| self.table.get_normalized(k))?;
         Some((found, MatchSource::Normalized))
     }
 }
