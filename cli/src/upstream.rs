@@ -347,6 +347,19 @@ impl<I: UpstreamIo> UpConn<I> {
         ResponseEvent::Body(joined.map_or(first, BytesMut::freeze))
     }
 
+    /// The next response event when the bytes already read hold it; `None` when it needs
+    /// another read.
+    pub fn buffered_event(&mut self) -> Option<Result<ResponseEvent, UpstreamFailure>> {
+        if let Some(next) = self.pending.take() {
+            return Some(*next);
+        }
+        match self.reader.next_event() {
+            Ok(Some(ev)) => Some(Ok(self.join_bodies(ev))),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+
     /// The next response event, awaited.
     pub async fn next_event(&mut self) -> Result<ResponseEvent, UpstreamFailure> {
         future::poll_fn(|cx| self.poll_event(cx)).await
@@ -562,6 +575,20 @@ impl<I: UpstreamIo> Attempt<I> {
                 .poll_event(cx)
                 .map(|r| AttemptInput(self.number, Input::Event(r))),
             State::Idle => Poll::Pending,
+        }
+    }
+
+    /// The next upstream input when it is already decoded or decodable from bytes already
+    /// read (never a read, never a wait), if [`Attempt::is_waiting`] for it.
+    pub fn buffered_input(&mut self, wants_body: bool) -> Option<AttemptInput<I>> {
+        if !self.is_waiting(wants_body) {
+            return None;
+        }
+        match &mut self.state {
+            State::Reading { conn, .. } => conn
+                .buffered_event()
+                .map(|r| AttemptInput(self.number, Input::Event(r))),
+            State::Sending(_) | State::Idle => None,
         }
     }
 

@@ -81,6 +81,17 @@ pub async fn drive(
             }
         }
         let writable = !(client_dead || client_gone || stalled);
+        // Response bytes that arrived with what is queued go out in the same write (a
+        // streamed response's head and its first events: one `send` instead of two). Only
+        // what is already read is taken; nothing waits for more.
+        if writable
+            && !out.is_empty()
+            && out.len() < FLUSH_AT
+            && let Some(more) = up.buffered_input(ex.wants_upstream_body())
+        {
+            up.feed(&mut ex, more, d.now());
+            continue;
+        }
         if writable && !out.is_empty() {
             flush(client, &mut out, stall, &mut client_gone, &mut stalled).await;
         }

@@ -195,6 +195,59 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_body_read_with_the_head_is_there_without_another_read() {
+        let mut conn = answered_once(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+              transfer-encoding: chunked\r\n\r\n\
+              7\r\ndata:a\n\r\n7\r\ndata:b\n\r\n0\r\n\r\n",
+        )
+        .await;
+        assert!(matches!(
+            conn.next_event().await,
+            Ok(ResponseEvent::Head(..))
+        ));
+        let Some(Ok(ResponseEvent::Body(body))) = conn.buffered_event() else {
+            panic!("the events came with the head");
+        };
+        assert_eq!(&body[..], b"data:a\ndata:b\n");
+        assert!(matches!(
+            conn.buffered_event(),
+            Some(Ok(ResponseEvent::End))
+        ));
+    }
+
+    #[tokio::test]
+    async fn nothing_is_buffered_when_only_the_head_has_arrived() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/x", listener.local_addr().unwrap());
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await.unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                .await
+                .unwrap();
+            let _ = go_rx.await;
+            s.write_all(b"2\r\nab\r\n0\r\n\r\n").await.unwrap();
+        });
+        let mut conn = UpstreamClient::new(TokioNet)
+            .send(request(url))
+            .await
+            .unwrap();
+        assert!(matches!(
+            conn.next_event().await,
+            Ok(ResponseEvent::Head(..))
+        ));
+        assert!(conn.buffered_event().is_none(), "the body is not sent yet");
+        go_tx.send(()).unwrap();
+        let Ok(ResponseEvent::Body(body)) = conn.next_event().await else {
+            panic!("the body, read once sent");
+        };
+        assert_eq!(&body[..], b"ab");
+    }
+
+    #[tokio::test]
     async fn a_framing_error_after_joined_chunks_comes_after_their_bytes() {
         // Two good chunks, then a chunk size that is not hex.
         let mut conn = answered_once(
