@@ -155,13 +155,26 @@ mod tests {
 
     /// A request sent to a one-shot server that answers `response` in one write.
     async fn answered_once(response: &'static [u8]) -> UpConn<TokioNet> {
+        answered(response, None).await
+    }
+
+    /// A request sent to a one-shot server that answers `first` in one write, then, once
+    /// `later`'s signal comes, its bytes in another.
+    async fn answered(
+        first: &'static [u8],
+        later: Option<(tokio::sync::oneshot::Receiver<()>, &'static [u8])>,
+    ) -> UpConn<TokioNet> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/v1/x", listener.local_addr().unwrap());
         tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.unwrap();
             let mut buf = vec![0u8; 4096];
             let _ = s.read(&mut buf).await.unwrap();
-            s.write_all(response).await.unwrap();
+            s.write_all(first).await.unwrap();
+            if let Some((go, rest)) = later {
+                let _ = go.await;
+                s.write_all(rest).await.unwrap();
+            }
         });
         UpstreamClient::new(TokioNet)
             .send(request(url))
@@ -218,23 +231,12 @@ mod tests {
 
     #[tokio::test]
     async fn nothing_is_buffered_when_only_the_head_has_arrived() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/v1/x", listener.local_addr().unwrap());
         let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let mut buf = vec![0u8; 4096];
-            let _ = s.read(&mut buf).await.unwrap();
-            s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
-                .await
-                .unwrap();
-            let _ = go_rx.await;
-            s.write_all(b"2\r\nab\r\n0\r\n\r\n").await.unwrap();
-        });
-        let mut conn = UpstreamClient::new(TokioNet)
-            .send(request(url))
-            .await
-            .unwrap();
+        let mut conn = answered(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+            Some((go_rx, b"2\r\nab\r\n0\r\n\r\n")),
+        )
+        .await;
         assert!(matches!(
             conn.next_event().await,
             Ok(ResponseEvent::Head(..))
