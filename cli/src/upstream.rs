@@ -281,11 +281,8 @@ impl<I: UpstreamIo> UpConn<I> {
         cx: &mut Context<'_>,
     ) -> Poll<Result<ResponseEvent, UpstreamFailure>> {
         loop {
-            if let Some(next) = self.pending.take() {
-                return Poll::Ready(*next);
-            }
-            if let Some(ev) = self.reader.next_event()? {
-                return Poll::Ready(Ok(self.join_bodies(ev)));
+            if let Some(next) = self.buffered_event() {
+                return Poll::Ready(next);
             }
             let read = crate::scratch::with_read_buffer(|chunk| {
                 match Pin::new(&mut self.conn).poll_read(cx, chunk) {
